@@ -1,0 +1,189 @@
+//! Command line of `outpost-agent`. Every flag also reads an `OUTPOST_*` environment variable, so the Helm
+//! chart can configure the pod through env alone. [`GitArgs`] is shared with the status writer.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::logging::LogFormat;
+use crate::secret::Secret;
+use crate::source::{self, Auth, GitRef, RepoUrl};
+
+/// Parse `30s`, `5m`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h)"))
+}
+
+/// How to reach and authenticate to a Git repository (shared by both binaries).
+#[derive(clap::Args, Clone, Debug)]
+pub struct GitArgs {
+    /// Repository: https://, ssh://, git@host:path, file:// or a local path.
+    #[arg(long = "git-url", env = "OUTPOST_GIT_URL")]
+    pub url: String,
+
+    /// Username sent with the token over HTTPS.
+    #[arg(long = "git-username", env = "OUTPOST_GIT_USERNAME", default_value = "git")]
+    pub username: String,
+
+    /// File holding the HTTPS token or password; re-read when it changes.
+    #[arg(long = "git-token-file", env = "OUTPOST_GIT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The token itself (prefer --git-token-file; this is for the OUTPOST_GIT_TOKEN variable).
+    #[arg(
+        long = "git-token",
+        env = "OUTPOST_GIT_TOKEN",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// PEM file of CA certificates trusted for the HTTPS Git server.
+    #[arg(long = "git-ca-file", env = "OUTPOST_GIT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// SSH private key file for ssh:// and git@host:path URLs.
+    #[arg(long = "git-ssh-key-file", env = "OUTPOST_GIT_SSH_KEY_FILE")]
+    pub ssh_key_file: Option<PathBuf>,
+
+    /// known_hosts file for SSH; host keys are checked strictly against it.
+    #[arg(long = "git-known-hosts-file", env = "OUTPOST_GIT_KNOWN_HOSTS_FILE")]
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+impl GitArgs {
+    /// Parse the URL.
+    pub fn repo_url(&self) -> Result<RepoUrl, source::url::Error> {
+        RepoUrl::parse(&self.url)
+    }
+
+    /// Credentials and TLS settings.
+    pub fn auth(&self) -> Auth {
+        Auth {
+            username: self.username.clone(),
+            token_file: self.token_file.clone(),
+            token: self.token.as_deref().map(Secret::new),
+            ca_file: self.ca_file.clone(),
+            ssh_key_file: self.ssh_key_file.clone(),
+            known_hosts_file: self.known_hosts_file.clone(),
+        }
+    }
+}
+
+/// Outpost agent: keeps this cluster equal to `clusters/<cluster>/` in a Git repository.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "outpost-agent", version, about)]
+pub struct Args {
+    /// Git repository settings.
+    #[command(flatten)]
+    pub git: GitArgs,
+
+    /// Branch (main), refs/tags/<tag>, or a full commit id to follow.
+    #[arg(long = "git-ref", env = "OUTPOST_GIT_REF", default_value = "main")]
+    pub git_ref: String,
+
+    /// This cluster's directory name under clusters/ (EMCO: provider+cluster).
+    #[arg(long, env = "OUTPOST_CLUSTER")]
+    pub cluster: String,
+
+    /// Namespace of the agent's own objects (inventories, leases, events).
+    #[arg(long, env = "OUTPOST_NAMESPACE", default_value = "outpost-system")]
+    pub namespace: String,
+
+    /// Time between polls of the Git ref (±10% jitter).
+    #[arg(long, env = "OUTPOST_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Reconcile once and exit; non-zero exit status on any error.
+    #[arg(long, env = "OUTPOST_ONCE")]
+    pub once: bool,
+
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "OUTPOST_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// Directory for the Git cache (an emptyDir in the pod).
+    #[arg(long, env = "OUTPOST_CACHE_DIR", default_value = "/var/cache/outpost")]
+    pub cache_dir: PathBuf,
+
+    /// Concurrent server-side apply requests within one stage.
+    #[arg(long, env = "OUTPOST_APPLY_CONCURRENCY", default_value_t = 16)]
+    pub apply_concurrency: usize,
+
+    /// Take over fields other field managers own (server-side apply force).
+    #[arg(long, env = "OUTPOST_FORCE_CONFLICTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub force_conflicts: bool,
+
+    /// Log format: text or json.
+    #[arg(long, env = "OUTPOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Field manager of every server-side apply we send.
+pub const FIELD_MANAGER: &str = "outpost";
+
+impl Args {
+    /// The source configuration these flags describe.
+    pub fn source_config(&self) -> Result<source::Config, source::url::Error> {
+        Ok(source::Config {
+            url: self.git.repo_url()?,
+            reference: GitRef::parse(&self.git_ref),
+            auth: self.git.auth(),
+            cache_dir: self.cache_dir.clone(),
+        })
+    }
+
+    /// Apply settings from these flags.
+    pub fn apply_options(&self) -> crate::apply::Options {
+        crate::apply::Options {
+            field_manager: FIELD_MANAGER.to_owned(),
+            force_conflicts: self.force_conflicts,
+            concurrency: self.apply_concurrency,
+            dry_run: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_and_an_env_variable() {
+        let cmd = Args::command();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            assert!(arg.get_help().is_some(), "--{id} has no help");
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("--{id} has no env variable"));
+            assert!(env.to_string_lossy().starts_with("OUTPOST_"), "--{id}");
+        }
+        cmd.debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_cli_contract() {
+        let args = Args::try_parse_from(["outpost-agent", "--git-url", "https://h/r.git", "--cluster", "c"])
+            .unwrap();
+        assert_eq!(args.git_ref, "main");
+        assert_eq!(args.git.username, "git");
+        assert_eq!(args.namespace, "outpost-system");
+        assert_eq!(args.interval, Duration::from_secs(30));
+        assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:9090");
+        assert_eq!(args.apply_concurrency, 16);
+        assert!(args.force_conflicts);
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("5").is_err());
+    }
+}

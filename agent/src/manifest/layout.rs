@@ -1,0 +1,311 @@
+//! Repository layout contract (DESIGN §2): which files of `clusters/<cluster>/` form which bundle.
+//!
+//! - EMCO layout: `context/<cid>/app/<app>/**` is bundle `<cid>-<app>`; Flux files rsync writes at the root
+//!   (`<cid>.yaml`, `kust<cid>.yaml`) and `flux-system/` are ignored.
+//! - Plain layout: every other top-level directory is a bundle named after it; root files form `_root`.
+//! - `status/` belongs to status writers and is never applied.
+//!
+//! `ResourceBundleState` documents are status tracker declarations: kept apart, never applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::parse::{self, parse_file};
+use super::{Manifest, Origin};
+use crate::source::SourceFile;
+
+/// The bundle made of files directly in the cluster directory.
+pub const ROOT_BUNDLE: &str = "_root";
+/// Written by status writers, never applied.
+const STATUS_DIR: &str = "status";
+/// Flux's own manifests, which rsync writes next to ours.
+const FLUX_DIR: &str = "flux-system";
+/// EMCO rsync's top-level directory.
+const EMCO_CONTEXT_DIR: &str = "context";
+/// Per-bundle settings file (dependsOn); not a manifest.
+pub const BUNDLE_CONFIG_FILE: &str = "outpost.yaml";
+/// Tracker declarations: `apiVersion` and `kind`.
+const TRACKER_API_VERSION: &str = "k8splugin.io/v1alpha1";
+const TRACKER_KIND: &str = "ResourceBundleState";
+/// Parse errors listed in one message before "and N more".
+const MAX_LISTED_ERRORS: usize = 5;
+
+/// The manifests of a cluster path could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One or more files failed to parse; nothing from this commit may be applied.
+    #[error("{}", list_errors(.0))]
+    Parse(Vec<parse::Error>),
+    /// Two documents describe the same object.
+    #[error("{first} and {second} both define {object}: remove one of them")]
+    Duplicate {
+        /// `Kind/namespace/name`.
+        object: String,
+        /// Where it was first defined.
+        first: Origin,
+        /// Where it was defined again.
+        second: Origin,
+    },
+}
+
+fn list_errors(errors: &[parse::Error]) -> String {
+    let mut text = errors
+        .iter()
+        .take(MAX_LISTED_ERRORS)
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > MAX_LISTED_ERRORS {
+        text.push_str(&format!("; and {} more", errors.len() - MAX_LISTED_ERRORS));
+    }
+    text
+}
+
+/// How a bundle was laid out in the repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// A top-level directory (or the root files).
+    Plain,
+    /// EMCO's `context/<cid>/app/<app>`.
+    Emco {
+        /// The composite-app deployment intent id.
+        context: String,
+        /// The app name.
+        app: String,
+    },
+}
+
+/// One unit of sync: its objects are applied together and pruned when the bundle leaves Git.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    /// `web`, `_root`, or `<cid>-<app>`.
+    pub name: String,
+    /// Repository directory of the bundle, relative to the cluster path (`context/1/app/web`, `web`, ``).
+    pub dir: String,
+    /// Which layout it came from.
+    pub layout: Layout,
+    /// The objects to apply, in file order.
+    pub manifests: Vec<Manifest>,
+    /// `ResourceBundleState` declarations found in the bundle (for the status writer).
+    pub trackers: Vec<Manifest>,
+}
+
+/// Split the files of a cluster path (paths relative to it) into bundles, parsing every manifest.
+///
+/// `root` is the repository path of the cluster directory, used to name files in errors.
+pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
+    let emco_contexts = emco_contexts(files);
+    let mut by_name: BTreeMap<String, Bundle> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let Some((name, dir, layout)) = classify(&file.path, &emco_contexts) else {
+            continue;
+        };
+        if !is_manifest_file(&file.path) {
+            continue;
+        }
+        let repo_path = format!("{}/{}", root.trim_end_matches('/'), file.path);
+        let manifests = match parse_file(&repo_path, &file.data) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let bundle = by_name.entry(name.clone()).or_insert_with(|| Bundle {
+            name,
+            dir,
+            layout,
+            manifests: Vec::new(),
+            trackers: Vec::new(),
+        });
+        for m in manifests {
+            if m.api_version == TRACKER_API_VERSION && m.kind == TRACKER_KIND {
+                bundle.trackers.push(m);
+            } else {
+                bundle.manifests.push(m);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Parse(errors));
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// Context ids present under `context/<cid>/app/`.
+fn emco_contexts(files: &[SourceFile]) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter_map(|f| {
+            let mut parts = f.path.split('/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(EMCO_CONTEXT_DIR), Some(cid), Some("app")) => Some(cid.to_owned()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Which bundle a file belongs to: `(name, dir, layout)`, or `None` when it is never applied.
+fn classify(path: &str, emco_contexts: &BTreeSet<String>) -> Option<(String, String, Layout)> {
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.iter().any(|p| p.starts_with('.')) {
+        return None; // hidden files and directories (.outpostignore, .git*)
+    }
+    match parts.as_slice() {
+        [file] => {
+            if is_flux_root_file(file, emco_contexts) {
+                return None;
+            }
+            Some((ROOT_BUNDLE.to_owned(), String::new(), Layout::Plain))
+        }
+        [STATUS_DIR, ..] | [FLUX_DIR, ..] => None,
+        [EMCO_CONTEXT_DIR, cid, "app", app, _, ..] => Some((
+            format!("{cid}-{app}"),
+            format!("{EMCO_CONTEXT_DIR}/{cid}/app/{app}"),
+            Layout::Emco {
+                context: (*cid).to_owned(),
+                app: (*app).to_owned(),
+            },
+        )),
+        // Other files under context/ (not in an app directory) are EMCO bookkeeping, not manifests.
+        [EMCO_CONTEXT_DIR, ..] if !emco_contexts.is_empty() => None,
+        [dir, _, ..] => {
+            if parts.last() == Some(&BUNDLE_CONFIG_FILE) && parts.len() == 2 {
+                return None;
+            }
+            Some(((*dir).to_owned(), (*dir).to_owned(), Layout::Plain))
+        }
+        [] => None,
+    }
+}
+
+/// `<cid>.yaml` and `kust<cid>.yaml` at the cluster root, for a context that exists.
+fn is_flux_root_file(file: &str, emco_contexts: &BTreeSet<String>) -> bool {
+    let Some(stem) = file.strip_suffix(".yaml") else {
+        return false;
+    };
+    let cid = stem.strip_prefix("kust").unwrap_or(stem);
+    emco_contexts.contains(cid) || emco_contexts.contains(stem)
+}
+
+/// YAML and JSON files are manifests; anything else (README.md, scripts) is ignored.
+fn is_manifest_file(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
+}
+
+/// Fail when two manifests describe the same object after namespaces were settled (`key` gives identity).
+pub fn check_duplicates<'a>(
+    manifests: impl IntoIterator<Item = &'a Manifest>,
+    key: impl Fn(&Manifest) -> String,
+) -> Result<(), Error> {
+    let mut seen: BTreeMap<String, &Manifest> = BTreeMap::new();
+    for m in manifests {
+        let k = key(m);
+        if let Some(first) = seen.get(&k) {
+            return Err(Error::Duplicate {
+                object: m.display_name(),
+                first: first.origin.clone(),
+                second: m.origin.clone(),
+            });
+        }
+        seen.insert(k, m);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, data: &str) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
+
+    #[test]
+    fn plain_layout_makes_a_bundle_per_directory_and_root() {
+        let files = [
+            file("a.yaml", CM),
+            file("web/deploy.yaml", CM),
+            file("web/nested/more.yml", CM),
+            file("web/README.md", "not yaml"),
+            file("web/outpost.yaml", "dependsOn: [db]"),
+            file("status/web/web-status.yaml", CM),
+            file(".outpostignore", "x"),
+        ];
+        let bundles = bundles("clusters/c1", &files).unwrap();
+        let summary: Vec<_> = bundles
+            .iter()
+            .map(|b| (b.name.as_str(), b.manifests.len()))
+            .collect();
+        assert_eq!(summary, [("_root", 1), ("web", 2)]);
+        assert_eq!(
+            bundles[1].manifests[1].origin.file,
+            "clusters/c1/web/nested/more.yml"
+        );
+    }
+
+    #[test]
+    fn emco_layout_names_bundles_by_context_and_app_and_skips_flux() {
+        let rbs = "apiVersion: k8splugin.io/v1alpha1\nkind: ResourceBundleState\nmetadata: {name: s}\n";
+        let files = [
+            file(
+                "123.yaml",
+                "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: g}",
+            ),
+            file(
+                "kust123.yaml",
+                "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: k}",
+            ),
+            file("flux-system/gotk.yaml", CM),
+            file("context/123/app/web/web+Deployment.yaml", CM),
+            file("context/123/app/web/status+ResourceBundleState.yaml", rbs),
+            file("context/123/app/db/db+StatefulSet.yaml", CM),
+        ];
+        let bundles = bundles("clusters/p+c", &files).unwrap();
+        let names: Vec<_> = bundles.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["123-db", "123-web"]);
+        assert_eq!(bundles[1].trackers.len(), 1);
+        assert_eq!(bundles[1].manifests.len(), 1);
+        assert_eq!(
+            bundles[1].layout,
+            Layout::Emco {
+                context: "123".into(),
+                app: "web".into()
+            }
+        );
+    }
+
+    #[test]
+    fn every_broken_file_is_reported() {
+        let files = [
+            file("a/x.yaml", "kind: [\n"),
+            file("b/y.yaml", "apiVersion: v1\n"),
+        ];
+        let err = bundles("clusters/c", &files).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("clusters/c/a/x.yaml"), "{text}");
+        assert!(text.contains("clusters/c/b/y.yaml"), "{text}");
+    }
+
+    #[test]
+    fn duplicates_name_both_places() {
+        let files = [file("a/x.yaml", CM), file("b/y.yaml", CM)];
+        let all: Vec<Manifest> = bundles("c", &files)
+            .unwrap()
+            .into_iter()
+            .flat_map(|b| b.manifests)
+            .collect();
+        let err = check_duplicates(&all, |m| m.display_name()).unwrap_err();
+        assert!(
+            err.to_string().contains("c/a/x.yaml") && err.to_string().contains("c/b/y.yaml"),
+            "{err}"
+        );
+    }
+}

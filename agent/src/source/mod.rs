@@ -1,0 +1,234 @@
+//! Source stage (DESIGN §3.1): find the commit the configured ref points at, fetch it when it is new, and
+//! hand the files under the cluster path to the manifest stage.
+//!
+//! Network repositories are fetched shallow (depth 1, one ref) into a bare cache repository; local
+//! repositories (`file://` or a path, typically an air-gapped mirror mounted into the pod) are read in place.
+//! All gix work is blocking: callers run it in `spawn_blocking` and pass an interrupt flag tied to shutdown.
+
+pub mod auth;
+mod local;
+mod remote;
+mod tree;
+pub mod url;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+pub use auth::Auth;
+pub use gix::ObjectId;
+pub use tree::SourceFile;
+pub use url::RepoUrl;
+
+use crate::secret::Scrubber;
+
+/// Errors of the source stage. Every message is scrubbed of secrets and names the URL (without credentials).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Credentials could not be read.
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
+    /// The server refused our credentials.
+    #[error(
+        "authentication to {url} failed: check the token (--git-token-file / OUTPOST_GIT_TOKEN) and --git-username"
+    )]
+    Unauthorized {
+        /// The repository URL, without credentials.
+        url: String,
+    },
+    /// The server or network could not be reached, or the conversation failed.
+    #[error("cannot reach {url}: {reason}")]
+    Connect {
+        /// The repository URL, without credentials.
+        url: String,
+        /// What went wrong, scrubbed.
+        reason: String,
+    },
+    /// The ref does not exist on the remote or in the local repository.
+    #[error("{reference} not found in {url}: check --git-ref")]
+    RefNotFound {
+        /// The repository URL, without credentials.
+        url: String,
+        /// The ref as configured.
+        reference: String,
+    },
+    /// Receiving objects failed after the ref was found.
+    #[error("fetching {reference} from {url} failed: {reason}")]
+    Fetch {
+        /// The repository URL, without credentials.
+        url: String,
+        /// The ref as configured.
+        reference: String,
+        /// What went wrong, scrubbed.
+        reason: String,
+    },
+    /// The cache or local repository could not be opened or created.
+    #[error("cannot open repository {path}: {reason}")]
+    Open {
+        /// The repository directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Objects of the commit could not be read.
+    #[error("cannot read {path} at commit {commit}: {reason}")]
+    Read {
+        /// The commit.
+        commit: String,
+        /// The path inside the repository.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Shutdown was requested while talking to the server.
+    #[error("interrupted by shutdown")]
+    Interrupted,
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which commit to follow, as `--git-ref` says: a branch (default), a tag, or a fixed commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitRef {
+    /// `main` or `refs/heads/main`.
+    Branch(String),
+    /// `refs/tags/v1.2.0`.
+    Tag(String),
+    /// A full 40-hex commit id.
+    Commit(ObjectId),
+}
+
+impl GitRef {
+    /// Parse `--git-ref`.
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim();
+        if let Some(tag) = text.strip_prefix("refs/tags/") {
+            return GitRef::Tag(tag.to_owned());
+        }
+        if let Some(branch) = text.strip_prefix("refs/heads/") {
+            return GitRef::Branch(branch.to_owned());
+        }
+        if text.len() == 40
+            && text.bytes().all(|b| b.is_ascii_hexdigit())
+            && let Ok(id) = ObjectId::from_hex(text.as_bytes())
+        {
+            return GitRef::Commit(id);
+        }
+        GitRef::Branch(text.to_owned())
+    }
+
+    /// The full ref name on the remote (`refs/heads/main`), or the commit id.
+    pub fn remote_name(&self) -> String {
+        match self {
+            GitRef::Branch(b) => format!("refs/heads/{b}"),
+            GitRef::Tag(t) => format!("refs/tags/{t}"),
+            GitRef::Commit(id) => id.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for GitRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitRef::Branch(b) => write!(f, "branch {b:?}"),
+            GitRef::Tag(t) => write!(f, "tag {t:?}"),
+            GitRef::Commit(id) => write!(f, "commit {id}"),
+        }
+    }
+}
+
+/// Everything the source needs to know, from the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the repository is.
+    pub url: RepoUrl,
+    /// What to follow in it.
+    pub reference: GitRef,
+    /// How to authenticate.
+    pub auth: Auth,
+    /// Where network repositories are cached between polls and restarts.
+    pub cache_dir: PathBuf,
+}
+
+/// What one [`Source::update`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Update {
+    /// The commit the ref points at now.
+    pub commit: ObjectId,
+    /// Whether objects were received (false when the commit was already in the cache).
+    pub fetched: bool,
+}
+
+/// A Git repository to follow.
+pub struct Source {
+    /// Settings from the command line.
+    config: Config,
+    /// Learns credentials and removes them from error text.
+    scrubber: Scrubber,
+}
+
+impl Source {
+    /// A source for `config`; nothing is contacted until [`Source::update`].
+    pub fn new(config: Config, scrubber: Scrubber) -> Self {
+        Source { config, scrubber }
+    }
+
+    /// The repository URL as it is safe to print.
+    pub fn url(&self) -> String {
+        self.config.url.to_string()
+    }
+
+    /// Find where the ref points and make that commit's objects available locally. Blocking.
+    ///
+    /// For a network repository this is one ref advertisement; a pack is fetched only when the commit is not
+    /// in the cache yet.
+    pub fn update(&self, interrupt: &AtomicBool) -> Result<Update> {
+        match &self.config.url {
+            RepoUrl::Local(path) => local::resolve(path, &self.config.reference),
+            RepoUrl::Remote { .. } => remote::update(&self.config, &self.scrubber, interrupt),
+        }
+    }
+
+    /// The files below `dir` (a path inside the repository) at `commit`, or `None` when `dir` does not exist
+    /// there. Blocking.
+    pub fn read_dir(&self, commit: ObjectId, dir: &str) -> Result<Option<Vec<SourceFile>>> {
+        let repo = match &self.config.url {
+            RepoUrl::Local(path) => local::open(path)?,
+            RepoUrl::Remote { .. } => remote::open_cache(&self.config)?,
+        };
+        tree::read_dir(&repo, commit, dir)
+    }
+}
+
+/// Render a gix error with its causes, scrubbed.
+pub(crate) fn describe(err: &dyn std::error::Error, scrubber: &Scrubber) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    scrubber.scrub(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_ref_kinds_are_recognised() {
+        assert_eq!(GitRef::parse("main"), GitRef::Branch("main".into()));
+        assert_eq!(GitRef::parse("refs/heads/dev"), GitRef::Branch("dev".into()));
+        assert_eq!(GitRef::parse("refs/tags/v1.0"), GitRef::Tag("v1.0".into()));
+        let hex = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(GitRef::parse(hex).remote_name(), hex);
+        assert_eq!(
+            GitRef::parse("release/1.x").remote_name(),
+            "refs/heads/release/1.x"
+        );
+    }
+}

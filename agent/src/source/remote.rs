@@ -1,0 +1,191 @@
+//! Network repositories: ref advertisement, shallow fetch into a bare cache repository.
+//!
+//! One call to [`update`] opens (or creates) the cache, connects, lists only the configured ref, and fetches
+//! with depth 1 only when that commit is not cached yet. The HTTP client gets our CA bundle through gix's
+//! reqwest backend hook; credentials come from [`Auth`](super::Auth) at every connection.
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use gix::bstr::ByteSlice;
+use gix::protocol::transport::client::blocking_io::http;
+use gix::remote::Direction;
+use sha2::{Digest, Sha256};
+
+use super::{Config, Error, GitRef, ObjectId, RepoUrl, Result, Update, describe};
+use crate::secret::Scrubber;
+
+/// Local ref the fetched commit is stored under, so the objects stay reachable in the cache.
+const TRACKING_REF: &str = "refs/outpost/target";
+
+/// User agent sent to HTTP servers; lets Git server operators tell our polls apart.
+const USER_AGENT: &str = concat!("outpost/", env!("CARGO_PKG_VERSION"));
+
+/// The cache directory for this URL: one bare repository per URL, named by a hash so URLs never collide.
+pub(super) fn cache_path(config: &Config) -> PathBuf {
+    let digest = Sha256::digest(config.url.to_string().as_bytes());
+    let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    config.cache_dir.join(format!("repo-{short}.git"))
+}
+
+/// Open the cache repository, creating it on first use.
+pub(super) fn open_cache(config: &Config) -> Result<gix::Repository> {
+    let path = cache_path(config);
+    let open_err = |e: &dyn std::error::Error| Error::Open {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    if path.join("HEAD").exists() {
+        return gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| open_err(&e));
+    }
+    std::fs::create_dir_all(&config.cache_dir).map_err(|e| open_err(&e))?;
+    gix::init_bare(&path).map_err(|e| open_err(&e))?;
+    gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| open_err(&e))
+}
+
+/// Ask the remote where the ref points and fetch that commit if we do not have it.
+pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool) -> Result<Update> {
+    let RepoUrl::Remote { url, embedded } = &config.url else {
+        unreachable!("remote::update called for a local repository");
+    };
+    let shown = config.url.to_string();
+    let repo = open_cache(config)?;
+
+    // A pinned commit that is already cached needs no network at all.
+    if let GitRef::Commit(id) = &config.reference
+        && repo.has_object(id)
+    {
+        return Ok(Update {
+            commit: *id,
+            fetched: false,
+        });
+    }
+
+    let connect_err = |e: &dyn std::error::Error| classify(e, &shown, scrubber);
+    let refspec = format!("+{}:{TRACKING_REF}", config.reference.remote_name());
+    let remote = repo
+        .remote_at(url.clone())
+        .map_err(|e| connect_err(&e))?
+        .with_fetch_tags(gix::remote::fetch::Tags::None)
+        .with_refspecs(Some(refspec.as_str()), Direction::Fetch)
+        .map_err(|e| connect_err(&e))?;
+
+    let credentials = config.auth.http_credentials(embedded.as_ref(), scrubber)?;
+    let mut connection = remote.connect(Direction::Fetch).map_err(|e| connect_err(&e))?;
+    if config.url.is_http() {
+        let options = http_options(&repo, url, config)?;
+        connection.set_transport_options(options);
+    }
+    let connection =
+        connection.with_credentials(move |action| answer_challenge(action, credentials.as_ref()));
+
+    let prepare = connection
+        .prepare_fetch(gix::progress::Discard, Default::default())
+        .map_err(|e| connect_err(&e))?;
+    let commit = prepare
+        .ref_map()
+        .mappings
+        .iter()
+        .find_map(|m| m.remote.as_id().map(|id| id.to_owned()))
+        .ok_or_else(|| Error::RefNotFound {
+            url: shown.clone(),
+            reference: config.reference.to_string(),
+        })?;
+    if repo.has_object(commit) && tracking_ref_is(&repo, commit) {
+        return Ok(Update {
+            commit,
+            fetched: false,
+        });
+    }
+    let depth = std::num::NonZeroU32::new(1).expect("1 is not zero");
+    prepare
+        .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth))
+        .receive(gix::progress::Discard, interrupt)
+        .map_err(|e| {
+            if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+                return Error::Interrupted;
+            }
+            match classify(&e, &shown, scrubber) {
+                Error::Connect { reason, .. } => Error::Fetch {
+                    url: shown.clone(),
+                    reference: config.reference.to_string(),
+                    reason,
+                },
+                other => other,
+            }
+        })?;
+    Ok(Update {
+        commit,
+        fetched: true,
+    })
+}
+
+/// Whether the tracking ref already points at `commit` (the objects are then complete, not a partial pack).
+fn tracking_ref_is(repo: &gix::Repository, commit: ObjectId) -> bool {
+    repo.find_reference(TRACKING_REF)
+        .ok()
+        .and_then(|r| r.target().try_id().map(|id| id.to_owned()))
+        == Some(commit)
+}
+
+/// Answer gix's credential requests with the configured username and token; nothing is stored or prompted.
+fn answer_challenge(
+    action: gix::credentials::helper::Action,
+    credentials: Option<&(String, crate::secret::Secret)>,
+) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
+    match (action, credentials) {
+        (gix::credentials::helper::Action::Get(ctx), Some((user, token))) => {
+            Ok(Some(gix::credentials::protocol::Outcome {
+                identity: gix::sec::identity::Account {
+                    username: user.clone(),
+                    password: token.expose().to_owned(),
+                    oauth_refresh_token: None,
+                },
+                next: ctx.into(),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// HTTP options: gix's defaults for this URL, our user agent, and a client hook that trusts `--git-ca-file`.
+fn http_options(repo: &gix::Repository, url: &gix::Url, config: &Config) -> Result<Box<dyn Any>> {
+    let bstr = url.to_bstring();
+    let mut options = repo
+        .transport_options(bstr.as_bstr(), None)
+        .ok()
+        .flatten()
+        .and_then(|o| o.downcast::<http::Options>().ok())
+        .map(|o| *o)
+        .unwrap_or_default();
+    options.user_agent = Some(USER_AGENT.to_owned());
+    if let Some(pem) = config.auth.ca_bundle()? {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Connect {
+            url: config.url.to_string(),
+            reason: format!("--git-ca-file holds no usable PEM certificate: {e}"),
+        })?;
+        let backend = http::reqwest::Options {
+            configure_client: Some(Box::new(
+                move |builder| Ok(builder.tls_certs_merge(certs.clone())),
+            )),
+            configure_request: None,
+        };
+        options.backend = Some(Arc::new(Mutex::new(backend)) as Arc<Mutex<dyn Any + Send + Sync + 'static>>);
+    }
+    Ok(Box::new(options))
+}
+
+/// Turn a gix error into ours, recognising refused credentials.
+fn classify(err: &dyn std::error::Error, url: &str, scrubber: &Scrubber) -> Error {
+    let reason = describe(err, scrubber);
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("401") || lower.contains("403") || lower.contains("authentication") {
+        return Error::Unauthorized { url: url.to_owned() };
+    }
+    Error::Connect {
+        url: url.to_owned(),
+        reason,
+    }
+}

@@ -1,0 +1,159 @@
+//! The repository location given by `--git-url`: which transport it needs and how to print it safely.
+//!
+//! Accepted forms: `https://`/`http://`, `ssh://`, scp-like `git@host:path`, `file://` and plain local paths.
+//! Credentials written into an HTTP URL (`https://user:token@host/...`) are moved out of it, so the URL we keep
+//! (and may print) never carries a password.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use gix::bstr::ByteSlice;
+
+use crate::secret::Secret;
+
+/// Errors from reading `--git-url`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The text is not a URL or path gix understands.
+    #[error("--git-url {url:?} is not a valid Git URL: {reason}")]
+    Invalid {
+        /// The URL with any password removed.
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A scheme we do not speak (git://, ext::...).
+    #[error(
+        "--git-url scheme {scheme:?} is not supported: use https://, ssh://, git@host:path, file:// or a path"
+    )]
+    UnsupportedScheme {
+        /// The scheme as written.
+        scheme: String,
+    },
+}
+
+/// Where the repository lives.
+#[derive(Clone)]
+pub enum RepoUrl {
+    /// Reached over the network (HTTP(S) or SSH); fetched into the cache.
+    Remote {
+        /// The URL without credentials.
+        url: gix::Url,
+        /// A username and password that were embedded in the URL, if any.
+        embedded: Option<(String, Secret)>,
+    },
+    /// A repository on a local filesystem (`file://` or a path), read in place without a fetch.
+    Local(PathBuf),
+}
+
+impl RepoUrl {
+    /// Parse `--git-url`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let redacted = crate::secret::strip_url_userinfo(text);
+        let mut url = gix::url::parse(text.as_bytes().as_bstr()).map_err(|e| Error::Invalid {
+            url: redacted.clone(),
+            reason: crate::secret::strip_url_userinfo(&e.to_string()),
+        })?;
+        match url.scheme {
+            gix::url::Scheme::File => {
+                let path = gix::path::from_bstring(url.path.clone()).map_err(|e| Error::Invalid {
+                    url: redacted,
+                    reason: e.to_string(),
+                })?;
+                Ok(RepoUrl::Local(path))
+            }
+            gix::url::Scheme::Http | gix::url::Scheme::Https => {
+                let embedded = match (url.user().map(str::to_owned), url.password().map(str::to_owned)) {
+                    (Some(user), Some(password)) => Some((user, Secret::new(password))),
+                    _ => None,
+                };
+                if embedded.is_some() {
+                    url.set_user(None);
+                    url.set_password(None);
+                }
+                Ok(RepoUrl::Remote { url, embedded })
+            }
+            gix::url::Scheme::Ssh => Ok(RepoUrl::Remote { url, embedded: None }),
+            other => Err(Error::UnsupportedScheme {
+                scheme: other.as_str().to_owned(),
+            }),
+        }
+    }
+
+    /// True for HTTP(S) URLs, where tokens and CA files apply.
+    pub fn is_http(&self) -> bool {
+        matches!(self, RepoUrl::Remote { url, .. } if matches!(url.scheme, gix::url::Scheme::Http | gix::url::Scheme::Https))
+    }
+
+    /// True for SSH URLs, where key files and known_hosts apply.
+    pub fn is_ssh(&self) -> bool {
+        matches!(self, RepoUrl::Remote { url, .. } if url.scheme == gix::url::Scheme::Ssh)
+    }
+}
+
+impl fmt::Display for RepoUrl {
+    /// The URL as it is safe to log: never with a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepoUrl::Remote { url, .. } => {
+                f.write_str(&crate::secret::strip_url_userinfo(&url.to_bstring().to_string()))
+            }
+            RepoUrl::Local(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RepoUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_credentials_are_moved_out_of_the_url() {
+        let url = RepoUrl::parse("https://bot:s3cret-token@git.example.test/org/repo.git").unwrap();
+        assert!(url.is_http());
+        let RepoUrl::Remote { embedded, .. } = &url else {
+            panic!("not remote")
+        };
+        let (user, password) = embedded.as_ref().unwrap();
+        assert_eq!(user, "bot");
+        assert_eq!(password.expose(), "s3cret-token");
+        assert!(!url.to_string().contains("s3cret"), "{url}");
+        assert!(url.to_string().starts_with("https://git.example.test"), "{url}");
+    }
+
+    #[test]
+    fn scp_like_and_ssh_urls_are_ssh() {
+        assert!(
+            RepoUrl::parse("git@git.example.test:org/repo.git")
+                .unwrap()
+                .is_ssh()
+        );
+        assert!(
+            RepoUrl::parse("ssh://git@127.0.0.1:2222/srv/repo.git")
+                .unwrap()
+                .is_ssh()
+        );
+    }
+
+    #[test]
+    fn file_urls_and_paths_are_local() {
+        for text in ["file:///srv/git/repo.git", "/srv/git/repo.git"] {
+            match RepoUrl::parse(text).unwrap() {
+                RepoUrl::Local(p) => assert_eq!(p, PathBuf::from("/srv/git/repo.git")),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn git_protocol_is_refused_with_advice() {
+        let err = RepoUrl::parse("git://example.test/repo.git").unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+    }
+}

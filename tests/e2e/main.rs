@@ -1,0 +1,8 @@
+//! End-to-end tests of Outpost against a real kube-apiserver and real Git servers.
+//!
+//! One test binary: the API server and Git servers start once and every test isolates itself with its own
+//! repository, cluster name and namespaces. Run with `cargo test` (not nextest, which would start one API
+//! server per test).
+
+mod fixtures;
+mod foundation;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Everything the tests, demo and benchmark need, installed or built once and cached:
+# etcd + kube-apiserver, kubectl, nginx/fcgiwrap/sshd for Git, Python's Helm engine, cargo-deny.
+# Safe to re-run; a second run only checks.
+source "$(dirname "$0")/lib.sh"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+
+bash "$HERE/git-servers.sh"
+bash "$HERE/kubectl.sh" >/dev/null
+bash "$HERE/kube-apiserver.sh" >/dev/null
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  log "installing cargo-deny"
+  cargo install --locked --quiet cargo-deny
+fi
+log "test environment ready (cache: $OUTPOST_TEST_CACHE)"

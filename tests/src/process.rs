@@ -1,0 +1,144 @@
+//! Child processes that cannot outlive the test binary.
+//!
+//! Each server runs under a tiny bash watchdog in its own process group: when the test process exits for any
+//! reason (success, panic, abort, SIGKILL), the watchdog notices within half a second and kills the whole
+//! group, including preforked children such as fcgiwrap's. Dropping a [`Guarded`] kills it at once.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result};
+
+/// Watchdog: run the command in the background, wait while both the test process and the command live,
+/// then kill the process group (the watchdog is its leader).
+/// The watchdog ignores the TERM it sends its own group, so it lives to send KILL to anything that lingers.
+const WATCHDOG: &str = r#"parent=$1; shift
+"$@" &
+child=$!
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+trap '' TERM
+kill -TERM -- -$$ 2>/dev/null
+sleep 2
+kill -KILL -- -$$ 2>/dev/null"#;
+
+/// A running server; killed with its process group on drop.
+pub struct Guarded {
+    /// The watchdog process (leader of the group).
+    child: Child,
+    /// For messages.
+    pub name: String,
+}
+
+impl Guarded {
+    /// Start `program args...` with output appended to `log`.
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        envs: &[(&str, String)],
+    ) -> Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open log {}", log.display()))?;
+        let err = out.try_clone()?;
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(WATCHDOG)
+            .arg("watchdog")
+            .arg(std::process::id().to_string())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {name} ({})", program.display()))?;
+        Ok(Guarded {
+            child,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kill the whole process group now and wait for the watchdog.
+    pub fn kill(&mut self) {
+        let pgid = self.child.id();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Run a command to completion, failing with its output when it fails.
+pub fn run(program: &str, args: &[&str], cwd: Option<&Path>) -> Result<String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("run {program} {}", args.join(" ")))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{program} {} failed ({}):\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A free loopback TCP port (bound and released; good enough for tests started one by one).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Wait until something accepts connections on `port`, or fail naming the log to read.
+pub fn wait_for_port(port: u16, what: &str, log: &Path, timeout: std::time::Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = tail
+        .lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    anyhow::bail!(
+        "{what} did not listen on 127.0.0.1:{port} within {timeout:?}; log {}:\n{}",
+        log.display(),
+        tail.join("\n")
+    )
+}
