@@ -248,3 +248,44 @@ async fn malformed_yaml_names_file_and_line_and_changes_nothing() -> Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn ssh_file_and_url_credentials_reach_the_same_repository() -> Result<()> {
+    let env = kube_env();
+    let servers = git_servers();
+    let client = env.client().await?;
+    let cluster = unique("edge");
+    let ns = unique("transport");
+    let repo = servers.create_repo(&unique("transports"))?;
+    let base = format!("clusters/{cluster}/app");
+    repo.write(&format!("{base}/ns.yaml"), &fixtures::namespace(&ns))?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for (i, transport) in [
+        Transport::Ssh,
+        Transport::File,
+        Transport::HttpsWithCredentialsInUrl,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let value = format!("commit-{i}");
+        repo.write(
+            &format!("{base}/cm.yaml"),
+            &fixtures::config_map(&ns, "via", &value),
+        )?;
+        repo.commit(&value)?;
+        let out = AgentCommand::new(env, &repo, &cluster, transport)?.once()?;
+        let text = output_text(&out);
+        assert!(out.status.success(), "transport {i}: {text}");
+        assert!(
+            !text.contains(&servers.http_password),
+            "password from the URL leaked: {text}"
+        );
+        assert_eq!(
+            cms.get("via").await?.data.unwrap_or_default()["key"],
+            value,
+            "transport {i}"
+        );
+    }
+    Ok(())
+}

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Everything the tests, demo and benchmark need, installed or built once and cached:
-# etcd + kube-apiserver, kubectl, nginx/fcgiwrap/sshd for Git, Python's Helm engine, cargo-deny.
+# etcd + kube-apiserver, kubectl, nginx/fcgiwrap/sshd for Git, cargo-deny.
 # Safe to re-run; a second run only checks.
 source "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
+apt_install curl ca-certificates openssl
 bash "$HERE/git-servers.sh"
 bash "$HERE/kubectl.sh" >/dev/null
 bash "$HERE/kube-apiserver.sh" >/dev/null

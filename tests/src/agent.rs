@@ -15,6 +15,10 @@ pub enum Transport {
     HttpsWithToken(String),
     /// file:// URL.
     File,
+    /// ssh:// with the generated key and pinned known_hosts.
+    Ssh,
+    /// `https://user:password@host/...` with no other credentials.
+    HttpsWithCredentialsInUrl,
 }
 
 /// A configured `outpost-agent` command line.
@@ -64,6 +68,20 @@ impl AgentCommand {
             }
             Transport::File => {
                 cmd.arg("--git-url").arg(repo.file_url());
+            }
+            Transport::Ssh => {
+                cmd.arg("--git-url")
+                    .arg(repo.ssh_url())
+                    .arg("--git-ssh-key-file")
+                    .arg(&servers.ssh_key)
+                    .arg("--git-known-hosts-file")
+                    .arg(&servers.known_hosts);
+            }
+            Transport::HttpsWithCredentialsInUrl => {
+                cmd.arg("--git-url")
+                    .arg(repo.https_url_with_credentials(&servers.http_user, &servers.http_password))
+                    .arg("--git-ca-file")
+                    .arg(&servers.ca_file);
             }
         }
         Ok(AgentCommand { cmd, cache_dir })

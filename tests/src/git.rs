@@ -357,6 +357,14 @@ impl TestRepo {
         format!("https://127.0.0.1:{}/{}.git", self.https_port, self.name)
     }
 
+    /// `https://<user>:<password>@127.0.0.1:<port>/<name>.git`.
+    pub fn https_url_with_credentials(&self, user: &str, password: &str) -> String {
+        format!(
+            "https://{user}:{password}@127.0.0.1:{}/{}.git",
+            self.https_port, self.name
+        )
+    }
+
     /// `ssh://<user>@127.0.0.1:<port>/<path>`.
     pub fn ssh_url(&self) -> String {
         format!(

@@ -93,10 +93,41 @@ pub fn outpost_bin(name: &str) -> Result<PathBuf> {
     };
     let path = target_dir().join(profile).join(name);
     if path.is_file() {
+        let built = std::fs::metadata(&path)?.modified()?;
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        if let Some(newer) = newest_source(&workspace, built) {
+            bail!(
+                "{name} at {} is older than {}: run `cargo build --workspace --bins` (make test does) so the \
+                 tests do not run a stale binary",
+                path.display(),
+                newer.display()
+            );
+        }
         return Ok(path);
     }
     bail!(
         "{name} not built at {}: run `cargo build --workspace --bins` (make test does)",
         path.display()
     )
+}
+
+/// A source file of the binaries modified after `built`, if any.
+fn newest_source(workspace: &std::path::Path, built: std::time::SystemTime) -> Option<PathBuf> {
+    let mut stack = vec![workspace.join("agent/src"), workspace.join("status-writer/src")];
+    let mut files = vec![workspace.join("Cargo.lock")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.into_iter().find(|f| {
+        std::fs::metadata(f)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > built)
+    })
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 mod local;
 mod remote;
+mod ssh;
 mod tree;
 pub mod url;
 

@@ -51,7 +51,21 @@ pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBoo
         unreachable!("remote::update called for a local repository");
     };
     let shown = config.url.to_string();
-    let repo = open_cache(config)?;
+    let mut repo = open_cache(config)?;
+    if config.url.is_ssh() {
+        let command = super::ssh::command(&config.auth, &cache_path(config))?;
+        let mut snapshot = repo.config_snapshot_mut();
+        snapshot
+            .set_value(&gix::config::tree::Core::SSH_COMMAND, command.as_str())
+            .map_err(|e| Error::Connect {
+                url: shown.clone(),
+                reason: format!("cannot configure ssh: {e}"),
+            })?;
+        snapshot.commit().map_err(|e| Error::Connect {
+            url: shown.clone(),
+            reason: format!("cannot configure ssh: {e}"),
+        })?;
+    }
 
     // A pinned commit that is already cached needs no network at all.
     if let GitRef::Commit(id) = &config.reference

@@ -1,0 +1,16 @@
+# Two binaries, one image. Build: docker build -t outpost .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p outpost-agent -p outpost-status-writer \
+ && cp target/release/outpost-agent target/release/outpost-status-writer /usr/local/bin/
+
+# Runtime: Debian slim for CA certificates and the ssh client gix runs for SSH remotes; no shell is needed
+# by the binaries themselves.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates openssh-client \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /usr/local/bin/outpost-agent /usr/local/bin/outpost-status-writer /usr/local/bin/
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/outpost-agent"]
