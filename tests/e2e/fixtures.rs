@@ -60,3 +60,11 @@ pub fn cluster_role_with_namespace(name: &str, namespace: &str) -> String {
         r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{{"name":"{name}","namespace":"{namespace}"}},"rules":[{{"apiGroups":[""],"resources":["configmaps"],"verbs":["get"]}}]}}"#
     )
 }
+
+/// A Service whose port leaves `protocol` to its default (server-side apply on Kubernetes < 1.21 needs the
+/// agent to fill it in).
+pub fn service(namespace: &str, name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  selector: {{app: {name}}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+    )
+}

@@ -97,6 +97,10 @@ async fn agent_once_applies_a_plain_layout_over_https_with_a_token() -> Result<(
     )?
     .write(&format!("{base}/app/z-namespace.yaml"), &fixtures::namespace(&ns))?
     .write(&format!("{base}/app/z-crd.yaml"), &fixtures::widget_crd(&group))?
+    .write(
+        &format!("{base}/app/service.yaml"),
+        &fixtures::service(&ns, "web"),
+    )?
     .write(&format!("{base}/README.md"), "not a manifest")?
     .write(
         "clusters/other-cluster/app/cm.yaml",
@@ -124,6 +128,10 @@ async fn agent_once_applies_a_plain_layout_over_https_with_a_token() -> Result<(
     let cr = Api::<ClusterRole>::all(client.clone()).get(&role).await?;
     assert!(cr.metadata.namespace.is_none());
     assert!(applied_by_outpost(&cr.metadata));
+    let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &ns)
+        .get("web")
+        .await?;
+    assert_eq!(svc.spec.and_then(|s| s.ports).unwrap_or_default()[0].port, 80);
     let nsobj = Api::<Namespace>::all(client.clone()).get(&ns).await?;
     assert!(applied_by_outpost(&nsobj.metadata));
     Ok(())

@@ -299,6 +299,7 @@ impl Applier {
 fn prepare(d: Desired, resolved: Resolved) -> Prepared {
     let object = d.manifest.display_name();
     let mut body = d.manifest.body;
+    crate::manifest::normalize::apply_defaults(&resolved.resource.group, &resolved.resource.kind, &mut body);
     let namespace = if resolved.namespaced() {
         let ns = d
             .manifest

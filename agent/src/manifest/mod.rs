@@ -6,6 +6,7 @@
 
 pub mod digest;
 pub mod layout;
+pub mod normalize;
 pub mod parse;
 
 use serde_json::Value;
