@@ -39,7 +39,13 @@ BUILD="$OUTPOST_TEST_CACHE/build"
 mkdir -p "$BUILD"
 cd "$BUILD"
 # Debian names the tree kubernetes-1.20.5+really1.20.2: match on the real version at the end.
-find_src() { ls -d kubernetes-*"$K8S_VERSION"/ 2>/dev/null | head -1 | sed 's:/$::'; }
+find_src() {
+  local d
+  for d in kubernetes-*"$K8S_VERSION"; do
+    if [ -d "$d" ]; then echo "$d"; return 0; fi
+  done
+  return 0
+}
 SRC_DIR="$(find_src)"
 if [ -z "$SRC_DIR" ] || [ ! -d "$SRC_DIR/vendor" ]; then
   rm -rf kubernetes-* kubernetes_*
