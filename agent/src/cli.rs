@@ -16,6 +16,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h)"))
 }
 
+/// Parse a share between 0 and 1.
+pub fn parse_ratio(text: &str) -> Result<f64, String> {
+    let v: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
 /// How to reach and authenticate to a Git repository (shared by both binaries).
 #[derive(clap::Args, Clone, Debug)]
 pub struct GitArgs {
@@ -116,6 +126,18 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_FORCE_CONFLICTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub force_conflicts: bool,
 
+    /// Allow an empty or missing cluster path to delete every managed object.
+    #[arg(long, env = "OUTPOST_ALLOW_EMPTY")]
+    pub allow_empty: bool,
+
+    /// Refuse a reconcile that would delete more than this share (0-1) of all managed objects.
+    #[arg(long, env = "OUTPOST_MAX_PRUNE_RATIO", value_parser = parse_ratio)]
+    pub max_prune_ratio: Option<f64>,
+
+    /// Full re-sync (re-check every object even if the commit did not change).
+    #[arg(long, env = "OUTPOST_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
     /// Log format: text or json.
     #[arg(long, env = "OUTPOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -133,6 +155,14 @@ impl Args {
             auth: self.git.auth(),
             cache_dir: self.cache_dir.clone(),
         })
+    }
+
+    /// Safety settings from these flags.
+    pub fn safety(&self) -> crate::plan::Safety {
+        crate::plan::Safety {
+            allow_empty: self.allow_empty,
+            max_prune_ratio: self.max_prune_ratio,
+        }
     }
 
     /// Apply settings from these flags.
@@ -179,6 +209,16 @@ mod tests {
         assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:9090");
         assert_eq!(args.apply_concurrency, 16);
         assert!(args.force_conflicts);
+        assert!(!args.allow_empty);
+        assert_eq!(args.max_prune_ratio, None);
+        assert_eq!(args.resync_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn prune_ratio_must_be_a_share() {
+        assert_eq!(parse_ratio("0.25"), Ok(0.25));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("ten").is_err());
     }
 
     #[test]

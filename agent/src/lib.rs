@@ -1,13 +1,26 @@
 //! Outpost agent library: the pull–apply pipeline of DESIGN §3, one module per stage.
 //!
-//! `source` (Git) → `manifest` (parse, layout) → `resolve` (discovery) → `apply` (server-side apply),
-//! driven by `reconcile`; `run` is the process around it. The status writer reuses these modules.
+//! `source` (Git) → `manifest` (parse, layout) → `desired` (resolve, settle) → `plan` (against `inventory` and
+//! `live`) → `apply` → `prune`, driven by `reconcile`; `deps` orders bundles, `health` judges objects;
+//! `run` is the process around it with `metrics` and `admin`. The status writer reuses these modules.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod apply;
 pub mod cli;
+pub mod deps;
+pub mod desired;
+pub mod drift;
+pub mod events;
+pub mod health;
+pub mod inventory;
+pub mod live;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
+pub mod object;
+pub mod plan;
+pub mod prune;
 pub mod reconcile;
 pub mod resolve;
 pub mod run;

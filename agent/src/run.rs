@@ -1,17 +1,26 @@
-//! The agent process: build the client and source from the flags, then reconcile once (`--once`) or poll
-//! forever with jitter and capped exponential backoff on errors, until SIGTERM or Ctrl-C.
+//! The agent process: build the client and source from the flags, then reconcile once (`--once`) or run the
+//! daemon — poll with jitter, back off on errors, correct drift between polls, serve metrics and probes, react
+//! within a second to changes of a local-path repository — until SIGTERM or Ctrl-C.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
-use tracing::{error, info};
+use tokio::sync::Notify;
+use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::admin::{self, AdminState, Readiness};
+use crate::apply::Applier;
 use crate::cli::Args;
-use crate::reconcile::{self, Outcome, Reconciler, Settings};
+use crate::drift::Drift;
+use crate::events::Events;
+use crate::inventory::applyset;
+use crate::metrics::{self, Metrics, ReconcileResult};
+use crate::reconcile::{self, Outcome, Reconciler, Settings, SyncReport};
 use crate::secret::Scrubber;
-use crate::source::{self, Source};
+use crate::source::{self, RepoUrl, Source};
 
 /// Longest wait after repeated errors: keeps a thousand failing agents from hammering one Git server while
 /// still recovering within minutes.
@@ -20,6 +29,10 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(300);
 const MIN_ERROR_BACKOFF: Duration = Duration::from_secs(2);
 /// Share of the interval added or removed at random, so agents started together drift apart.
 const INTERVAL_JITTER: f64 = 0.10;
+/// Retry delay while bundles wait for dependencies to become healthy.
+const WAITING_RETRY: Duration = Duration::from_secs(5);
+/// Quiet time after a change under a local-path repository before reconciling (a push writes many files).
+const LOCAL_DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +43,9 @@ pub enum Error {
     /// No Kubernetes configuration (in-cluster or KUBECONFIG).
     #[error("cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG): {0}")]
     Kube(#[source] kube::Error),
+    /// The metrics address cannot be bound.
+    #[error("cannot serve metrics: {0}")]
+    Admin(#[source] std::io::Error),
     /// `--once` and the reconcile failed.
     #[error(transparent)]
     Reconcile(#[from] reconcile::Error),
@@ -38,33 +54,111 @@ pub enum Error {
 /// Run the agent as the flags say.
 pub async fn run(args: Args) -> Result<(), Error> {
     let scrubber = Scrubber::default();
-    let source = Source::new(args.source_config()?, scrubber.clone());
+    let source_config = args.source_config()?;
+    let local_path = match &source_config.url {
+        RepoUrl::Local(path) => Some(path.clone()),
+        RepoUrl::Remote { .. } => None,
+    };
+    let source = Source::new(source_config, scrubber.clone());
     let client = kube::Client::try_default().await.map_err(Error::Kube)?;
     info!(url = %source.url(), cluster = %args.cluster, reference = %args.git_ref, "Starting");
     let settings = Settings {
         cluster: args.cluster.clone(),
+        namespace: args.namespace.clone(),
         apply: args.apply_options(),
+        safety: args.safety(),
     };
-    let mut reconciler = Reconciler::new(source, client, settings, scrubber.clone());
     let interrupt = Arc::new(AtomicBool::new(false));
 
     if args.once {
+        let mut reconciler = Reconciler::new(source, client, settings, scrubber.clone());
         let outcome = reconciler.reconcile(interrupt).await?;
-        log_outcome(&outcome);
+        if let Outcome::Waiting { bundles, .. } = &outcome {
+            warn!(bundles = ?bundles, "Some bundles wait for their dependencies");
+        }
         return Ok(());
     }
+
+    let mut registry = metrics::new_registry();
+    let metrics = Metrics::register(&mut registry);
+    let readiness = Readiness::new();
+    let listener = admin::bind(args.metrics_addr).await.map_err(Error::Admin)?;
+    let shutdown_requested = Arc::new(Notify::new());
+    let admin_state = AdminState::new(registry, readiness.clone());
+    let admin_shutdown = shutdown_requested.clone();
+    tokio::spawn(
+        async move {
+            if let Err(e) = admin::serve(listener, admin_state, admin_shutdown.notified()).await {
+                error!(error = %e, "Admin server stopped");
+            }
+        }
+        .instrument(info_span!("admin")),
+    );
+
+    let events = Events::new(client.clone(), &args.namespace, std::env::var("POD_NAME").ok());
+    let drift = Drift::start(
+        client.clone(),
+        Applier::new(client.clone(), args.apply_options()),
+        Some(metrics.clone()),
+        Some(events),
+        scrubber.clone(),
+    );
+    let mut reconciler =
+        Reconciler::new(source, client, settings, scrubber.clone()).with_metrics(metrics.clone());
+    let changed = Arc::new(Notify::new());
+    let _watcher = match &local_path {
+        Some(path) => watch_local(path, changed.clone()),
+        None => None,
+    };
 
     let shutdown = shutdown_signal(interrupt.clone());
     tokio::pin!(shutdown);
     let mut backoff = error_backoff();
+    let mut last_report: Option<Arc<SyncReport>> = None;
+    let mut last_full_sync = Instant::now();
+    let namespace = args.namespace.clone();
     loop {
-        let wait = match reconciler.reconcile(interrupt.clone()).await {
+        if last_full_sync.elapsed() >= args.resync_interval {
+            reconciler.force_next();
+            last_full_sync = Instant::now();
+        }
+        let timer = metrics.start_reconcile();
+        let mut paused = drift.pause().await;
+        let result = reconciler.reconcile(interrupt.clone()).await;
+        if let Some(report) = reconciler.last_report()
+            && !last_report.as_ref().is_some_and(|r| Arc::ptr_eq(r, &report))
+        {
+            drift
+                .update(&mut paused, &report, |b| {
+                    applyset::id(&applyset::parent_name(b), &namespace)
+                })
+                .await;
+            last_report = Some(report);
+        }
+        drop(paused);
+        let wait = match result {
             Ok(outcome) => {
-                log_outcome(&outcome);
                 backoff = error_backoff();
-                jittered(args.interval)
+                match outcome {
+                    Outcome::Unchanged { .. } => {
+                        timer.finish(ReconcileResult::Unchanged);
+                        jittered(args.interval)
+                    }
+                    Outcome::Synced { .. } => {
+                        timer.finish(ReconcileResult::Success);
+                        readiness.set_ready(admin::ROLE_SINGLE);
+                        last_full_sync = Instant::now();
+                        jittered(args.interval)
+                    }
+                    Outcome::Waiting { bundles, .. } => {
+                        timer.finish(ReconcileResult::Success);
+                        info!(bundles = ?bundles, "Waiting for dependencies");
+                        WAITING_RETRY
+                    }
+                }
             }
             Err(e) => {
+                timer.finish(ReconcileResult::Error);
                 let wait = backoff.next().unwrap_or(MAX_ERROR_BACKOFF);
                 error!(error = %scrubber.scrub(&e.to_string()), retry_in = ?wait, "Reconcile failed");
                 wait
@@ -75,18 +169,37 @@ pub async fn run(args: Args) -> Result<(), Error> {
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = changed.notified() => {
+                tokio::time::sleep(LOCAL_DEBOUNCE).await;
+                info!("Local repository changed");
+            }
             _ = &mut shutdown => break,
         }
     }
+    shutdown_requested.notify_waiters();
     info!("Stopped");
     Ok(())
 }
 
-fn log_outcome(outcome: &Outcome) {
-    match outcome {
-        Outcome::Unchanged { commit } => tracing::debug!(commit = %commit, "Unchanged"),
-        Outcome::Synced { .. } => {}
+/// Watch a local repository with notify; every change wakes the poll loop.
+fn watch_local(path: &Path, changed: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            changed.notify_one();
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(error = %e, "Cannot watch the local repository; falling back to polling");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(path, notify::RecursiveMode::Recursive) {
+        warn!(error = %e, path = %path.display(), "Cannot watch the local repository; falling back to polling");
+        return None;
     }
+    Some(watcher)
 }
 
 /// Exponential backoff with jitter, capped, never giving up.
@@ -109,11 +222,16 @@ fn jittered(interval: Duration) -> Duration {
 async fn shutdown_signal(interrupt: Arc<AtomicBool>) {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler can be installed");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
     #[cfg(not(unix))]

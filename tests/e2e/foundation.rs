@@ -7,7 +7,7 @@ use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use outpost_tests::agent::{AgentCommand, Transport, output_text};
+use outpost_tests::agent::{AgentCommand, Transport, create_namespace, output_text};
 use outpost_tests::{git_servers, kube_env, unique};
 
 use crate::fixtures;
@@ -76,6 +76,7 @@ async fn agent_once_applies_a_plain_layout_over_https_with_a_token() -> Result<(
     let servers = git_servers();
     let client = env.client().await?;
     let cluster = unique("edge");
+    let agent_ns = create_namespace(&env.client().await?, "agent").await?;
     let ns = unique("app");
     let group = format!("{}.outpost.test", unique("w"));
     let role = unique("reader");
@@ -108,7 +109,7 @@ async fn agent_once_applies_a_plain_layout_over_https_with_a_token() -> Result<(
     )?;
     repo.commit("first")?;
 
-    let out = AgentCommand::new(env, &repo, &cluster, Transport::Https)?.once()?;
+    let out = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.once()?;
     assert!(out.status.success(), "{}", output_text(&out));
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -143,6 +144,7 @@ async fn a_new_commit_updates_the_applied_objects() -> Result<()> {
     let servers = git_servers();
     let client = env.client().await?;
     let cluster = unique("edge");
+    let agent_ns = create_namespace(&env.client().await?, "agent").await?;
     let ns = unique("upd");
     let repo = servers.create_repo(&unique("update"))?;
     let base = format!("clusters/{cluster}/web");
@@ -152,7 +154,7 @@ async fn a_new_commit_updates_the_applied_objects() -> Result<()> {
             &fixtures::config_map(&ns, "web", "one"),
         )?;
     repo.commit("one")?;
-    let agent = || AgentCommand::new(env, &repo, &cluster, Transport::Https);
+    let agent = || AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https);
     let out = agent()?.once()?;
     assert!(out.status.success(), "{}", output_text(&out));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -179,6 +181,7 @@ async fn a_wrong_token_fails_clearly_without_showing_the_token() -> Result<()> {
     let env = kube_env();
     let servers = git_servers();
     let cluster = unique("edge");
+    let agent_ns = create_namespace(&env.client().await?, "agent").await?;
     let repo = servers.create_repo(&unique("auth"))?;
     repo.write(
         &format!("clusters/{cluster}/a/cm.yaml"),
@@ -186,7 +189,14 @@ async fn a_wrong_token_fails_clearly_without_showing_the_token() -> Result<()> {
     )?;
     repo.commit("one")?;
     let wrong = format!("wrong-{}", outpost_tests::random_token());
-    let out = AgentCommand::new(env, &repo, &cluster, Transport::HttpsWithToken(wrong.clone()))?.once()?;
+    let out = AgentCommand::new(
+        env,
+        &repo,
+        &cluster,
+        &agent_ns,
+        Transport::HttpsWithToken(wrong.clone()),
+    )?
+    .once()?;
     let text = output_text(&out);
     println!("{text}");
     assert!(!out.status.success(), "{text}");
@@ -212,6 +222,7 @@ async fn malformed_yaml_names_file_and_line_and_changes_nothing() -> Result<()> 
     let servers = git_servers();
     let client = env.client().await?;
     let cluster = unique("edge");
+    let agent_ns = create_namespace(&env.client().await?, "agent").await?;
     let ns = unique("bad");
     let repo = servers.create_repo(&unique("broken"))?;
     let base = format!("clusters/{cluster}/app");
@@ -221,7 +232,7 @@ async fn malformed_yaml_names_file_and_line_and_changes_nothing() -> Result<()> 
             &fixtures::config_map(&ns, "kept", "good"),
         )?;
     repo.commit("good")?;
-    let agent = || AgentCommand::new(env, &repo, &cluster, Transport::Https);
+    let agent = || AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https);
     let out = agent()?.once()?;
     assert!(out.status.success(), "{}", output_text(&out));
 
@@ -263,6 +274,7 @@ async fn ssh_file_and_url_credentials_reach_the_same_repository() -> Result<()> 
     let servers = git_servers();
     let client = env.client().await?;
     let cluster = unique("edge");
+    let agent_ns = create_namespace(&env.client().await?, "agent").await?;
     let ns = unique("transport");
     let repo = servers.create_repo(&unique("transports"))?;
     let base = format!("clusters/{cluster}/app");
@@ -282,7 +294,7 @@ async fn ssh_file_and_url_credentials_reach_the_same_repository() -> Result<()> 
             &fixtures::config_map(&ns, "via", &value),
         )?;
         repo.commit(&value)?;
-        let out = AgentCommand::new(env, &repo, &cluster, transport)?.once()?;
+        let out = AgentCommand::new(env, &repo, &cluster, &agent_ns, transport)?.once()?;
         let text = output_text(&out);
         assert!(out.status.success(), "transport {i}: {text}");
         assert!(

@@ -1,11 +1,15 @@
-//! Running `outpost-agent` against the test environment, as a real process.
+//! Running `outpost-agent` against the test environment as a real process: once (`--once`) or as a daemon
+//! with its metrics port, logs and signals.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use crate::{KubeEnv, TestRepo, git_servers, tools};
+use crate::process::{Guarded, free_port};
+use crate::{GitServers, KubeEnv, TestRepo, tools};
 
 /// How an agent run should reach its repository.
 pub enum Transport {
@@ -13,6 +17,8 @@ pub enum Transport {
     Https,
     /// Smart HTTP with a token file holding this (wrong) value.
     HttpsWithToken(String),
+    /// Smart HTTP reading the token from this file.
+    HttpsWithTokenFile(PathBuf),
     /// file:// URL.
     File,
     /// ssh:// with the generated key and pinned known_hosts.
@@ -23,49 +29,69 @@ pub enum Transport {
 
 /// A configured `outpost-agent` command line.
 pub struct AgentCommand {
-    /// The command, ready to add flags to.
-    pub cmd: Command,
+    /// Flags.
+    args: Vec<OsString>,
+    /// Environment.
+    envs: Vec<(String, OsString)>,
     /// Its cache directory.
     pub cache_dir: PathBuf,
 }
 
 impl AgentCommand {
-    /// `outpost-agent` for `cluster` following `repo` over `transport`, with the admin kubeconfig.
-    pub fn new(kube: &KubeEnv, repo: &TestRepo, cluster: &str, transport: Transport) -> Result<Self> {
-        let servers = git_servers();
+    /// `outpost-agent` for `cluster` following `repo` on the shared Git servers over `transport`, with the admin
+    /// kubeconfig and inventories in `namespace`.
+    pub fn new(
+        kube: &KubeEnv,
+        repo: &TestRepo,
+        cluster: &str,
+        namespace: &str,
+        transport: Transport,
+    ) -> Result<Self> {
+        Self::with_servers(crate::git_servers(), kube, repo, cluster, namespace, transport)
+    }
+
+    /// Like [`AgentCommand::new`] against a specific set of Git servers.
+    pub fn with_servers(
+        servers: &GitServers,
+        kube: &KubeEnv,
+        repo: &TestRepo,
+        cluster: &str,
+        namespace: &str,
+        transport: Transport,
+    ) -> Result<Self> {
         let cache_dir = crate::scratch_dir("agent-cache")?;
-        let mut cmd = Command::new(tools::outpost_bin("outpost-agent")?);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &kube.kubeconfig)
-            .env("RUST_LOG", "info")
-            .arg("--cluster")
+        let mut cmd = AgentCommand {
+            args: Vec::new(),
+            envs: vec![
+                ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
+                ("KUBECONFIG".into(), kube.kubeconfig.clone().into()),
+                ("RUST_LOG".into(), "info".into()),
+            ],
+            cache_dir: cache_dir.clone(),
+        };
+        cmd.arg("--cluster")
             .arg(cluster)
-            .arg("--cache-dir")
-            .arg(&cache_dir);
+            .arg("--namespace")
+            .arg(namespace);
+        cmd.arg("--cache-dir").arg(&cache_dir);
+        let https = |cmd: &mut AgentCommand, token_file: &Path| {
+            cmd.arg("--git-url")
+                .arg(repo.https_url())
+                .arg("--git-username")
+                .arg(&servers.http_user)
+                .arg("--git-token-file")
+                .arg(token_file)
+                .arg("--git-ca-file")
+                .arg(&servers.ca_file);
+        };
         match transport {
-            Transport::Https => {
-                cmd.arg("--git-url")
-                    .arg(repo.https_url())
-                    .arg("--git-username")
-                    .arg(&servers.http_user)
-                    .arg("--git-token-file")
-                    .arg(&servers.token_file)
-                    .arg("--git-ca-file")
-                    .arg(&servers.ca_file);
-            }
+            Transport::Https => https(&mut cmd, &servers.token_file),
             Transport::HttpsWithToken(token) => {
-                let file = cache_dir.join("wrong-token");
+                let file = cache_dir.join("token-under-test");
                 std::fs::write(&file, token)?;
-                cmd.arg("--git-url")
-                    .arg(repo.https_url())
-                    .arg("--git-username")
-                    .arg(&servers.http_user)
-                    .arg("--git-token-file")
-                    .arg(file)
-                    .arg("--git-ca-file")
-                    .arg(&servers.ca_file);
+                https(&mut cmd, &file);
             }
+            Transport::HttpsWithTokenFile(file) => https(&mut cmd, &file),
             Transport::File => {
                 cmd.arg("--git-url").arg(repo.file_url());
             }
@@ -84,13 +110,149 @@ impl AgentCommand {
                     .arg(&servers.ca_file);
             }
         }
-        Ok(AgentCommand { cmd, cache_dir })
+        Ok(cmd)
+    }
+
+    /// Add a flag or value.
+    pub fn arg(&mut self, arg: impl Into<OsString>) -> &mut Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Set an environment variable.
+    pub fn env(&mut self, key: &str, value: impl Into<OsString>) -> &mut Self {
+        self.envs.push((key.to_owned(), value.into()));
+        self
+    }
+
+    fn command(&self) -> Result<Command> {
+        let mut cmd = Command::new(tools::outpost_bin("outpost-agent")?);
+        cmd.env_clear().args(&self.args);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        Ok(cmd)
     }
 
     /// Run with `--once` and return the output.
-    pub fn once(mut self) -> Result<Output> {
-        Ok(self.cmd.arg("--once").output()?)
+    pub fn once(&self) -> Result<Output> {
+        Ok(self.command()?.arg("--once").output()?)
     }
+
+    /// Run a subcommand (`plan`, `status`) with the same flags.
+    pub fn subcommand(&self, name: &str) -> Result<Output> {
+        let mut cmd = Command::new(tools::outpost_bin("outpost-agent")?);
+        cmd.env_clear().arg(name).args(&self.args);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        Ok(cmd.output()?)
+    }
+
+    /// Start the daemon with a short interval; its metrics port is chosen here.
+    pub fn spawn(&self, interval: &str) -> Result<RunningAgent> {
+        let port = free_port();
+        let log = self.cache_dir.join("agent.log");
+        let mut args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        args.extend([
+            "--interval".into(),
+            interval.into(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{port}"),
+        ]);
+        let envs: Vec<(&str, String)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_string_lossy().into_owned()))
+            .collect();
+        // The watchdog keeps the environment we pass and adds nothing of the test's own.
+        let process = Guarded::spawn_clean(
+            "outpost-agent",
+            &tools::outpost_bin("outpost-agent")?,
+            &args,
+            &log,
+            &envs,
+        )?;
+        Ok(RunningAgent { process, port, log })
+    }
+}
+
+/// A daemon agent; killed on drop.
+pub struct RunningAgent {
+    process: Guarded,
+    /// Its metrics/probe port on 127.0.0.1.
+    pub port: u16,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl RunningAgent {
+    /// GET a path on the admin port: (status code, body).
+    pub async fn get(&self, path: &str) -> Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").as_bytes())
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((code, body))
+    }
+
+    /// Wait until `/readyz` answers 200 (first successful sync), or fail with the log.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok((200, _)) = self.get("/readyz").await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("agent not ready after {timeout:?}; log:\n{}", self.logs())
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send SIGTERM to the agent and wait for it to exit; returns whether it exited in time.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<bool> {
+        self.process.signal_child("TERM")?;
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if !self.process.child_running() {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(false)
+    }
+}
+
+/// Create a namespace named `<prefix>-<random>` and return its name.
+pub async fn create_namespace(client: &kube::Client, prefix: &str) -> Result<String> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let name = crate::unique(prefix);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    kube::Api::<Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .with_context(|| format!("create namespace {name}"))?;
+    Ok(name)
 }
 
 /// stdout and stderr of a run, for assertions and failure messages.

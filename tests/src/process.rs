@@ -28,16 +28,40 @@ pub struct Guarded {
     child: Child,
     /// For messages.
     pub name: String,
+    /// The program's process name (first 15 bytes of its file name), to tell it from the watchdog's sleeps.
+    comm: String,
 }
 
 impl Guarded {
-    /// Start `program args...` with output appended to `log`.
+    /// Start `program args...` with output appended to `log`, inheriting our environment plus `envs`.
     pub fn spawn(
         name: &str,
         program: &Path,
         args: &[String],
         log: &Path,
         envs: &[(&str, String)],
+    ) -> Result<Self> {
+        Self::start(name, program, args, log, envs, false)
+    }
+
+    /// Like [`Guarded::spawn`] with only `envs` as the environment (include PATH).
+    pub fn spawn_clean(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        envs: &[(&str, String)],
+    ) -> Result<Self> {
+        Self::start(name, program, args, log, envs, true)
+    }
+
+    fn start(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        envs: &[(&str, String)],
+        clean: bool,
     ) -> Result<Self> {
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -56,21 +80,54 @@ impl Guarded {
             .stdout(out)
             .stderr(err)
             .process_group(0);
+        if clean {
+            cmd.env_clear();
+        }
         for (k, v) in envs {
             cmd.env(k, v);
         }
         let child = cmd
             .spawn()
             .with_context(|| format!("start {name} ({})", program.display()))?;
+        let comm: String = program
+            .file_name()
+            .map(|f| f.to_string_lossy().chars().take(15).collect())
+            .unwrap_or_default();
         Ok(Guarded {
             child,
             name: name.to_owned(),
+            comm,
         })
     }
 
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Send a signal (`TERM`, `KILL`) to the guarded program itself (the watchdog's child).
+    pub fn signal_child(&self, signal: &str) -> Result<()> {
+        let status = Command::new("pkill")
+            .args([
+                &format!("-{signal}"),
+                "-P",
+                &self.child.id().to_string(),
+                "-x",
+                &self.comm,
+            ])
+            .status()?;
+        anyhow::ensure!(status.success(), "no child of {} to signal", self.name);
+        Ok(())
+    }
+
+    /// Whether the guarded program (not just the watchdog) still runs.
+    pub fn child_running(&self) -> bool {
+        Command::new("pgrep")
+            .args(["-P", &self.child.id().to_string(), "-x", &self.comm])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     }
 
     /// Kill the whole process group now and wait for the watchdog.

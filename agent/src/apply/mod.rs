@@ -1,23 +1,28 @@
 //! Apply stage (DESIGN §3.4): staged, bounded-concurrency server-side apply of desired objects.
 //!
-//! Objects enter as [`Desired`] (a manifest and its bundle), are resolved through discovery stage by stage
-//! (so custom resources resolve once their CRD is Established), and leave as a [`Report`] of what was applied
-//! and what failed. One object's failure never stops the others.
+//! Objects enter as [`DesiredObject`]s (from the plan), are applied stage by stage (custom resources whose CRD
+//! came in the same commit are resolved once it is Established), and leave as a [`Report`] of what was applied
+//! (with the generation and resourceVersion the server returned, for drift detection) and what failed. One
+//! object's failure never stops the others; transient API errors are retried.
 
 pub mod stage;
 pub mod wait;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use backon::Retryable;
 use futures::StreamExt;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::{Api, Client};
 use serde_json::Value;
 
 pub use stage::Stage;
 
-use crate::manifest::{Manifest, Origin, digest};
-use crate::resolve::{self, Resolved, Resolver};
+use crate::desired::DesiredObject;
+use crate::manifest::Origin;
+pub use crate::object::ObjectKey;
+use crate::resolve::{self, Resolver};
 
 /// Why one object was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -75,42 +80,6 @@ impl Error {
     }
 }
 
-/// One object to apply.
-#[derive(Clone, Debug)]
-pub struct Desired {
-    /// The bundle it belongs to.
-    pub bundle: String,
-    /// The manifest as parsed.
-    pub manifest: Manifest,
-}
-
-/// Identity of an applied object, with namespace settled by discovery.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectKey {
-    /// API group (empty for core).
-    pub group: String,
-    /// Kind.
-    pub kind: String,
-    /// Namespace; `None` for cluster-scoped kinds.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-}
-
-impl std::fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let gk = if self.group.is_empty() {
-            self.kind.clone()
-        } else {
-            format!("{}.{}", self.kind, self.group)
-        };
-        match &self.namespace {
-            Some(ns) => write!(f, "{gk}/{ns}/{}", self.name),
-            None => write!(f, "{gk}/{}", self.name),
-        }
-    }
-}
-
 /// An object the API server accepted.
 #[derive(Clone, Debug)]
 pub struct Applied {
@@ -118,8 +87,18 @@ pub struct Applied {
     pub bundle: String,
     /// Its identity.
     pub key: ObjectKey,
-    /// Digest of the desired body we sent.
+    /// apiVersion sent.
+    pub api_version: String,
+    /// Digest of the body sent.
     pub digest: String,
+    /// `metadata.generation` the server returned.
+    pub generation: Option<i64>,
+    /// `metadata.resourceVersion` the server returned.
+    pub resource_version: Option<String>,
+    /// It was deleted and created again (`outpost.dev/force`).
+    pub recreated: bool,
+    /// The object the server returned (kept only for dry runs, to diff against the live object).
+    pub returned: Option<DynamicObject>,
 }
 
 /// An object that was not applied, with where it was written.
@@ -163,18 +142,14 @@ pub struct Options {
     pub dry_run: bool,
 }
 
-/// Namespace given to namespaced objects written without one (as kubectl does without a context namespace).
-pub const DEFAULT_NAMESPACE: &str = "default";
+/// The server's object and whether it was recreated, or why not.
+type ApplyResult = Result<(DynamicObject, bool), Error>;
 
-/// A desired object with its kind resolved and namespace settled, ready to send.
-struct Prepared {
-    bundle: String,
-    object: String,
-    origin: Origin,
-    key: ObjectKey,
-    resolved: Resolved,
-    body: Value,
-}
+/// Attempts for a request that failed transiently (connection refused, 429, 5xx): an API server restart
+/// takes a few seconds, and the next reconcile retries anyway.
+const TRANSIENT_ATTEMPTS: usize = 4;
+/// How long a forced recreate waits for the old object to disappear (finalizers may hold it).
+const RECREATE_WAIT: Duration = Duration::from_secs(30);
 
 /// Applies desired objects to one cluster.
 #[derive(Clone)]
@@ -191,15 +166,17 @@ impl Applier {
         Applier { client, options }
     }
 
+    /// The settings.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
     /// Apply everything in stage order. CRDs applied in the Foundation stage are waited for, and their groups
     /// re-discovered, before later stages resolve their kinds.
-    pub async fn apply(&self, resolver: &mut Resolver, desired: Vec<Desired>) -> Report {
-        let mut by_stage: BTreeMap<Stage, Vec<Desired>> = BTreeMap::new();
-        for d in desired {
-            by_stage
-                .entry(Stage::of(d.manifest.group(), &d.manifest.kind))
-                .or_default()
-                .push(d);
+    pub async fn apply(&self, resolver: &mut Resolver, objects: Vec<DesiredObject>) -> Report {
+        let mut by_stage: BTreeMap<Stage, Vec<DesiredObject>> = BTreeMap::new();
+        for o in objects {
+            by_stage.entry(o.stage).or_default().push(o);
         }
         let mut report = Report::default();
         for stage in Stage::ALL {
@@ -207,53 +184,65 @@ impl Applier {
                 continue;
             };
             let mut ready = Vec::with_capacity(objects.len());
-            for d in objects {
-                match resolver.resolve(&d.manifest.api_version, &d.manifest.kind).await {
-                    Ok(resolved) => ready.push(prepare(d, resolved)),
-                    Err(e) => report.failed.push(Failure {
-                        bundle: d.bundle,
-                        object: d.manifest.display_name(),
-                        origin: d.manifest.origin,
-                        error: e.into(),
-                    }),
+            for mut o in objects {
+                if o.resolved.is_none() {
+                    match resolver.resolve(&o.api_version, &o.key.kind).await {
+                        Ok(r) => o.resolved = Some(r),
+                        Err(e) => {
+                            report.failed.push(failure(&o, e.into()));
+                            continue;
+                        }
+                    }
                 }
+                ready.push(o);
             }
-            let results: Vec<(Prepared, Result<DynamicObject, Error>)> = futures::stream::iter(ready)
-                .map(|p| async move {
-                    let result = self.apply_one(&p).await;
-                    (p, result)
+            let results: Vec<(DesiredObject, ApplyResult)> = futures::stream::iter(ready)
+                .map(|o| async move {
+                    let result = self.apply_one(&o).await;
+                    (o, result)
                 })
                 .buffer_unordered(self.options.concurrency.max(1))
                 .collect()
                 .await;
-            for (p, result) in results {
+            for (o, result) in results {
                 let result = match result {
-                    Ok(live) => self.settle(&p, &live, resolver).await,
+                    Ok((live, recreated)) => {
+                        self.settle(&o, &live, resolver).await.map(|()| (live, recreated))
+                    }
                     Err(e) => Err(e),
                 };
                 match result {
-                    Ok(()) => report.applied.push(Applied {
-                        bundle: p.bundle,
-                        digest: digest::of_value(&p.body),
-                        key: p.key,
+                    Ok((live, recreated)) => report.applied.push(Applied {
+                        bundle: o.bundle.clone(),
+                        key: o.key.clone(),
+                        api_version: o.api_version.clone(),
+                        digest: o.digest.clone(),
+                        generation: live.metadata.generation,
+                        resource_version: live.metadata.resource_version.clone(),
+                        recreated,
+                        returned: self.options.dry_run.then_some(live),
                     }),
-                    Err(error) => report.failed.push(Failure {
-                        bundle: p.bundle,
-                        object: p.object,
-                        origin: p.origin,
-                        error,
-                    }),
+                    Err(error) => report.failed.push(failure(&o, error)),
                 }
             }
         }
         report
     }
 
-    /// One server-side apply request.
-    async fn apply_one(&self, p: &Prepared) -> Result<DynamicObject, Error> {
-        let api: Api<DynamicObject> = match &p.key.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &p.resolved.resource),
-            None => Api::all_with(self.client.clone(), &p.resolved.resource),
+    /// The API for an object's kind and namespace.
+    fn api_for(&self, o: &DesiredObject) -> Option<Api<DynamicObject>> {
+        let resolved = o.resolved.as_ref()?;
+        Some(match &o.key.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resolved.resource),
+            None => Api::all_with(self.client.clone(), &resolved.resource),
+        })
+    }
+
+    /// Apply one object; with `outpost.dev/force` an immutable-field rejection deletes and recreates it.
+    /// Returns the server's object and whether it was recreated.
+    async fn apply_one(&self, o: &DesiredObject) -> ApplyResult {
+        let Some(api) = self.api_for(o) else {
+            return Err(Error::Client("kind not resolved".into()));
         };
         let mut params = PatchParams::apply(&self.options.field_manager);
         if self.options.force_conflicts {
@@ -262,18 +251,31 @@ impl Applier {
         if self.options.dry_run {
             params = params.dry_run();
         }
-        api.patch(&p.key.name, &params, &Patch::Apply(&p.body))
-            .await
-            .map_err(Error::from_kube)
+        match patch(&api, &o.key.name, &params, &o.body).await {
+            Err(Error::Invalid(message))
+                if o.force_recreate && is_immutable(&message) && !self.options.dry_run =>
+            {
+                recreate(&api, &o.key.name).await?;
+                patch(&api, &o.key.name, &params, &o.body)
+                    .await
+                    .map(|live| (live, true))
+            }
+            other => other.map(|live| (live, false)),
+        }
     }
 
     /// After a Foundation object is accepted: a Namespace must be Active, a CRD Established (and its group
     /// re-discovered so its kinds resolve in later stages).
-    async fn settle(&self, p: &Prepared, live: &DynamicObject, resolver: &mut Resolver) -> Result<(), Error> {
+    async fn settle(
+        &self,
+        o: &DesiredObject,
+        live: &DynamicObject,
+        resolver: &mut Resolver,
+    ) -> Result<(), Error> {
         if self.options.dry_run {
             return Ok(());
         }
-        match (p.key.group.as_str(), p.key.kind.as_str()) {
+        match (o.key.group.as_str(), o.key.kind.as_str()) {
             ("", "Namespace") => {
                 let phase = live.data.pointer("/status/phase").and_then(Value::as_str);
                 if phase == Some("Terminating") {
@@ -282,10 +284,10 @@ impl Applier {
                 Ok(())
             }
             ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-                wait::crd_established(&self.client, &p.key.name)
+                wait::crd_established(&self.client, &o.key.name)
                     .await
                     .map_err(Error::NotEstablished)?;
-                if let Some(group) = p.body.pointer("/spec/group").and_then(Value::as_str) {
+                if let Some(group) = o.body.pointer("/spec/group").and_then(Value::as_str) {
                     resolver.forget(group);
                 }
                 Ok(())
@@ -295,40 +297,95 @@ impl Applier {
     }
 }
 
-/// Settle the namespace (dropped for cluster-scoped kinds, `default` when missing) and build the key.
-fn prepare(d: Desired, resolved: Resolved) -> Prepared {
-    let object = d.manifest.display_name();
-    let mut body = d.manifest.body;
-    crate::manifest::normalize::apply_defaults(&resolved.resource.group, &resolved.resource.kind, &mut body);
-    let namespace = if resolved.namespaced() {
-        let ns = d
-            .manifest
-            .namespace
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-        if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("namespace".into(), Value::String(ns.clone()));
-        }
-        Some(ns)
-    } else {
-        // EMCO's rsync writes a namespace even on cluster-scoped kinds; the API server would reject it.
-        if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("namespace");
-        }
-        None
+fn failure(o: &DesiredObject, error: Error) -> Failure {
+    Failure {
+        bundle: o.bundle.clone(),
+        object: o.key.to_string(),
+        origin: o.origin.clone(),
+        error,
+    }
+}
+
+/// Whether a 422 message is about an immutable field.
+fn is_immutable(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("immutable") || m.contains("may not change") || m.contains("cannot change")
+}
+
+/// True for errors worth retrying at once: no answer, throttling, server trouble.
+pub fn is_transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Retry policy for transient API errors.
+pub fn transient_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(3))
+        .with_max_times(TRANSIENT_ATTEMPTS)
+        .with_jitter()
+}
+
+/// One server-side apply request, retried on transient errors.
+async fn patch(
+    api: &Api<DynamicObject>,
+    name: &str,
+    params: &PatchParams,
+    body: &Value,
+) -> Result<DynamicObject, Error> {
+    (|| async { api.patch(name, params, &Patch::Apply(body)).await })
+        .retry(transient_backoff())
+        .when(is_transient)
+        .await
+        .map_err(Error::from_kube)
+}
+
+/// Delete an object and wait until it is gone.
+async fn recreate(api: &Api<DynamicObject>, name: &str) -> Result<(), Error> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        ..Default::default()
     };
-    let key = ObjectKey {
-        group: resolved.resource.group.clone(),
-        kind: resolved.resource.kind.clone(),
-        namespace,
-        name: d.manifest.name.clone(),
-    };
-    Prepared {
-        bundle: d.bundle,
-        object,
-        origin: d.manifest.origin,
-        key,
-        resolved,
-        body,
+    match api.delete(name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(Error::from_kube(e)),
+    }
+    let deadline = tokio::time::Instant::now() + RECREATE_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match api.get_opt(name).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return Err(Error::from_kube(e)),
+        }
+    }
+    Err(Error::Api {
+        code: 409,
+        message: format!(
+            "{name} was deleted for recreation but still exists after {}s",
+            RECREATE_WAIT.as_secs()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn immutable_field_messages_are_recognised() {
+        assert!(is_immutable(
+            "Job.batch \"x\" is invalid: spec.selector: Invalid value: ...: field is immutable"
+        ));
+        assert!(is_immutable(
+            "spec.clusterIP: Invalid value: \"\": may not change once set"
+        ));
+        assert!(!is_immutable(
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+        ));
     }
 }

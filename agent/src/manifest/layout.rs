@@ -35,6 +35,17 @@ pub enum Error {
     /// One or more files failed to parse; nothing from this commit may be applied.
     #[error("{}", list_errors(.0))]
     Parse(Vec<parse::Error>),
+    /// An `.outpostignore` pattern is invalid.
+    #[error(transparent)]
+    Ignore(#[from] super::ignore::Error),
+    /// A bundle's `outpost.yaml` is invalid.
+    #[error("{file}: {reason}")]
+    Config {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Two documents describe the same object.
     #[error("{first} and {second} both define {object}: remove one of them")]
     Duplicate {
@@ -87,23 +98,45 @@ pub struct Bundle {
     pub manifests: Vec<Manifest>,
     /// `ResourceBundleState` declarations found in the bundle (for the status writer).
     pub trackers: Vec<Manifest>,
+    /// Bundles that must be healthy first (`dependsOn` in the bundle's `outpost.yaml`).
+    pub depends_on: Vec<String>,
+}
+
+/// A bundle's `outpost.yaml`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BundleConfig {
+    /// Bundle names.
+    #[serde(default)]
+    depends_on: Vec<String>,
 }
 
 /// Split the files of a cluster path (paths relative to it) into bundles, parsing every manifest.
 ///
 /// `root` is the repository path of the cluster directory, used to name files in errors.
 pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
-    let emco_contexts = emco_contexts(files);
+    let ignore = super::ignore::Rules::from_files(root, files)?;
+    let files: Vec<&SourceFile> = files.iter().filter(|f| !ignore.is_ignored(&f.path)).collect();
+    let emco_contexts = emco_contexts(files.iter().copied());
     let mut by_name: BTreeMap<String, Bundle> = BTreeMap::new();
+    let mut configs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut errors = Vec::new();
     for file in files {
+        let repo_path = format!("{}/{}", root.trim_end_matches('/'), file.path);
+        if let Some(bundle) = config_file_bundle(&file.path, &emco_contexts) {
+            let config: BundleConfig = serde_saphyr::from_slice(&file.data).map_err(|e| Error::Config {
+                file: repo_path.clone(),
+                reason: e.to_string().lines().next().unwrap_or_default().to_owned(),
+            })?;
+            configs.insert(bundle, config.depends_on);
+            continue;
+        }
         let Some((name, dir, layout)) = classify(&file.path, &emco_contexts) else {
             continue;
         };
         if !is_manifest_file(&file.path) {
             continue;
         }
-        let repo_path = format!("{}/{}", root.trim_end_matches('/'), file.path);
         let manifests = match parse_file(&repo_path, &file.data) {
             Ok(m) => m,
             Err(e) => {
@@ -117,6 +150,7 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
             layout,
             manifests: Vec::new(),
             trackers: Vec::new(),
+            depends_on: Vec::new(),
         });
         for m in manifests {
             if m.api_version == TRACKER_API_VERSION && m.kind == TRACKER_KIND {
@@ -129,13 +163,33 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
     if !errors.is_empty() {
         return Err(Error::Parse(errors));
     }
+    for (name, depends_on) in configs {
+        if let Some(bundle) = by_name.get_mut(&name) {
+            bundle.depends_on = depends_on;
+        }
+    }
     Ok(by_name.into_values().collect())
 }
 
+/// The bundle whose `outpost.yaml` this is, if it is one (`<dir>/outpost.yaml` or
+/// `context/<cid>/app/<app>/outpost.yaml`).
+fn config_file_bundle(path: &str, emco_contexts: &BTreeSet<String>) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        [EMCO_CONTEXT_DIR, cid, "app", app, BUNDLE_CONFIG_FILE] if emco_contexts.contains(*cid) => {
+            Some(format!("{cid}-{app}"))
+        }
+        [BUNDLE_CONFIG_FILE] => Some(ROOT_BUNDLE.to_owned()),
+        [dir, BUNDLE_CONFIG_FILE] if *dir != STATUS_DIR && *dir != FLUX_DIR && *dir != EMCO_CONTEXT_DIR => {
+            Some((*dir).to_owned())
+        }
+        _ => None,
+    }
+}
+
 /// Context ids present under `context/<cid>/app/`.
-fn emco_contexts(files: &[SourceFile]) -> BTreeSet<String> {
+fn emco_contexts<'a>(files: impl Iterator<Item = &'a SourceFile>) -> BTreeSet<String> {
     files
-        .iter()
         .filter_map(|f| {
             let mut parts = f.path.split('/');
             match (parts.next(), parts.next(), parts.next()) {
@@ -170,12 +224,7 @@ fn classify(path: &str, emco_contexts: &BTreeSet<String>) -> Option<(String, Str
         )),
         // Other files under context/ (not in an app directory) are EMCO bookkeeping, not manifests.
         [EMCO_CONTEXT_DIR, ..] if !emco_contexts.is_empty() => None,
-        [dir, _, ..] => {
-            if parts.last() == Some(&BUNDLE_CONFIG_FILE) && parts.len() == 2 {
-                return None;
-            }
-            Some(((*dir).to_owned(), (*dir).to_owned(), Layout::Plain))
-        }
+        [dir, _, ..] => Some(((*dir).to_owned(), (*dir).to_owned(), Layout::Plain)),
         [] => None,
     }
 }
@@ -236,6 +285,8 @@ mod tests {
             file("web/nested/more.yml", CM),
             file("web/README.md", "not yaml"),
             file("web/outpost.yaml", "dependsOn: [db]"),
+            file("web/draft.yaml", "kind: [ broken but ignored"),
+            file(".outpostignore", "draft.yaml\n"),
             file("status/web/web-status.yaml", CM),
             file(".outpostignore", "x"),
         ];
@@ -305,6 +356,24 @@ mod tests {
         let err = check_duplicates(&all, |m| m.display_name()).unwrap_err();
         assert!(
             err.to_string().contains("c/a/x.yaml") && err.to_string().contains("c/b/y.yaml"),
+            "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_bundle_config_names_the_file() {
+        let files = [SourceFile {
+            path: "web/outpost.yaml".into(),
+            data: b"dependOn: [db]\n".to_vec(),
+        }];
+        let err = bundles("clusters/c", &files).unwrap_err();
+        assert!(
+            err.to_string().starts_with("clusters/c/web/outpost.yaml:"),
             "{err}"
         );
     }

@@ -5,6 +5,7 @@
 //! error fails the whole set: the caller must then apply and prune nothing.
 
 pub mod digest;
+pub mod ignore;
 pub mod layout;
 pub mod normalize;
 pub mod parse;

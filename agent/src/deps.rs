@@ -1,0 +1,139 @@
+//! Bundle dependencies (`dependsOn` in a bundle's `outpost.yaml`): the order bundles are applied in, and
+//! whether a bundle's dependencies are healthy enough for it to go ahead.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+
+use crate::desired::DesiredObject;
+use crate::health::{self, Health};
+
+/// A dependency problem that blocks one bundle.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// It depends on a bundle that is not in Git.
+    #[error("depends on bundle {0:?}, which is not in this cluster's path")]
+    Unknown(String),
+    /// Bundles depend on each other in a circle.
+    #[error("dependency cycle through {0}")]
+    Cycle(String),
+}
+
+/// Bundles in waves: every bundle's dependencies are in earlier waves. Bundles with unknown dependencies or in
+/// cycles are returned apart with their error and never applied.
+pub fn waves(depends_on: &BTreeMap<String, Vec<String>>) -> (Vec<Vec<String>>, BTreeMap<String, Error>) {
+    let mut blocked = BTreeMap::new();
+    for (bundle, deps) in depends_on {
+        if let Some(missing) = deps.iter().find(|d| !depends_on.contains_key(*d)) {
+            blocked.insert(bundle.clone(), Error::Unknown(missing.clone()));
+        }
+    }
+    let mut placed: BTreeSet<String> = BTreeSet::new();
+    let mut waves = Vec::new();
+    loop {
+        let wave: Vec<String> = depends_on
+            .iter()
+            .filter(|(b, _)| !placed.contains(*b) && !blocked.contains_key(*b))
+            .filter(|(_, deps)| deps.iter().all(|d| placed.contains(d)))
+            .map(|(b, _)| b.clone())
+            .collect();
+        if wave.is_empty() {
+            break;
+        }
+        placed.extend(wave.iter().cloned());
+        waves.push(wave);
+    }
+    for bundle in depends_on.keys() {
+        if !placed.contains(bundle) && !blocked.contains_key(bundle) {
+            // Either in a cycle or depending on a blocked bundle.
+            let reason = match depends_on[bundle].iter().find(|d| blocked.contains_key(*d)) {
+                Some(dep) => Error::Unknown(format!("{dep} (blocked)")),
+                None => Error::Cycle(bundle.clone()),
+            };
+            blocked.insert(bundle.clone(), reason);
+        }
+    }
+    (waves, blocked)
+}
+
+/// Health of a bundle from its desired objects' live state (one GET each).
+pub async fn bundle_health(client: &Client, objects: &[DesiredObject]) -> Health {
+    let mut healths = Vec::with_capacity(objects.len());
+    for o in objects {
+        let Some(resolved) = &o.resolved else {
+            healths.push((o.key.to_string(), unknown("kind not resolved yet")));
+            continue;
+        };
+        let api: Api<DynamicObject> = match &o.key.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
+            None => Api::all_with(client.clone(), &resolved.resource),
+        };
+        let h = match api.get_opt(&o.key.name).await {
+            Ok(Some(live)) => match serde_json::to_value(&live) {
+                Ok(v) => health::of_object(&v),
+                Err(e) => unknown(&e.to_string()),
+            },
+            Ok(None) => Health {
+                status: health::Status::InProgress,
+                message: "not created yet".into(),
+            },
+            Err(e) => unknown(&e.to_string()),
+        };
+        healths.push((o.key.to_string(), h));
+    }
+    health::aggregate(healths.iter().map(|(n, h)| (n.as_str(), h)))
+}
+
+fn unknown(message: &str) -> Health {
+    Health {
+        status: health::Status::Unknown,
+        message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(edges: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        edges
+            .iter()
+            .map(|(b, d)| (b.to_string(), d.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn dependencies_come_in_earlier_waves() {
+        let (waves, blocked) = waves(&graph(&[
+            ("app", &["db", "cache"]),
+            ("db", &[]),
+            ("cache", &["db"]),
+            ("x", &[]),
+        ]));
+        assert_eq!(
+            waves,
+            vec![
+                vec!["db".to_string(), "x".into()],
+                vec!["cache".into()],
+                vec!["app".into()]
+            ]
+        );
+        assert!(blocked.is_empty());
+    }
+
+    #[test]
+    fn unknown_dependencies_and_cycles_block_only_their_bundles() {
+        let (waves, blocked) = waves(&graph(&[
+            ("a", &["b"]),
+            ("b", &["a"]),
+            ("c", &["nope"]),
+            ("d", &["c"]),
+            ("e", &[]),
+        ]));
+        assert_eq!(waves, vec![vec!["e".to_string()]]);
+        assert_eq!(blocked["a"], Error::Cycle("a".into()));
+        assert_eq!(blocked["c"], Error::Unknown("nope".into()));
+        assert!(matches!(blocked["d"], Error::Unknown(_)));
+    }
+}

@@ -1,0 +1,356 @@
+//! Drift correction (DESIGN §3.6): watch every managed kind (metadata only, `part-of` label selector) and
+//! re-apply a member within a second of someone changing its spec or data, removing our label, or deleting it.
+//!
+//! Status updates do not count (generation decides for kinds that have one), and a re-apply that changes
+//! nothing (another manager owns the field, as an HPA owns `spec.replicas`) is not a revert. An object reverted
+//! more than [`FIGHT_THRESHOLD`] times in a minute is a fight: reported (log, metric, Event) and left alone
+//! for [`FIGHT_BACKOFF`] instead of looping.
+//!
+//! The reconciler holds [`Drift::pause`] while it syncs, so corrections never race a sync and always compare
+//! against what the last sync recorded.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::{Mutex, MutexGuard, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::apply::Applier;
+use crate::desired::DesiredObject;
+use crate::events::Events;
+use crate::inventory::Member;
+use crate::inventory::applyset::PART_OF_LABEL;
+use crate::live::LiveMeta;
+use crate::metrics::Metrics;
+use crate::object::ObjectKey;
+use crate::reconcile::SyncReport;
+use crate::resolve::Resolver;
+use crate::secret::Scrubber;
+
+/// Reverts of one object within [`FIGHT_WINDOW`] beyond which another actor is fighting us.
+pub const FIGHT_THRESHOLD: usize = 5;
+/// Window for counting reverts.
+pub const FIGHT_WINDOW: Duration = Duration::from_secs(60);
+/// How long a fought-over object is left alone before we try again.
+pub const FIGHT_BACKOFF: Duration = Duration::from_secs(300);
+/// Queue of watch events between watchers and the corrector; watchers wait when it is full.
+const EVENT_QUEUE: usize = 4096;
+
+/// What a watcher saw.
+#[derive(Debug)]
+enum Seen {
+    /// Added or modified.
+    Changed(ObjectKey, LiveMeta),
+    /// Deleted.
+    Deleted(ObjectKey),
+    /// A (re)list of a kind finished with these objects present: any member not among them was deleted
+    /// while the watch was down.
+    Relisted((String, String), BTreeSet<ObjectKey>),
+}
+
+/// Revert history of one object.
+#[derive(Default)]
+struct Tracker {
+    reverts: VecDeque<Instant>,
+    suppressed_until: Option<Instant>,
+}
+
+/// What the corrector compares against; replaced after every sync.
+#[derive(Default)]
+struct State {
+    /// Desired objects of the last sync.
+    desired: BTreeMap<ObjectKey, DesiredObject>,
+    /// Recorded members: bundle and record.
+    members: BTreeMap<ObjectKey, (String, Member)>,
+    /// Bundle → ApplySet id.
+    ids: BTreeMap<String, String>,
+    /// Fight bookkeeping.
+    trackers: HashMap<ObjectKey, Tracker>,
+}
+
+/// Everything the corrector needs besides its state.
+struct Corrector {
+    applier: Applier,
+    resolver: Resolver,
+    metrics: Option<Metrics>,
+    events: Option<Events>,
+    scrubber: Scrubber,
+}
+
+/// Running watch tasks by (group, kind).
+type Watchers = HashMap<(String, String), JoinHandle<()>>;
+
+/// Handle to the drift machinery.
+#[derive(Clone)]
+pub struct Drift {
+    /// State shared with the corrector; held by the reconciler while syncing.
+    state: Arc<Mutex<State>>,
+    /// Where watchers send what they see.
+    tx: mpsc::Sender<Seen>,
+    /// Running watchers by (group, kind).
+    watchers: Arc<std::sync::Mutex<Watchers>>,
+    /// For new watchers.
+    client: Client,
+    /// Resolves kinds for new watchers.
+    resolver: Arc<Mutex<Resolver>>,
+}
+
+/// Held by the reconciler during a sync: corrections wait.
+pub struct Paused<'a>(#[allow(dead_code)] MutexGuard<'a, State>);
+
+impl Drift {
+    /// Start the corrector task. Watchers start with the first [`Drift::update`].
+    pub fn start(
+        client: Client,
+        applier: Applier,
+        metrics: Option<Metrics>,
+        events: Option<Events>,
+        scrubber: Scrubber,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let state = Arc::new(Mutex::new(State::default()));
+        let corrector = Corrector {
+            applier,
+            resolver: Resolver::new(client.clone()),
+            metrics,
+            events,
+            scrubber,
+        };
+        tokio::spawn(correct(state.clone(), rx, corrector).instrument(info_span!("drift")));
+        Drift {
+            state,
+            tx,
+            watchers: Arc::default(),
+            client: client.clone(),
+            resolver: Arc::new(Mutex::new(Resolver::new(client))),
+        }
+    }
+
+    /// Pause corrections (while a sync runs).
+    pub async fn pause(&self) -> Paused<'_> {
+        Paused(self.state.lock().await)
+    }
+
+    /// Take the result of a sync: what to compare against, and which kinds to watch. Call while paused, passing
+    /// the guard, so the next correction already sees the new state.
+    pub async fn update(
+        &self,
+        paused: &mut Paused<'_>,
+        report: &SyncReport,
+        applyset_id: impl Fn(&str) -> String,
+    ) {
+        let state = &mut paused.0;
+        state.desired = report.desired.clone();
+        state.members = report
+            .inventories
+            .iter()
+            .flat_map(|(b, inv)| {
+                inv.members
+                    .iter()
+                    .map(move |(k, m)| (k.clone(), (b.clone(), m.clone())))
+            })
+            .collect();
+        state.ids = report
+            .inventories
+            .keys()
+            .map(|b| (b.clone(), applyset_id(b)))
+            .collect();
+        state.trackers.retain(|k, _| report.desired.contains_key(k));
+        let mut kinds: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (key, (_, member)) in &state.members {
+            kinds
+                .entry((key.group.clone(), key.kind.clone()))
+                .or_insert_with(|| member.api_version.clone());
+        }
+        self.watch_kinds(kinds).await;
+    }
+
+    /// Start watchers for new kinds and stop those for kinds no longer managed.
+    async fn watch_kinds(&self, kinds: BTreeMap<(String, String), String>) {
+        let mut to_start = Vec::new();
+        {
+            let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+            watchers.retain(|gk, handle| {
+                let keep = kinds.contains_key(gk);
+                if !keep {
+                    handle.abort();
+                }
+                keep
+            });
+            for (gk, api_version) in &kinds {
+                if !watchers.contains_key(gk) {
+                    to_start.push((gk.clone(), api_version.clone()));
+                }
+            }
+        }
+        for ((group, kind), api_version) in to_start {
+            let resolved = match self.resolver.lock().await.resolve(&api_version, &kind).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(kind = %kind, error = %e, "Cannot watch kind for drift");
+                    continue;
+                }
+            };
+            // `PartialObjectMeta` makes every request metadata-only.
+            let api: Api<PartialObjectMeta<DynamicObject>> =
+                Api::all_with(self.client.clone(), &resolved.resource);
+            let tx = self.tx.clone();
+            let gk = (group.clone(), kind.clone());
+            let namespaced = resolved.namespaced();
+            let span = info_span!("watch", kind = %crate::object::group_kind(&group, &kind));
+            let handle = tokio::spawn(watch(api, gk.clone(), namespaced, tx).instrument(span));
+            self.watchers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(gk, handle);
+        }
+    }
+}
+
+/// One kind's metadata watch, forwarding what it sees.
+async fn watch(
+    api: Api<PartialObjectMeta<DynamicObject>>,
+    gk: (String, String),
+    namespaced: bool,
+    tx: mpsc::Sender<Seen>,
+) {
+    let config = watcher::Config::default().labels(PART_OF_LABEL);
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let key_of = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| ObjectKey {
+        group: gk.0.clone(),
+        kind: gk.1.clone(),
+        namespace: if namespaced { meta.namespace.clone() } else { None },
+        name: meta.name.clone().unwrap_or_default(),
+    };
+    let mut relist: Option<BTreeSet<ObjectKey>> = None;
+    while let Some(event) = stream.next().await {
+        let seen = match event {
+            Ok(watcher::Event::Apply(obj)) => {
+                Seen::Changed(key_of(&obj.metadata), LiveMeta::of(&obj.metadata))
+            }
+            Ok(watcher::Event::Delete(obj)) => Seen::Deleted(key_of(&obj.metadata)),
+            Ok(watcher::Event::Init) => {
+                relist = Some(BTreeSet::new());
+                continue;
+            }
+            Ok(watcher::Event::InitApply(obj)) => {
+                let key = key_of(&obj.metadata);
+                if let Some(r) = relist.as_mut() {
+                    r.insert(key.clone());
+                }
+                Seen::Changed(key, LiveMeta::of(&obj.metadata))
+            }
+            Ok(watcher::Event::InitDone) => Seen::Relisted(gk.clone(), relist.take().unwrap_or_default()),
+            Err(e) => {
+                debug!(error = %e, "Watch error (retrying with backoff)");
+                continue;
+            }
+        };
+        if tx.send(seen).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The corrector loop.
+async fn correct(state: Arc<Mutex<State>>, mut rx: mpsc::Receiver<Seen>, mut c: Corrector) {
+    while let Some(seen) = rx.recv().await {
+        let mut guard = state.lock().await;
+        let state = &mut *guard;
+        match seen {
+            Seen::Changed(key, live) => {
+                let Some((bundle, member)) = state.members.get(&key) else {
+                    continue;
+                };
+                let Some(id) = state.ids.get(bundle) else { continue };
+                if member.digest.is_empty() || !crate::plan::drifted(member, &live, id) {
+                    continue;
+                }
+                revert(state, &mut c, key, Some(live), "changed").await;
+            }
+            Seen::Deleted(key) => {
+                if state.members.contains_key(&key) {
+                    revert(state, &mut c, key, None, "deleted").await;
+                }
+            }
+            Seen::Relisted((group, kind), present) => {
+                let missing: Vec<ObjectKey> = state
+                    .members
+                    .keys()
+                    .filter(|k| k.group == group && k.kind == kind && !present.contains(*k))
+                    .cloned()
+                    .collect();
+                for key in missing {
+                    revert(state, &mut c, key, None, "deleted while unwatched").await;
+                }
+            }
+        }
+    }
+}
+
+/// Re-apply one object from the last desired set, with fight detection.
+async fn revert(state: &mut State, c: &mut Corrector, key: ObjectKey, live: Option<LiveMeta>, what: &str) {
+    let Some(obj) = state.desired.get(&key).cloned() else {
+        return;
+    };
+    let now = Instant::now();
+    let tracker = state.trackers.entry(key.clone()).or_default();
+    if tracker.suppressed_until.is_some_and(|until| until > now) {
+        debug!(object = %key, "Drift ignored: object is in a fight");
+        return;
+    }
+    let report = c.applier.apply(&mut c.resolver, vec![obj.clone()]).await;
+    let Some(applied) = report.applied.into_iter().next() else {
+        for f in report.failed {
+            warn!(bundle = %obj.bundle, error = %c.scrubber.scrub(&f.to_string()), "Drift revert failed");
+        }
+        return;
+    };
+    let changed_nothing = live
+        .as_ref()
+        .is_some_and(|l| l.resource_version.is_some() && l.resource_version == applied.resource_version);
+    if let Some((_, member)) = state.members.get_mut(&key) {
+        member.generation = applied.generation;
+        member.resource_version = applied.resource_version.clone();
+    }
+    if changed_nothing {
+        // Another manager changed fields we do not own (an HPA's replicas): nothing to revert.
+        return;
+    }
+    info!(bundle = %obj.bundle, object = %key, what, "Drift reverted");
+    if let Some(m) = &c.metrics {
+        m.drift_reverted(&obj.bundle);
+    }
+    let tracker = state.trackers.entry(key.clone()).or_default();
+    tracker.reverts.push_back(now);
+    while tracker
+        .reverts
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > FIGHT_WINDOW)
+    {
+        tracker.reverts.pop_front();
+    }
+    if tracker.reverts.len() > FIGHT_THRESHOLD {
+        tracker.suppressed_until = Some(now + FIGHT_BACKOFF);
+        tracker.reverts.clear();
+        let note = format!(
+            "{key} was reverted more than {FIGHT_THRESHOLD} times in {}s: another actor keeps changing it; leaving it alone for {}s",
+            FIGHT_WINDOW.as_secs(),
+            FIGHT_BACKOFF.as_secs()
+        );
+        warn!(bundle = %obj.bundle, object = %key, "Drift fight: {note}");
+        if let Some(m) = &c.metrics {
+            m.fight(&obj.bundle);
+        }
+        if let Some(events) = &c.events {
+            events.warn(&obj.bundle, "DriftFight", "Revert", &note).await;
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Inventory (DESIGN §4): what each bundle owns, kept in one ApplySet parent Secret per bundle in the agent's
+//! namespace.
+//!
+//! The parent carries kubectl's ApplySet labels and annotations plus what kubectl lacks: the member list with
+//! per-object digests (gzip-compressed JSON, so ten thousand members fit in one Secret), the bundle's layout
+//! and trackers for the status writer, and the last sync result. [`store`] reads and writes parents.
+
+pub mod applyset;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::object::ObjectKey;
+
+/// Errors decoding a parent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A data key is missing or undecodable; the bundle must not be pruned from it.
+    #[error(
+        "inventory {name}: {what} is unreadable: {reason}; fix or delete the Secret (objects are never pruned from an unreadable inventory)"
+    )]
+    Corrupt {
+        /// Secret name.
+        name: String,
+        /// Which part.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What we recorded about one member.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// apiVersion it was applied with (needed to delete it later).
+    #[serde(rename = "v")]
+    pub api_version: String,
+    /// Digest of the body last applied successfully; empty while an apply is pending.
+    #[serde(rename = "d", default)]
+    pub digest: String,
+    /// `metadata.generation` right after our apply, for drift detection.
+    #[serde(rename = "gen", default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// `metadata.resourceVersion` right after our apply, for drift detection of kinds without generation.
+    #[serde(rename = "rv", default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+}
+
+/// How the bundle sits in the repository; the status writer needs it for its paths.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BundleInfo {
+    /// The exact bundle name (`<cid>-<app>`, `web`, `_root`).
+    pub bundle: String,
+    /// The cluster directory (`--cluster`).
+    pub cluster: String,
+    /// Directory of the bundle relative to the cluster path.
+    pub dir: String,
+    /// EMCO context id, for EMCO bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// EMCO app name, for EMCO bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// `ResourceBundleState` tracker documents found in the bundle.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trackers: Vec<serde_json::Value>,
+    /// Bundles that must be healthy before this one is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// Outcome of the last reconcile of a bundle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncState {
+    /// Everything in Git is applied and everything removed from Git is pruned.
+    Synced,
+    /// Some objects failed to apply or prune.
+    Failed,
+    /// Waiting for a dependency to become healthy.
+    Waiting,
+    /// Not synced yet.
+    #[default]
+    Pending,
+}
+
+/// The sync result recorded on the parent (`outpost.dev/sync` annotation, JSON).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResult {
+    /// Commit applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Result.
+    pub state: SyncState,
+    /// Objects sent in that reconcile.
+    pub applied: u64,
+    /// Objects deleted in that reconcile.
+    pub pruned: u64,
+    /// The first errors, scrubbed of secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// One bundle's inventory.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inventory {
+    /// Layout and trackers.
+    pub info: BundleInfo,
+    /// Members and what we recorded about them.
+    pub members: BTreeMap<ObjectKey, Member>,
+    /// Last sync.
+    pub sync: SyncResult,
+}
+
+/// One member in the serialised list.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    #[serde(flatten)]
+    key: ObjectKey,
+    #[serde(flatten)]
+    member: Member,
+}
+
+impl Inventory {
+    /// An empty inventory for a bundle.
+    pub fn new(info: BundleInfo) -> Self {
+        Inventory {
+            info,
+            members: BTreeMap::new(),
+            sync: SyncResult::default(),
+        }
+    }
+
+    /// The parent Secret's name.
+    pub fn parent_name(&self) -> String {
+        applyset::parent_name(&self.info.bundle)
+    }
+}
+
+/// gzip(JSON(members)).
+pub(crate) fn encode_members(members: &BTreeMap<ObjectKey, Member>) -> Vec<u8> {
+    let entries: Vec<Entry> = members
+        .iter()
+        .map(|(k, m)| Entry {
+            key: k.clone(),
+            member: m.clone(),
+        })
+        .collect();
+    let json = serde_json::to_vec(&entries).unwrap_or_default();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(&json);
+    gz.finish().unwrap_or_default()
+}
+
+/// Inverse of [`encode_members`].
+pub(crate) fn decode_members(bytes: &[u8]) -> Result<BTreeMap<ObjectKey, Member>, String> {
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut json)
+        .map_err(|e| format!("not gzip: {e}"))?;
+    let entries: Vec<Entry> = serde_json::from_slice(&json).map_err(|e| format!("not a member list: {e}"))?;
+    Ok(entries.into_iter().map(|e| (e.key, e.member)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_members_fit_in_a_secret() {
+        let mut members = BTreeMap::new();
+        for i in 0..10_000 {
+            members.insert(
+                ObjectKey {
+                    group: String::new(),
+                    kind: "ConfigMap".into(),
+                    namespace: Some(format!("bench-{}", i % 10)),
+                    name: format!("cm-{i:05}"),
+                },
+                Member {
+                    api_version: "v1".into(),
+                    digest: crate::manifest::digest::of_value(&serde_json::json!(i)),
+                    generation: None,
+                    resource_version: Some(format!("{}", 100_000 + i)),
+                },
+            );
+        }
+        let bytes = encode_members(&members);
+        // A Secret holds 1 MiB; base64 adds a third.
+        assert!(bytes.len() * 4 / 3 < 1024 * 1024, "{} bytes", bytes.len());
+        assert_eq!(decode_members(&bytes).unwrap(), members);
+    }
+
+    #[test]
+    fn garbage_is_reported_not_treated_as_empty() {
+        assert!(decode_members(b"not gzip").is_err());
+    }
+}

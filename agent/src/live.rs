@@ -1,0 +1,158 @@
+//! What exists in the cluster right now, for the objects we manage: metadata only, listed by the ApplySet
+//! `part-of` label, one paged list per kind.
+//!
+//! The plan uses it to re-send objects that are missing or were changed by hand, and to skip the rest. A kind
+//! that cannot be listed is marked unknown: its objects are then all re-sent (server-side apply makes that
+//! harmless), never assumed fine.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::PartialObjectMeta;
+
+use crate::inventory::applyset::PART_OF_LABEL;
+use crate::object::ObjectKey;
+use crate::resolve::Resolver;
+
+/// Items per list page: large pages keep 10,000 objects to a handful of requests, small enough for the
+/// API server's response size limits.
+const PAGE_SIZE: u32 = 2000;
+
+/// Metadata of a live object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveMeta {
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// Value of the `part-of` label.
+    pub part_of: Option<String>,
+}
+
+impl LiveMeta {
+    /// From an object's metadata.
+    pub fn of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Self {
+        LiveMeta {
+            generation: meta.generation,
+            resource_version: meta.resource_version.clone(),
+            part_of: meta.labels.as_ref().and_then(|l| l.get(PART_OF_LABEL).cloned()),
+        }
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// The object exists.
+    Present(&'a LiveMeta),
+    /// Its kind was listed and it is not there.
+    Absent,
+    /// Its kind could not be listed.
+    Unknown,
+}
+
+/// Live metadata of managed objects.
+#[derive(Debug, Default)]
+pub struct LiveIndex {
+    /// (group, kind) pairs that were listed completely.
+    listed: BTreeSet<(String, String)>,
+    /// Objects found.
+    objects: HashMap<ObjectKey, LiveMeta>,
+}
+
+impl LiveIndex {
+    /// Look an object up.
+    pub fn get(&self, key: &ObjectKey) -> Lookup<'_> {
+        match self.objects.get(key) {
+            Some(meta) => Lookup::Present(meta),
+            None if self.listed.contains(&(key.group.clone(), key.kind.clone())) => Lookup::Absent,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Record an object (used by tests and by watch caches).
+    pub fn insert(&mut self, key: ObjectKey, meta: LiveMeta) {
+        self.listed.insert((key.group.clone(), key.kind.clone()));
+        self.objects.insert(key, meta);
+    }
+
+    /// Mark a kind as completely known even with no objects.
+    pub fn mark_listed(&mut self, group: &str, kind: &str) {
+        self.listed.insert((group.to_owned(), kind.to_owned()));
+    }
+}
+
+/// Kinds to list: (group, kind) → (an apiVersion to use, the namespaces members are in).
+pub type Kinds = BTreeMap<(String, String), (String, BTreeSet<Option<String>>)>;
+
+/// List the live objects of `kinds`: (group, kind) → (an apiVersion to use, the namespaces members are in).
+/// Cluster-wide lists are tried first; when RBAC forbids them, each namespace is listed instead.
+pub async fn list(client: &Client, resolver: &mut Resolver, kinds: &Kinds) -> LiveIndex {
+    let mut index = LiveIndex::default();
+    for ((group, kind), (api_version, namespaces)) in kinds {
+        let Ok(resolved) = resolver.resolve(api_version, kind).await else {
+            continue;
+        };
+        let all: Api<DynamicObject> = Api::all_with(client.clone(), &resolved.resource);
+        let complete = match list_all(&all).await {
+            Ok(items) => {
+                add(&mut index, group, kind, resolved.namespaced(), items);
+                true
+            }
+            Err(kube::Error::Api(s)) if s.code == 403 && resolved.namespaced() => {
+                let mut complete = true;
+                for ns in namespaces.iter().flatten() {
+                    let api: Api<DynamicObject> =
+                        Api::namespaced_with(client.clone(), ns, &resolved.resource);
+                    match list_all(&api).await {
+                        Ok(items) => add(&mut index, group, kind, true, items),
+                        Err(_) => complete = false,
+                    }
+                }
+                complete
+            }
+            Err(_) => false,
+        };
+        if complete {
+            index.mark_listed(group, kind);
+        }
+    }
+    index
+}
+
+/// All pages of one list.
+async fn list_all(api: &Api<DynamicObject>) -> Result<Vec<PartialObjectMeta<DynamicObject>>, kube::Error> {
+    let mut items = Vec::new();
+    let mut params = ListParams::default().labels(PART_OF_LABEL).limit(PAGE_SIZE);
+    loop {
+        let page = api.list_metadata(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
+fn add(
+    index: &mut LiveIndex,
+    group: &str,
+    kind: &str,
+    namespaced: bool,
+    items: Vec<PartialObjectMeta<DynamicObject>>,
+) {
+    for item in items {
+        let key = ObjectKey {
+            group: group.to_owned(),
+            kind: kind.to_owned(),
+            namespace: if namespaced {
+                item.metadata.namespace.clone()
+            } else {
+                None
+            },
+            name: item.metadata.name.clone().unwrap_or_default(),
+        };
+        index.objects.insert(key, LiveMeta::of(&item.metadata));
+    }
+}

@@ -1,0 +1,670 @@
+//! Prometheus metrics of both binaries (DESIGN §7), as `outpost_*` series in one prometheus-client registry.
+//!
+//! Data enters through the helper methods of [`Metrics`] (the agent's pipeline: reconcile, Git, apply, prune,
+//! drift) and [`StatusMetrics`] (the status writer: render, commit, push), called by the stage that knows the
+//! fact. It leaves through [`encode`], which the admin server's `/metrics` endpoint calls on every scrape.
+//!
+//! Label values are enums ([`ReconcileResult`], [`GitOperation`]) so that no series can be created from free
+//! text; the one exception is the bundle name, which is bounded by the repository, and whose series
+//! [`Metrics::forget_bundle`] removes when the bundle leaves Git. Names are chosen so that prometheus-client's
+//! suffixes (`_total` on counters, `_seconds` from [`Unit::Seconds`]) produce exactly the documented names.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// Prefix of every metric name; dashboards and alerts in the chart select on `outpost_*`.
+pub const PREFIX: &str = "outpost";
+
+/// Lower bound of the duration histograms: an unchanged ref check against a nearby Git server.
+const DURATION_BUCKET_START: f64 = 0.005;
+/// Growth between buckets; 2.5 keeps the bucket count (and the series count) small over five decades.
+const DURATION_BUCKET_FACTOR: f64 = 2.5;
+/// 0.005 s × 2.5¹¹ ≈ 119 s: a full reconcile of a large bundle over a slow edge link still lands in a bucket.
+const DURATION_BUCKET_COUNT: u16 = 12;
+
+/// A fresh registry whose metric names all start with `outpost_`; pass it to [`Metrics::register`].
+pub fn new_registry() -> Registry {
+    Registry::with_prefix(PREFIX)
+}
+
+/// Renders every metric in `registry` in the OpenMetrics text format (ending in `# EOF`).
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail, and our label values cannot fail to encode; should a future
+    // metric type fail anyway, a scrape with what was written beats a panic in the admin server.
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::warn!(%error, "Failed to encode metrics");
+    }
+    text
+}
+
+/// The buckets shared by every duration histogram, from 5 ms to about two minutes.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(
+        DURATION_BUCKET_START,
+        DURATION_BUCKET_FACTOR,
+        DURATION_BUCKET_COUNT,
+    ))
+}
+
+/// A `Family` of duration histograms; a named fn pointer keeps the type nameable in struct fields.
+type DurationFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+/// How one reconcile ended: the `result` label of `outpost_reconcile_duration_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReconcileResult {
+    /// Something was applied, pruned or recorded, and nothing failed.
+    Success,
+    /// The reconcile failed at any stage; the last good state stays.
+    Error,
+    /// The ref still pointed at the applied commit: no fetch, no API-server request.
+    Unchanged,
+}
+
+impl ReconcileResult {
+    /// The label value, in Prometheus' lower-case convention.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Error => "error",
+            ReconcileResult::Unchanged => "unchanged",
+        }
+    }
+}
+
+// Written by hand rather than derived: the derive writes the variant name as is ("Success"), and Prometheus
+// label values are conventionally lower case.
+impl EncodeLabelValue for ReconcileResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Which kind of Git request: the `operation` label of the Git metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GitOperation {
+    /// Ref advertisement only, done every poll.
+    RefCheck,
+    /// Shallow fetch of a changed ref.
+    Fetch,
+}
+
+impl GitOperation {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitOperation::RefCheck => "ref_check",
+            GitOperation::Fetch => "fetch",
+        }
+    }
+}
+
+impl EncodeLabelValue for GitOperation {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Whether a request succeeded: the `result` label of `outpost_git_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum RequestResult {
+    Success,
+    Error,
+}
+
+impl EncodeLabelValue for RequestResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        encoder.write_str(match self {
+            RequestResult::Success => "success",
+            RequestResult::Error => "error",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReconcileLabels {
+    result: ReconcileResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BundleLabels {
+    bundle: String,
+}
+
+impl BundleLabels {
+    fn new(bundle: &str) -> Self {
+        BundleLabels {
+            bundle: bundle.to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GitRequestLabels {
+    operation: GitOperation,
+    result: RequestResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GitOperationLabels {
+    operation: GitOperation,
+}
+
+/// Saturating conversion for gauges, which prometheus-client keeps as `i64`.
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The agent's metrics. Cloning is cheap: every handle shares its series with the registry.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// `outpost_reconcile_duration_seconds{result}`: how long reconciles take and how they end.
+    reconcile_duration: DurationFamily<ReconcileLabels>,
+    /// `outpost_objects_applied_total{bundle}`: server-side applies that succeeded.
+    objects_applied: Family<BundleLabels, Counter>,
+    /// `outpost_objects_pruned_total{bundle}`: members deleted because they left Git.
+    objects_pruned: Family<BundleLabels, Counter>,
+    /// `outpost_drift_reverted_total{bundle}`: members re-applied after someone changed or deleted them.
+    drift_reverted: Family<BundleLabels, Counter>,
+    /// `outpost_apply_errors_total{bundle}`: objects the API server refused.
+    apply_errors: Family<BundleLabels, Counter>,
+    /// `outpost_git_requests_total{operation,result}`: load we put on the Git server, and its failures.
+    git_requests: Family<GitRequestLabels, Counter>,
+    /// `outpost_git_request_duration_seconds{operation}`: how slow the Git server or the link is.
+    git_request_duration: DurationFamily<GitOperationLabels>,
+    /// `outpost_drift_fights_total{bundle}`: another actor keeps reverting us; we stopped looping.
+    drift_fights: Family<BundleLabels, Counter>,
+    /// `outpost_last_successful_sync_timestamp_seconds{bundle}`: alert when a bundle stops syncing.
+    last_successful_sync: Family<BundleLabels, Gauge<f64, AtomicU64>>,
+    /// `outpost_bundle_objects{bundle}`: members in the bundle's inventory.
+    bundle_objects: Family<BundleLabels, Gauge>,
+    /// `outpost_leader`: 1 while this replica acts, 0 while it waits for the lease.
+    leader: Gauge,
+}
+
+impl Metrics {
+    /// Creates the agent's metrics and registers them in `registry`, which should come from
+    /// [`new_registry`] so that the names carry the `outpost_` prefix.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Metrics {
+            reconcile_duration: Family::new_with_constructor(duration_histogram),
+            objects_applied: Family::default(),
+            objects_pruned: Family::default(),
+            drift_reverted: Family::default(),
+            apply_errors: Family::default(),
+            git_requests: Family::default(),
+            git_request_duration: Family::new_with_constructor(duration_histogram),
+            drift_fights: Family::default(),
+            last_successful_sync: Family::default(),
+            bundle_objects: Family::default(),
+            leader: Gauge::default(),
+        };
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Duration of one reconcile of the cluster path, by result",
+            Unit::Seconds,
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "objects_applied",
+            "Objects server-side applied, by bundle",
+            metrics.objects_applied.clone(),
+        );
+        registry.register(
+            "objects_pruned",
+            "Inventory members deleted because they left Git, by bundle",
+            metrics.objects_pruned.clone(),
+        );
+        registry.register(
+            "drift_reverted",
+            "Members re-applied after a change or deletion in the cluster, by bundle",
+            metrics.drift_reverted.clone(),
+        );
+        registry.register(
+            "apply_errors",
+            "Objects the API server refused to apply, by bundle",
+            metrics.apply_errors.clone(),
+        );
+        registry.register(
+            "git_requests",
+            "Requests to the resource repository, by operation and result",
+            metrics.git_requests.clone(),
+        );
+        registry.register_with_unit(
+            "git_request_duration",
+            "Duration of requests to the resource repository, by operation",
+            Unit::Seconds,
+            metrics.git_request_duration.clone(),
+        );
+        registry.register(
+            "drift_fights",
+            "Times another actor kept reverting a member and we stopped re-applying it, by bundle",
+            metrics.drift_fights.clone(),
+        );
+        registry.register_with_unit(
+            "last_successful_sync_timestamp",
+            "Unix time of the last successful sync, by bundle",
+            Unit::Seconds,
+            metrics.last_successful_sync.clone(),
+        );
+        registry.register(
+            "bundle_objects",
+            "Members in the bundle's inventory",
+            metrics.bundle_objects.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica acts, 0 while it waits for the lease",
+            metrics.leader.clone(),
+        );
+        metrics
+    }
+
+    /// Records one reconcile that took `secs` seconds and ended with `result`.
+    pub fn observe_reconcile(&self, result: ReconcileResult, secs: f64) {
+        self.reconcile_duration
+            .get_or_create(&ReconcileLabels { result })
+            .observe(secs);
+    }
+
+    /// Starts timing one reconcile; see [`ReconcileTimer`].
+    pub fn start_reconcile(&self) -> ReconcileTimer {
+        ReconcileTimer {
+            histogram: self.reconcile_duration.clone(),
+            start: Instant::now(),
+            result: ReconcileResult::Error,
+        }
+    }
+
+    /// Counts `n` objects of `bundle` applied.
+    pub fn applied(&self, bundle: &str, n: u64) {
+        self.objects_applied
+            .get_or_create(&BundleLabels::new(bundle))
+            .inc_by(n);
+    }
+
+    /// Counts `n` members of `bundle` pruned.
+    pub fn pruned(&self, bundle: &str, n: u64) {
+        self.objects_pruned
+            .get_or_create(&BundleLabels::new(bundle))
+            .inc_by(n);
+    }
+
+    /// Counts one drifted member of `bundle` re-applied.
+    pub fn drift_reverted(&self, bundle: &str) {
+        self.drift_reverted
+            .get_or_create(&BundleLabels::new(bundle))
+            .inc();
+    }
+
+    /// Counts one object of `bundle` the API server refused.
+    pub fn apply_error(&self, bundle: &str) {
+        self.apply_errors.get_or_create(&BundleLabels::new(bundle)).inc();
+    }
+
+    /// Records one Git request: its kind, whether it succeeded, and how long it took.
+    pub fn git_request(&self, operation: GitOperation, ok: bool, secs: f64) {
+        let result = if ok {
+            RequestResult::Success
+        } else {
+            RequestResult::Error
+        };
+        self.git_requests
+            .get_or_create(&GitRequestLabels { operation, result })
+            .inc();
+        self.git_request_duration
+            .get_or_create(&GitOperationLabels { operation })
+            .observe(secs);
+    }
+
+    /// Counts one fight detected on a member of `bundle`.
+    pub fn fight(&self, bundle: &str) {
+        self.drift_fights.get_or_create(&BundleLabels::new(bundle)).inc();
+    }
+
+    /// Records a successful sync of `bundle` at `unix_secs`, leaving `members` objects in its inventory.
+    pub fn synced(&self, bundle: &str, unix_secs: f64, members: u64) {
+        let labels = BundleLabels::new(bundle);
+        self.last_successful_sync.get_or_create(&labels).set(unix_secs);
+        self.bundle_objects
+            .get_or_create(&labels)
+            .set(gauge_value(members));
+    }
+
+    /// Removes every series of `bundle`, once it has left Git and been pruned, so that dashboards stop
+    /// showing it and its stale sync timestamp does not fire alerts.
+    pub fn forget_bundle(&self, bundle: &str) {
+        let labels = BundleLabels::new(bundle);
+        self.objects_applied.remove(&labels);
+        self.objects_pruned.remove(&labels);
+        self.drift_reverted.remove(&labels);
+        self.apply_errors.remove(&labels);
+        self.drift_fights.remove(&labels);
+        self.last_successful_sync.remove(&labels);
+        self.bundle_objects.remove(&labels);
+    }
+
+    /// Sets `outpost_leader` to 1 when this replica acts and 0 when it waits.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+}
+
+/// Times one reconcile, the controller-rs way: the duration is recorded when the timer is dropped, so an
+/// early return through `?` is still measured. Unless [`finish`](Self::finish) says otherwise, the result
+/// is [`ReconcileResult::Error`].
+#[derive(Debug)]
+#[must_use = "a reconcile is timed until the timer is dropped"]
+pub struct ReconcileTimer {
+    /// The reconcile-duration family shared with [`Metrics`].
+    histogram: DurationFamily<ReconcileLabels>,
+    /// When the reconcile began.
+    start: Instant,
+    /// What to record at drop.
+    result: ReconcileResult,
+}
+
+impl ReconcileTimer {
+    /// Ends the reconcile with `result` and records its duration.
+    pub fn finish(mut self, result: ReconcileResult) {
+        self.result = result;
+    }
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        let secs = self.start.elapsed().as_secs_f64();
+        self.histogram
+            .get_or_create(&ReconcileLabels { result: self.result })
+            .observe(secs);
+    }
+}
+
+/// The status writer's metrics. Cloning is cheap: every handle shares its series with the registry.
+#[derive(Clone, Debug)]
+pub struct StatusMetrics {
+    /// `outpost_status_documents_rendered_total`: ResourceBundleState documents rendered.
+    documents_rendered: Counter,
+    /// `outpost_status_commits_total`: commits made to the control repo.
+    commits: Counter,
+    /// `outpost_status_bytes_pushed_total`: pack bytes sent; the cost of status on the edge link.
+    bytes_pushed: Counter,
+    /// `outpost_status_push_rejections_total`: pushes refused as non-fast-forward (another cluster pushed).
+    push_rejections: Counter,
+    /// `outpost_status_push_retries_total`: pushes attempted again after a rejection or an error.
+    push_retries: Counter,
+    /// `outpost_status_push_duration_seconds`: duration of every push attempt.
+    push_duration: Histogram,
+    /// `outpost_status_last_successful_push_timestamp_seconds`: alert when the hub stops hearing from us.
+    last_successful_push: Gauge<f64, AtomicU64>,
+    /// `outpost_leader`: 1 while this replica writes status, 0 while it waits for the lease.
+    leader: Gauge,
+}
+
+impl StatusMetrics {
+    /// Creates the status writer's metrics and registers them in `registry`, which should come from
+    /// [`new_registry`].
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = StatusMetrics {
+            documents_rendered: Counter::default(),
+            commits: Counter::default(),
+            bytes_pushed: Counter::default(),
+            push_rejections: Counter::default(),
+            push_retries: Counter::default(),
+            push_duration: duration_histogram(),
+            last_successful_push: Gauge::default(),
+            leader: Gauge::default(),
+        };
+        registry.register(
+            "status_documents_rendered",
+            "ResourceBundleState documents rendered",
+            metrics.documents_rendered.clone(),
+        );
+        registry.register(
+            "status_commits",
+            "Commits made to the control repository",
+            metrics.commits.clone(),
+        );
+        registry.register(
+            "status_bytes_pushed",
+            "Bytes of pack data pushed to the control repository",
+            metrics.bytes_pushed.clone(),
+        );
+        registry.register(
+            "status_push_rejections",
+            "Pushes the control repository rejected as not fast-forward",
+            metrics.push_rejections.clone(),
+        );
+        registry.register(
+            "status_push_retries",
+            "Pushes attempted again after a rejection or an error",
+            metrics.push_retries.clone(),
+        );
+        registry.register_with_unit(
+            "status_push_duration",
+            "Duration of one push attempt to the control repository",
+            Unit::Seconds,
+            metrics.push_duration.clone(),
+        );
+        registry.register_with_unit(
+            "status_last_successful_push_timestamp",
+            "Unix time of the last successful push to the control repository",
+            Unit::Seconds,
+            metrics.last_successful_push.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica writes status, 0 while it waits for the lease",
+            metrics.leader.clone(),
+        );
+        metrics
+    }
+
+    /// Counts `n` documents rendered.
+    pub fn rendered(&self, n: u64) {
+        self.documents_rendered.inc_by(n);
+    }
+
+    /// Counts one commit made.
+    pub fn committed(&self) {
+        self.commits.inc();
+    }
+
+    /// Records the duration of one push attempt, whatever its outcome.
+    pub fn observe_push(&self, secs: f64) {
+        self.push_duration.observe(secs);
+    }
+
+    /// Records a successful push of `bytes` pack bytes, completed at `unix_secs`.
+    pub fn pushed(&self, bytes: u64, unix_secs: f64) {
+        self.bytes_pushed.inc_by(bytes);
+        self.last_successful_push.set(unix_secs);
+    }
+
+    /// Counts one push rejected as not fast-forward.
+    pub fn push_rejected(&self) {
+        self.push_rejections.inc();
+    }
+
+    /// Counts one push attempted again.
+    pub fn push_retried(&self) {
+        self.push_retries.inc();
+    }
+
+    /// Sets `outpost_leader` to 1 when this replica writes status and 0 when it waits.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> (Registry, Metrics) {
+        let mut registry = new_registry();
+        let metrics = Metrics::register(&mut registry);
+        (registry, metrics)
+    }
+
+    fn assert_has(text: &str, line: &str) {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing line {line:?} in:\n{text}"
+        );
+    }
+
+    #[test]
+    fn agent_metrics_are_exposed_under_their_documented_names() {
+        let (registry, metrics) = agent();
+        metrics.observe_reconcile(ReconcileResult::Success, 0.2);
+        metrics.observe_reconcile(ReconcileResult::Unchanged, 0.01);
+        metrics.applied("web", 3);
+        metrics.pruned("web", 2);
+        metrics.drift_reverted("web");
+        metrics.apply_error("web");
+        metrics.git_request(GitOperation::RefCheck, true, 0.05);
+        metrics.git_request(GitOperation::Fetch, false, 1.5);
+        metrics.fight("web");
+        metrics.synced("web", 1_700_000_000.5, 5);
+        metrics.set_leader(true);
+
+        let text = encode(&registry);
+        assert_has(&text, "# TYPE outpost_reconcile_duration_seconds histogram");
+        assert_has(
+            &text,
+            r#"outpost_reconcile_duration_seconds_count{result="success"} 1"#,
+        );
+        assert_has(
+            &text,
+            r#"outpost_reconcile_duration_seconds_count{result="unchanged"} 1"#,
+        );
+        assert_has(&text, r#"outpost_objects_applied_total{bundle="web"} 3"#);
+        assert_has(&text, r#"outpost_objects_pruned_total{bundle="web"} 2"#);
+        assert_has(&text, r#"outpost_drift_reverted_total{bundle="web"} 1"#);
+        assert_has(&text, r#"outpost_apply_errors_total{bundle="web"} 1"#);
+        assert_has(
+            &text,
+            r#"outpost_git_requests_total{operation="ref_check",result="success"} 1"#,
+        );
+        assert_has(
+            &text,
+            r#"outpost_git_requests_total{operation="fetch",result="error"} 1"#,
+        );
+        assert_has(
+            &text,
+            r#"outpost_git_request_duration_seconds_count{operation="fetch"} 1"#,
+        );
+        assert_has(&text, r#"outpost_drift_fights_total{bundle="web"} 1"#);
+        assert_has(
+            &text,
+            r#"outpost_last_successful_sync_timestamp_seconds{bundle="web"} 1700000000.5"#,
+        );
+        assert_has(&text, r#"outpost_bundle_objects{bundle="web"} 5"#);
+        assert_has(&text, "outpost_leader 1");
+        assert!(text.ends_with("# EOF\n"), "not OpenMetrics text:\n{text}");
+    }
+
+    #[test]
+    fn duration_buckets_span_five_milliseconds_to_about_two_minutes() {
+        let (registry, metrics) = agent();
+        metrics.observe_reconcile(ReconcileResult::Error, 100.0);
+        let text = encode(&registry);
+        let bounds: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with("outpost_reconcile_duration_seconds_bucket"))
+            .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next()?.parse().ok())
+            .filter(|bound: &f64| bound.is_finite())
+            .collect();
+        assert_eq!(bounds.first(), Some(&0.005), "{text}");
+        let largest = bounds.last().copied().unwrap_or_default();
+        assert!(
+            (100.0..=150.0).contains(&largest),
+            "largest finite bucket {largest}"
+        );
+        assert_has(
+            &text,
+            r#"outpost_reconcile_duration_seconds_bucket{le="+Inf",result="error"} 1"#,
+        );
+    }
+
+    #[test]
+    fn forget_bundle_removes_every_series_of_that_bundle_only() {
+        let (registry, metrics) = agent();
+        for bundle in ["web", "db"] {
+            metrics.applied(bundle, 1);
+            metrics.pruned(bundle, 1);
+            metrics.drift_reverted(bundle);
+            metrics.apply_error(bundle);
+            metrics.fight(bundle);
+            metrics.synced(bundle, 1.0, 1);
+        }
+        metrics.forget_bundle("web");
+
+        let text = encode(&registry);
+        assert!(!text.contains(r#"bundle="web""#), "web series left:\n{text}");
+        assert_has(&text, r#"outpost_objects_applied_total{bundle="db"} 1"#);
+        assert_has(&text, r#"outpost_bundle_objects{bundle="db"} 1"#);
+    }
+
+    #[test]
+    fn leader_gauge_drops_to_zero_when_standing_by() {
+        let (registry, metrics) = agent();
+        metrics.set_leader(true);
+        metrics.set_leader(false);
+        assert_has(&encode(&registry), "outpost_leader 0");
+    }
+
+    #[test]
+    fn reconcile_timer_records_error_unless_finished() {
+        let (registry, metrics) = agent();
+        drop(metrics.start_reconcile());
+        metrics.start_reconcile().finish(ReconcileResult::Unchanged);
+
+        let text = encode(&registry);
+        assert_has(
+            &text,
+            r#"outpost_reconcile_duration_seconds_count{result="error"} 1"#,
+        );
+        assert_has(
+            &text,
+            r#"outpost_reconcile_duration_seconds_count{result="unchanged"} 1"#,
+        );
+        assert!(!text.contains(r#"result="success""#), "{text}");
+    }
+
+    #[test]
+    fn status_metrics_are_exposed_under_their_documented_names() {
+        let mut registry = new_registry();
+        let metrics = StatusMetrics::register(&mut registry);
+        metrics.rendered(4);
+        metrics.committed();
+        metrics.observe_push(0.3);
+        metrics.push_rejected();
+        metrics.push_retried();
+        metrics.observe_push(0.4);
+        metrics.pushed(2048, 1_700_000_000.0);
+        metrics.set_leader(true);
+
+        let text = encode(&registry);
+        assert_has(&text, "outpost_status_documents_rendered_total 4");
+        assert_has(&text, "outpost_status_commits_total 1");
+        assert_has(&text, "outpost_status_bytes_pushed_total 2048");
+        assert_has(&text, "outpost_status_push_rejections_total 1");
+        assert_has(&text, "outpost_status_push_retries_total 1");
+        assert_has(&text, "outpost_status_push_duration_seconds_count 2");
+        assert_has(
+            &text,
+            "outpost_status_last_successful_push_timestamp_seconds 1700000000.0",
+        );
+        assert_has(&text, "outpost_leader 1");
+    }
+}

@@ -1,0 +1,142 @@
+//! Prune stage (DESIGN §3.5): delete members that left Git, in reverse stage order, each only after
+//! re-reading it and finding it still ours.
+//!
+//! A member is deleted only when the live object still carries its bundle's `part-of` label and does not ask
+//! to be kept (`outpost.dev/prune: disabled`). Deletes carry the uid just read as a precondition, so an object
+//! recreated in between by someone else is never removed.
+
+use std::collections::BTreeMap;
+
+use backon::Retryable;
+use futures::StreamExt;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Preconditions, PropagationPolicy};
+
+use crate::apply::{Error, Stage, is_transient, transient_backoff};
+use crate::desired::PRUNE_ANNOTATION;
+use crate::inventory::Member;
+use crate::inventory::applyset::PART_OF_LABEL;
+use crate::object::ObjectKey;
+use crate::resolve::Resolver;
+
+/// One member to delete.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Its bundle.
+    pub bundle: String,
+    /// The bundle's ApplySet id, which the live object must still carry.
+    pub applyset_id: String,
+    /// Identity.
+    pub key: ObjectKey,
+    /// What we recorded (apiVersion).
+    pub member: Member,
+}
+
+/// What happened to one candidate.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Deleted now.
+    Deleted,
+    /// Already gone.
+    Gone,
+    /// No longer ours (label changed or removed): left alone, dropped from the inventory.
+    NotOurs,
+    /// Annotated `outpost.dev/prune: disabled`: left in place, dropped from the inventory.
+    Kept,
+    /// Deleting failed; it stays in the inventory and is tried again next time.
+    Failed(Error),
+}
+
+impl Outcome {
+    /// Whether the member can leave the inventory.
+    pub fn settled(&self) -> bool {
+        !matches!(self, Outcome::Failed(_))
+    }
+}
+
+/// Delete candidates: reverse stage order, bounded concurrency within a stage.
+pub async fn prune(
+    client: &Client,
+    resolver: &mut Resolver,
+    candidates: Vec<Candidate>,
+    concurrency: usize,
+) -> Vec<(Candidate, Outcome)> {
+    let mut by_stage: BTreeMap<Stage, Vec<Candidate>> = BTreeMap::new();
+    for c in candidates {
+        by_stage
+            .entry(Stage::of(&c.key.group, &c.key.kind))
+            .or_default()
+            .push(c);
+    }
+    let mut results = Vec::new();
+    for stage in Stage::ALL.iter().rev() {
+        let Some(candidates) = by_stage.remove(stage) else {
+            continue;
+        };
+        let mut ready = Vec::new();
+        for c in candidates {
+            match resolver.resolve(&c.member.api_version, &c.key.kind).await {
+                Ok(resolved) => {
+                    let api: Api<DynamicObject> = match &c.key.namespace {
+                        Some(ns) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
+                        None => Api::all_with(client.clone(), &resolved.resource),
+                    };
+                    ready.push((c, api));
+                }
+                // The kind is gone (its CRD was deleted): so are its objects.
+                Err(crate::resolve::Error::UnknownKind { .. }) => results.push((c, Outcome::Gone)),
+                Err(e) => results.push((c, Outcome::Failed(e.into()))),
+            }
+        }
+        let done: Vec<(Candidate, Outcome)> = futures::stream::iter(ready)
+            .map(|(c, api)| async move {
+                let outcome = delete_one(&api, &c).await;
+                (c, outcome)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        results.extend(done);
+    }
+    results
+}
+
+/// Re-read, check ownership, delete with a uid precondition.
+async fn delete_one(api: &Api<DynamicObject>, c: &Candidate) -> Outcome {
+    let live = match (|| async { api.get_opt(&c.key.name).await })
+        .retry(transient_backoff())
+        .when(is_transient)
+        .await
+    {
+        Ok(Some(live)) => live,
+        Ok(None) => return Outcome::Gone,
+        Err(e) => return Outcome::Failed(Error::from_kube(e)),
+    };
+    let labels = live.metadata.labels.clone().unwrap_or_default();
+    if labels.get(PART_OF_LABEL) != Some(&c.applyset_id) {
+        return Outcome::NotOurs;
+    }
+    let annotations = live.metadata.annotations.clone().unwrap_or_default();
+    if annotations.get(PRUNE_ANNOTATION).map(String::as_str) == Some("disabled") {
+        return Outcome::Kept;
+    }
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            uid: live.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match (|| async { api.delete(&c.key.name, &params).await })
+        .retry(transient_backoff())
+        .when(is_transient)
+        .await
+    {
+        Ok(_) => Outcome::Deleted,
+        Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Gone,
+        // The uid changed: someone recreated it; it is not the object we own.
+        Err(kube::Error::Api(s)) if s.code == 409 => Outcome::NotOurs,
+        Err(e) => Outcome::Failed(Error::from_kube(e)),
+    }
+}
