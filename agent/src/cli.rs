@@ -82,10 +82,26 @@ impl GitArgs {
     }
 }
 
+/// What the process does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Keep the cluster in sync (the daemon, or one reconcile with --once).
+    #[default]
+    Run,
+    /// Print what the next sync would create, update (field diff) and prune; change nothing.
+    Plan,
+    /// Print what is synced, per bundle.
+    Status,
+}
+
 /// Outpost agent: keeps this cluster equal to `clusters/<cluster>/` in a Git repository.
 #[derive(Parser, Clone, Debug)]
 #[command(name = "outpost-agent", version, about)]
 pub struct Args {
+    /// run (default), plan, or status.
+    #[arg(value_enum, env = "OUTPOST_MODE", default_value_t = Mode::Run)]
+    pub mode: Mode,
+
     /// Git repository settings.
     #[command(flatten)]
     pub git: GitArgs,

@@ -8,8 +8,10 @@
 pub mod admin;
 pub mod apply;
 pub mod cli;
+pub mod cmd;
 pub mod deps;
 pub mod desired;
+pub mod diff;
 pub mod drift;
 pub mod events;
 pub mod health;

@@ -141,6 +141,17 @@ pub struct SyncReport {
     pub inventories: BTreeMap<String, Inventory>,
 }
 
+/// What `plan` shows: the commit, the plan, and objects that cannot be resolved.
+#[derive(Debug)]
+pub struct Preview {
+    /// The commit.
+    pub commit: ObjectId,
+    /// What a sync would do.
+    pub plan: Plan,
+    /// Objects whose kind is unknown.
+    pub failures: Vec<String>,
+}
+
 /// Keeps one cluster equal to its path in Git.
 pub struct Reconciler {
     /// The repository.
@@ -204,8 +215,13 @@ impl Reconciler {
         self.last_synced = None;
     }
 
-    /// One pass: check the ref, and when it moved (or the last pass did not finish), sync the commit.
-    pub async fn reconcile(&mut self, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
+    /// Check the ref and, when it moved (or `force`), read and parse the commit's cluster path.
+    /// `Ok(Err(commit))` means unchanged.
+    async fn fetch_commit(
+        &mut self,
+        interrupt: Arc<AtomicBool>,
+        force: bool,
+    ) -> Result<std::result::Result<(ObjectId, Vec<Bundle>), ObjectId>> {
         let source = self.source.clone();
         let started = std::time::Instant::now();
         let update = tokio::task::spawn_blocking(move || source.update(&interrupt))
@@ -219,10 +235,9 @@ impl Reconciler {
             };
             m.git_request(op, ok, started.elapsed().as_secs_f64());
         }
-        let update = update?;
-        let commit = update.commit;
-        if self.last_synced == Some(commit) {
-            return Ok(Outcome::Unchanged { commit });
+        let commit = update?.commit;
+        if !force && self.last_synced == Some(commit) {
+            return Ok(Err(commit));
         }
         let path = self.cluster_path();
         let source = self.source.clone();
@@ -255,7 +270,45 @@ impl Reconciler {
             )
         })
         .map_err(manifests_err)?;
+        Ok(Ok((commit, bundles)))
+    }
 
+    /// What a sync of the current commit would do, changing nothing (for `outpost-agent plan`).
+    pub async fn preview(&mut self, interrupt: Arc<AtomicBool>) -> Result<Preview> {
+        let (commit, bundles) = match self.fetch_commit(interrupt, true).await? {
+            Ok(parsed) => parsed,
+            Err(_) => unreachable!("forced fetch never reports unchanged"),
+        };
+        let loaded = self.store.load().await?;
+        let store = self.store.clone();
+        let desired = desired::build(&bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
+        let live = self.live_index(&loaded, &desired).await;
+        let plan = plan::build(&desired, &loaded, &live, self.settings.safety, |b| {
+            store.applyset_id(b)
+        })
+        .map_err(|source| Error::Refused {
+            commit: commit.to_string(),
+            source,
+        })?;
+        let failures = desired
+            .failures
+            .values()
+            .flatten()
+            .map(|f| self.scrubber.scrub(&f.to_string()))
+            .collect();
+        Ok(Preview {
+            commit,
+            plan,
+            failures,
+        })
+    }
+
+    /// One pass: check the ref, and when it moved (or the last pass did not finish), sync the commit.
+    pub async fn reconcile(&mut self, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
+        let (commit, bundles) = match self.fetch_commit(interrupt, false).await? {
+            Ok(parsed) => parsed,
+            Err(commit) => return Ok(Outcome::Unchanged { commit }),
+        };
         let report = self.sync(&commit.to_string(), &bundles).await?;
         let outcome = if !report.errors.is_empty() {
             let mut summary = report

@@ -13,7 +13,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::admin::{self, AdminState, Readiness};
 use crate::apply::Applier;
-use crate::cli::Args;
+use crate::cli::{Args, Mode};
 use crate::drift::Drift;
 use crate::events::Events;
 use crate::inventory::applyset;
@@ -69,6 +69,28 @@ pub async fn run(args: Args) -> Result<(), Error> {
         safety: args.safety(),
     };
     let interrupt = Arc::new(AtomicBool::new(false));
+
+    match args.mode {
+        Mode::Run => {}
+        Mode::Plan => {
+            let mut reconciler = Reconciler::new(source, client.clone(), settings, scrubber.clone());
+            crate::cmd::plan::run(
+                &mut reconciler,
+                client,
+                args.apply_options(),
+                &mut std::io::stdout(),
+            )
+            .await?;
+            return Ok(());
+        }
+        Mode::Status => {
+            let store = crate::inventory::store::Store::new(client.clone(), &args.namespace, &args.cluster);
+            crate::cmd::status::run(client, &store, &mut std::io::stdout())
+                .await
+                .map_err(reconcile::Error::from)?;
+            return Ok(());
+        }
+    }
 
     if args.once {
         let mut reconciler = Reconciler::new(source, client, settings, scrubber.clone());

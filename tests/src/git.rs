@@ -39,7 +39,11 @@ pub struct GitServers {
     /// nginx log (errors) and access log directory.
     pub nginx_log: PathBuf,
     /// Processes.
-    _nginx: Guarded,
+    nginx: std::sync::Mutex<Guarded>,
+    /// How nginx is started again after [`GitServers::stop_https`].
+    nginx_args: Vec<String>,
+    /// The htpasswd file nginx reads on every request.
+    htpasswd: PathBuf,
     _fcgiwrap: Guarded,
     _sshd: Guarded,
 }
@@ -206,15 +210,16 @@ http {{
                 root = root.display(),
             ),
         )?;
+        let nginx_args = vec![
+            "-p".into(),
+            nginx_dir.display().to_string(),
+            "-c".into(),
+            conf.display().to_string(),
+        ];
         let nginx = Guarded::spawn(
             "nginx",
             &tools::system("nginx")?,
-            &[
-                "-p".into(),
-                nginx_dir.display().to_string(),
-                "-c".into(),
-                conf.display().to_string(),
-            ],
+            &nginx_args,
             &nginx_dir.join("stderr.log"),
             &[],
         )?;
@@ -296,10 +301,35 @@ http {{
             known_hosts,
             ssh_user,
             nginx_log,
-            _nginx: nginx,
+            nginx: std::sync::Mutex::new(nginx),
+            nginx_args,
+            htpasswd,
             _fcgiwrap: fcgiwrap,
             _sshd: sshd,
         })
+    }
+
+    /// Stop the HTTPS server (the Git server is "down").
+    pub fn stop_https(&self) {
+        self.nginx.lock().unwrap_or_else(|e| e.into_inner()).kill();
+    }
+
+    /// Start the HTTPS server again.
+    pub fn start_https(&self) -> Result<()> {
+        let log = self.dir.join("nginx/stderr.log");
+        let mut guard = self.nginx.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = Guarded::spawn("nginx", &tools::system("nginx")?, &self.nginx_args, &log, &[])?;
+        wait_for_port(self.https_port, "nginx", &log, Duration::from_secs(10))
+    }
+
+    /// Change the basic-auth password (nginx reads the file on every request): the old token stops working.
+    pub fn rotate_password(&self, new_password: &str) -> Result<()> {
+        run(
+            s(&tools::system("htpasswd")?),
+            &["-bB", s(&self.htpasswd), &self.http_user, new_password],
+            None,
+        )?;
+        Ok(())
     }
 
     /// Create an empty bare repository `name.git` with default branch `main`, and a work clone for commits.
@@ -413,6 +443,25 @@ impl TestRepo {
         run(
             "git",
             &["-C", w, "push", "-q", "origin", "HEAD:refs/heads/main"],
+            None,
+        )?;
+        Ok(run("git", &["-C", w, "rev-parse", "HEAD"], None)?
+            .trim()
+            .to_owned())
+    }
+
+    /// Rewrite the last commit (amend with everything in the work clone) and force-push it: history changes.
+    pub fn amend_and_force_push(&self, message: &str) -> Result<String> {
+        let w = s(&self.work);
+        run("git", &["-C", w, "add", "-A"], None)?;
+        run(
+            "git",
+            &["-C", w, "commit", "-q", "--amend", "--allow-empty", "-m", message],
+            None,
+        )?;
+        run(
+            "git",
+            &["-C", w, "push", "-q", "-f", "origin", "HEAD:refs/heads/main"],
             None,
         )?;
         Ok(run("git", &["-C", w, "rev-parse", "HEAD"], None)?

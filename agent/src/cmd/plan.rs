@@ -1,0 +1,120 @@
+//! `outpost-agent plan`: what the next sync would create, update (with a field-level diff from a server-side
+//! dry run) and prune. Changes nothing.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+
+use crate::apply::{Applier, Options};
+use crate::diff;
+use crate::plan::Reason;
+use crate::reconcile::{self, Reconciler};
+use crate::resolve::Resolver;
+
+/// Counts of what the plan would do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Objects to create.
+    pub create: usize,
+    /// Objects to update.
+    pub update: usize,
+    /// Objects to delete.
+    pub prune: usize,
+    /// Objects the dry run rejected.
+    pub invalid: usize,
+}
+
+/// Print the plan to `out`.
+pub async fn run(
+    reconciler: &mut Reconciler,
+    client: Client,
+    options: Options,
+    out: &mut (impl Write + Send),
+) -> Result<Summary, reconcile::Error> {
+    let preview = reconciler.preview(Arc::new(AtomicBool::new(false))).await?;
+    let dry = Applier::new(
+        client.clone(),
+        Options {
+            dry_run: true,
+            ..options
+        },
+    );
+    let mut resolver = Resolver::new(client.clone());
+    let mut summary = Summary::default();
+    let _ = writeln!(out, "Plan for commit {}", preview.commit);
+    for f in &preview.failures {
+        summary.invalid += 1;
+        let _ = writeln!(out, "! {f}");
+    }
+    for (bundle, bp) in &preview.plan.bundles {
+        if bp.apply.is_empty() && bp.prune.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "bundle {bundle}:");
+        for action in &bp.apply {
+            let o = &action.object;
+            let report = dry.apply(&mut resolver, vec![o.clone()]).await;
+            if let Some(failure) = report.failed.first() {
+                if o.resolved.is_none() && action.reason == Reason::Create {
+                    summary.create += 1;
+                    let _ = writeln!(
+                        out,
+                        "  + create {} ({}; its CRD is created first)",
+                        o.key, o.origin.file
+                    );
+                } else {
+                    summary.invalid += 1;
+                    let _ = writeln!(out, "  ! {failure}");
+                }
+                continue;
+            }
+            let returned = report.applied.into_iter().next().and_then(|a| a.returned);
+            let live = match (&o.resolved, action.reason) {
+                (Some(r), reason) if reason != Reason::Create => {
+                    let api: Api<DynamicObject> = match &o.key.namespace {
+                        Some(ns) => Api::namespaced_with(client.clone(), ns, &r.resource),
+                        None => Api::all_with(client.clone(), &r.resource),
+                    };
+                    api.get_opt(&o.key.name).await.ok().flatten()
+                }
+                _ => None,
+            };
+            match live {
+                None => {
+                    summary.create += 1;
+                    let _ = writeln!(out, "  + create {} ({})", o.key, o.origin.file);
+                }
+                Some(live) => {
+                    let before = serde_json::to_value(&live).unwrap_or_default();
+                    let after = returned
+                        .and_then(|r| serde_json::to_value(r).ok())
+                        .unwrap_or_default();
+                    let changes = diff::diff(&before, &after);
+                    summary.update += 1;
+                    let why = match action.reason {
+                        Reason::Drifted => " (changed in the cluster)",
+                        Reason::Missing => " (missing)",
+                        _ => "",
+                    };
+                    let _ = writeln!(out, "  ~ update {}{why} ({})", o.key, o.origin.file);
+                    for c in changes {
+                        let _ = writeln!(out, "      {c}");
+                    }
+                }
+            }
+        }
+        for (key, _) in &bp.prune {
+            summary.prune += 1;
+            let _ = writeln!(out, "  - prune {key}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} to create, {} to update, {} to prune, {} invalid.",
+        summary.create, summary.update, summary.prune, summary.invalid
+    );
+    Ok(summary)
+}

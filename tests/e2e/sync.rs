@@ -1,0 +1,261 @@
+//! Full syncs: the EMCO layout, a sequence of commits that add, change, delete and move things, and kubectl's
+//! view of our ApplySet inventories.
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use outpost_agent::inventory::applyset;
+use outpost_tests::agent::{AgentCommand, Transport, create_namespace, output_text};
+use outpost_tests::{git_servers, kube_env, tools, unique};
+
+use crate::common::{config_value, inventory_bundles, managed_config_maps};
+use crate::fixtures;
+
+/// A YAML fixture as the single-line JSON EMCO's rsync writes.
+fn emco_json(yaml: &str) -> String {
+    let docs =
+        outpost_agent::manifest::parse::parse_file("fixture.yaml", yaml.as_bytes()).expect("fixture parses");
+    serde_json::to_string(&docs[0].body).expect("json")
+}
+
+#[tokio::test]
+async fn an_emco_layout_with_two_contexts_syncs_completely() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    // EMCO names cluster directories provider+cluster.
+    let cluster = format!("{}+{}", unique("provider"), unique("edge"));
+    let (ns_web, ns_db) = (unique("web"), unique("db"));
+    let group = format!("{}.outpost.test", unique("mon"));
+    let role = unique("role");
+    let repo = git_servers().create_repo(&unique("emco"))?;
+    let root = format!("clusters/{cluster}");
+    let app = |cid: &str, app: &str, file: &str| format!("{root}/context/{cid}/app/{app}/{file}");
+    let tracker = format!(
+        "apiVersion: k8splugin.io/v1alpha1\nkind: ResourceBundleState\nmetadata:\n  name: web-status\n  namespace: {ns_web}\n  labels: {{emco/deployment-id: 100-web}}\nspec:\n  selector:\n    matchLabels: {{emco/deployment-id: 100-web}}\n"
+    );
+    repo.write(&app("100", "web", "ns+Namespace.yaml"), &emco_json(&fixtures::namespace(&ns_web)))?
+        .write(&app("100", "web", "web+ConfigMap.yaml"), &emco_json(&fixtures::config_map(&ns_web, "web", "w")))?
+        .write(&app("100", "web", "web+Service.yaml"), &emco_json(&fixtures::service(&ns_web, "web")))?
+        .write(&app("100", "web", "reader+ClusterRole.yaml"), &fixtures::cluster_role_with_namespace(&role, &ns_web))?
+        .write(&app("100", "web", "web-status+ResourceBundleState.yaml"), &emco_json(&tracker))?
+        .write(&app("100", "monitor", "crd+CustomResourceDefinition.yaml"), &emco_json(&fixtures::widget_crd(&group)))?
+        .write(&app("100", "monitor", "gizmo+Widget.yaml"), &emco_json(&fixtures::widget(&group, &ns_web, "gizmo", 2)))?
+        .write(&app("200", "db", "ns+Namespace.yaml"), &emco_json(&fixtures::namespace(&ns_db)))?
+        .write(&app("200", "db", "db+ConfigMap.yaml"), &emco_json(&fixtures::config_map(&ns_db, "db", "d")))?
+        // What rsync writes for Flux at the cluster root, and Flux's own directory: never applied (the Flux
+        // kinds do not even exist in this API server, so applying them would fail the sync).
+        .write(&format!("{root}/100.yaml"), "{\"apiVersion\":\"source.toolkit.fluxcd.io/v1\",\"kind\":\"GitRepository\",\"metadata\":{\"name\":\"x\",\"namespace\":\"flux-system\"}}")?
+        .write(&format!("{root}/kust100.yaml"), "{\"apiVersion\":\"kustomize.toolkit.fluxcd.io/v1\",\"kind\":\"Kustomization\",\"metadata\":{\"name\":\"x\",\"namespace\":\"flux-system\"}}")?
+        .write(&format!("{root}/flux-system/gotk-components.yaml"), "{\"apiVersion\":\"source.toolkit.fluxcd.io/v1\",\"kind\":\"GitRepository\",\"metadata\":{\"name\":\"y\"}}")?
+        .write(&format!("{root}/status/100/app/web/100-web-status.yaml"), &fixtures::config_map(&ns_web, "from-status-dir", "x"))?;
+    repo.commit("EMCO rsync output")?;
+
+    let out = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.once()?;
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    assert_eq!(config_value(&client, &ns_web, "web").await?.as_deref(), Some("w"));
+    assert_eq!(config_value(&client, &ns_db, "db").await?.as_deref(), Some("d"));
+    assert_eq!(
+        config_value(&client, &ns_web, "from-status-dir").await?,
+        None,
+        "status/ was applied"
+    );
+    let cr = Api::<ClusterRole>::all(client.clone()).get(&role).await?;
+    assert_eq!(cr.metadata.namespace, None);
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Widget"), "widgets");
+    let widget = Api::<DynamicObject>::namespaced_with(client.clone(), &ns_web, &ar)
+        .get("gizmo")
+        .await?;
+    assert_eq!(widget.data["spec"]["size"], 2);
+    // The tracker is kept for the status writer, not applied (its CRD does not exist here).
+    assert_eq!(
+        inventory_bundles(&client, &agent_ns).await?,
+        ["100-monitor", "100-web", "200-db"]
+    );
+    let parents: Api<Secret> = Api::namespaced(client.clone(), &agent_ns);
+    let web_parent = parents.get(&applyset::parent_name("100-web")).await?;
+    let info = web_parent.data.clone().unwrap_or_default()["bundle.json"]
+        .0
+        .clone();
+    let info: serde_json::Value = serde_json::from_slice(&info)?;
+    assert_eq!(info["context"], "100");
+    assert_eq!(info["app"], "web");
+    assert_eq!(info["cluster"], cluster);
+    assert_eq!(info["trackers"][0]["kind"], "ResourceBundleState");
+    let annotations = web_parent.metadata.annotations.unwrap_or_default();
+    assert_eq!(annotations["outpost.dev/cluster"], cluster);
+    assert_eq!(
+        annotations[applyset::GROUP_KINDS_ANNOTATION],
+        "ClusterRole.rbac.authorization.k8s.io,ConfigMap,Namespace,Service"
+    );
+    assert_eq!(annotations[applyset::ADDITIONAL_NAMESPACES_ANNOTATION], ns_web);
+    // Every member carries its bundle's ApplySet id.
+    let id = applyset::id(&applyset::parent_name("100-web"), &agent_ns);
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns_web)
+        .get("web")
+        .await?;
+    assert_eq!(
+        cm.metadata.labels.unwrap_or_default()[applyset::PART_OF_LABEL],
+        id
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_commit_leaves_the_cluster_equal_to_git() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "seq").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("sequence"))?;
+    let dir = |bundle: &str| format!("clusters/{cluster}/{bundle}");
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let sync = || -> Result<()> {
+        let out = agent.once()?;
+        anyhow::ensure!(out.status.success(), "{}", output_text(&out));
+        Ok(())
+    };
+
+    repo.write(
+        &format!("{}/a1.yaml", dir("alpha")),
+        &fixtures::config_map(&ns, "a1", "1"),
+    )?
+    .write(
+        &format!("{}/a2.yaml", dir("alpha")),
+        &fixtures::config_map(&ns, "a2", "1"),
+    )?
+    .write(
+        &format!("{}/b1.yaml", dir("beta")),
+        &fixtures::config_map(&ns, "b1", "1"),
+    )?;
+    repo.commit("alpha and beta")?;
+    sync()?;
+    assert_eq!(managed_config_maps(&client, &ns).await?, ["a1", "a2", "b1"]);
+
+    // Change a file.
+    repo.write(
+        &format!("{}/a1.yaml", dir("alpha")),
+        &fixtures::config_map(&ns, "a1", "2"),
+    )?;
+    repo.commit("change a1")?;
+    sync()?;
+    assert_eq!(config_value(&client, &ns, "a1").await?.as_deref(), Some("2"));
+
+    // Delete a file: its object is pruned.
+    repo.remove(&format!("{}/a2.yaml", dir("alpha")))?;
+    repo.commit("delete a2")?;
+    sync()?;
+    assert_eq!(managed_config_maps(&client, &ns).await?, ["a1", "b1"]);
+
+    // Delete a bundle directory (how EMCO terminates an app): its objects and its inventory go.
+    repo.remove(&dir("beta"))?;
+    repo.commit("terminate beta")?;
+    sync()?;
+    assert_eq!(managed_config_maps(&client, &ns).await?, ["a1"]);
+    assert_eq!(inventory_bundles(&client, &agent_ns).await?, ["alpha"]);
+
+    // Add a bundle, and move a1 into it: it is adopted, not deleted and recreated.
+    let uid_before = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("a1")
+        .await?
+        .metadata
+        .uid;
+    repo.remove(&format!("{}/a1.yaml", dir("alpha")))?
+        .write(
+            &format!("{}/a1.yaml", dir("gamma")),
+            &fixtures::config_map(&ns, "a1", "2"),
+        )?
+        .write(
+            &format!("{}/g1.yaml", dir("gamma")),
+            &fixtures::config_map(&ns, "g1", "1"),
+        )?
+        .write(
+            &format!("{}/keep.yaml", dir("alpha")),
+            &fixtures::config_map(&ns, "a3", "1"),
+        )?;
+    repo.commit("add gamma, move a1")?;
+    sync()?;
+    assert_eq!(managed_config_maps(&client, &ns).await?, ["a1", "a3", "g1"]);
+    let a1 = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("a1")
+        .await?;
+    assert_eq!(a1.metadata.uid, uid_before, "a1 was recreated instead of adopted");
+    let gamma_id = applyset::id(&applyset::parent_name("gamma"), &agent_ns);
+    assert_eq!(
+        a1.metadata.labels.unwrap_or_default()[applyset::PART_OF_LABEL],
+        gamma_id
+    );
+    assert_eq!(inventory_bundles(&client, &agent_ns).await?, ["alpha", "gamma"]);
+
+    // A second sync of the same commit sends nothing and changes nothing.
+    let rv = a1.metadata.resource_version;
+    sync()?;
+    let again = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("a1")
+        .await?;
+    assert_eq!(again.metadata.resource_version, rv);
+    Ok(())
+}
+
+#[tokio::test]
+async fn kubectl_recognises_our_applyset_and_refuses_it_until_the_tooling_is_kubectl() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("kubectl"))?;
+    // kubectl applies only into its parent's namespace, so this bundle lives in the agent namespace.
+    let base = format!("clusters/{cluster}/local");
+    repo.write(
+        &format!("{base}/one.yaml"),
+        &fixtures::config_map(&agent_ns, "one", "1"),
+    )?
+    .write(
+        &format!("{base}/two.yaml"),
+        &fixtures::config_map(&agent_ns, "two", "2"),
+    )?;
+    repo.commit("two config maps")?;
+    let out = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.once()?;
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let parent = applyset::parent_name("local");
+    let file = repo.work.join(format!("{base}/one.yaml"));
+    let kubectl = |expect_ok: bool| -> Result<String> {
+        let out = std::process::Command::new(tools::kubectl()?)
+            .env("KUBECTL_APPLYSET", "true")
+            .env("KUBECONFIG", &env.kubeconfig)
+            .args(["apply", "--server-side", "--prune", "-n", &agent_ns])
+            .arg(format!("--applyset=secret/{parent}"))
+            .arg("-f")
+            .arg(&file)
+            .output()?;
+        let text = output_text(&out);
+        anyhow::ensure!(out.status.success() == expect_ok, "kubectl: {text}");
+        Ok(text)
+    };
+    let refused = kubectl(false)?;
+    assert!(
+        refused.contains("managed by tooling \"outpost\" instead of \"kubectl\""),
+        "kubectl did not refuse for the right reason: {refused}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &agent_ns);
+    let relabel =
+        serde_json::json!({"metadata": {"annotations": {applyset::TOOLING_ANNOTATION: "kubectl/v1.32.3"}}});
+    secrets
+        .patch(&parent, &PatchParams::default(), &Patch::Merge(&relabel))
+        .await?;
+    // Now kubectl's id check passes (a wrong id, part-of label or group-kind list would fail here) and it
+    // prunes the member missing from its file.
+    let accepted = kubectl(true)?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &agent_ns);
+    assert!(cms.get_opt("one").await?.is_some(), "{accepted}");
+    assert!(
+        cms.get_opt("two").await?.is_none(),
+        "kubectl did not prune our member: {accepted}"
+    );
+    Ok(())
+}
