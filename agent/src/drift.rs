@@ -313,9 +313,14 @@ async fn revert(state: &mut State, c: &mut Corrector, key: ObjectKey, live: Opti
         }
         return;
     };
+    // Did our apply change anything? Generation answers for kinds that have one (a status update racing the
+    // apply changes the resourceVersion but not the generation); the resourceVersion for the rest.
     let changed_nothing = live
         .as_ref()
-        .is_some_and(|l| l.resource_version.is_some() && l.resource_version == applied.resource_version);
+        .is_some_and(|l| match (l.generation, applied.generation) {
+            (Some(before), Some(after)) => before == after,
+            _ => l.resource_version.is_some() && l.resource_version == applied.resource_version,
+        });
     if let Some((_, member)) = state.members.get_mut(&key) {
         member.generation = applied.generation;
         member.resource_version = applied.resource_version.clone();

@@ -5,6 +5,7 @@
 //! server per test).
 
 mod common;
+mod daemon;
 mod fixtures;
 mod foundation;
 mod sync;

@@ -1,0 +1,306 @@
+//! The agent as a daemon: drift correction, fights, probes and metrics, local-path reaction, dependencies,
+//! and graceful shutdown.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, create_namespace};
+use outpost_tests::{git_servers, kube_env, unique};
+
+use crate::common::{config_value, eventually};
+use crate::fixtures;
+
+/// Generous bound for "reverted within a second": machines here are shared and slow; the benchmark measures
+/// the real latency.
+const SOON: Duration = Duration::from_secs(10);
+
+/// A Deployment that leaves `replicas` to others (an HPA).
+fn deployment(ns: &str, name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n"
+    )
+}
+
+/// The value of a counter or gauge line in the agent's /metrics, summed over label sets that contain `labels`.
+async fn metric(agent: &RunningAgent, name: &str, labels: &str) -> Result<f64> {
+    let (_, body) = agent.get("/metrics").await?;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+fn other_manager() -> PatchParams {
+    PatchParams::apply("someone-else").force()
+}
+
+#[tokio::test]
+async fn hand_edits_and_deletions_are_reverted_but_fields_of_other_managers_are_not() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "drift").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("drift"))?;
+    let base = format!("clusters/{cluster}/app");
+    repo.write(
+        &format!("{base}/cm.yaml"),
+        &fixtures::config_map(&ns, "settings", "ours"),
+    )?
+    .write(
+        &format!("{base}/deploy.yaml"),
+        &deployment(&ns, "web", "nginx:1.27"),
+    )?;
+    repo.commit("app")?;
+    // An hour between polls: anything reverted below was reverted by the drift watch, not a poll.
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1h")?;
+    agent.wait_ready(Duration::from_secs(60)).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+    // Someone edits data by hand.
+    let edit = serde_json::json!({"data": {"key": "theirs"}});
+    cms.patch("settings", &PatchParams::default(), &Patch::Merge(&edit))
+        .await?;
+    eventually(SOON, "the ConfigMap edit to be reverted", || async {
+        Ok((config_value(&client, &ns, "settings").await?.as_deref() == Some("ours")).then_some(()))
+    })
+    .await?;
+
+    // Someone deletes it.
+    cms.delete("settings", &DeleteParams::default()).await?;
+    eventually(SOON, "the deleted ConfigMap to come back", || async {
+        Ok((config_value(&client, &ns, "settings").await?.as_deref() == Some("ours")).then_some(()))
+    })
+    .await?;
+
+    // Someone changes the Deployment's image.
+    let image = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "evil:1"}]}}}});
+    deploys
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&image))
+        .await?;
+    eventually(SOON, "the image edit to be reverted", || async {
+        let d = deploys.get("web").await?;
+        let v = serde_json::to_value(&d)?;
+        let image = v
+            .pointer("/spec/template/spec/containers/0/image")
+            .and_then(|i| i.as_str());
+        Ok((image == Some("nginx:1.27")).then_some(()))
+    })
+    .await?;
+    let reverted = metric(&agent, "outpost_drift_reverted_total", "bundle=\"app\"").await?;
+    assert!(
+        reverted >= 3.0,
+        "drift metric says {reverted}; log:\n{}",
+        agent.logs()
+    );
+
+    // An HPA owns replicas (our manifest leaves them out): not a fight, not reverted.
+    let hpa = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 5}});
+    deploys
+        .patch(
+            "web",
+            &PatchParams::apply("hpa-controller").force(),
+            &Patch::Apply(&hpa),
+        )
+        .await?;
+    // And a controller updates status: not drift either.
+    let status = serde_json::json!({"status": {"observedGeneration": 99, "replicas": 5}});
+    deploys
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = deploys.get("web").await?;
+    let replicas = serde_json::to_value(&d)?
+        .pointer("/spec/replicas")
+        .and_then(|r| r.as_i64());
+    assert_eq!(
+        replicas,
+        Some(5),
+        "the agent fought the HPA; log:\n{}",
+        agent.logs()
+    );
+    let after = metric(&agent, "outpost_drift_reverted_total", "bundle=\"app\"").await?;
+    assert_eq!(
+        after,
+        reverted,
+        "replicas or status changes were counted as drift; log:\n{}",
+        agent.logs()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_object_fought_over_is_reported_and_then_left_alone() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "fight").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("fight"))?;
+    repo.write(
+        &format!("clusters/{cluster}/app/cm.yaml"),
+        &fixtures::config_map(&ns, "contested", "ours"),
+    )?;
+    repo.commit("app")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1h")?;
+    agent.wait_ready(Duration::from_secs(60)).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let theirs = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"key": "theirs"}});
+    // Another actor keeps writing the same field; each time we revert it.
+    for round in 0..outpost_agent::drift::FIGHT_THRESHOLD + 1 {
+        cms.patch("contested", &other_manager(), &Patch::Apply(&theirs))
+            .await?;
+        eventually(SOON, &format!("revert {round}"), || async {
+            Ok((config_value(&client, &ns, "contested").await?.as_deref() == Some("ours")).then_some(()))
+        })
+        .await?;
+    }
+    eventually(SOON, "the fight to be reported", || async {
+        Ok((metric(&agent, "outpost_drift_fights_total", "bundle=\"app\"").await? >= 1.0).then_some(()))
+    })
+    .await?;
+    assert!(agent.logs().contains("Drift fight"), "{}", agent.logs());
+    // Now the agent backs off instead of looping.
+    cms.patch("contested", &other_manager(), &Patch::Apply(&theirs))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        config_value(&client, &ns, "contested").await?.as_deref(),
+        Some("theirs")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn probes_and_metrics_are_served_and_sigterm_stops_the_agent() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "probe").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("probe"))?;
+    repo.write(
+        &format!("clusters/{cluster}/app/cm.yaml"),
+        &fixtures::config_map(&ns, "c", "1"),
+    )?;
+    repo.commit("app")?;
+    let mut agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1s")?;
+    assert_eq!(agent.get("/healthz").await.map(|r| r.0).unwrap_or(200), 200);
+    agent.wait_ready(Duration::from_secs(60)).await?;
+    // A few polls of an unchanged commit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, body) = agent.get("/metrics").await?;
+    assert_eq!(code, 200);
+    for name in [
+        "outpost_reconcile_duration_seconds_count{result=\"success\"} 1",
+        "outpost_reconcile_duration_seconds_count{result=\"unchanged\"}",
+        "outpost_objects_applied_total{bundle=\"app\"} 1",
+        "outpost_git_requests_total{operation=\"ref_check\",result=\"success\"}",
+        "outpost_last_successful_sync_timestamp_seconds{bundle=\"app\"}",
+        "outpost_bundle_objects{bundle=\"app\"} 1",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    let servers = git_servers();
+    assert!(!body.contains(&servers.http_password), "the token is in /metrics");
+    assert!(
+        !agent.logs().contains(&servers.http_password),
+        "the token is in the log"
+    );
+    assert!(
+        agent.terminate(Duration::from_secs(10))?,
+        "agent ignored SIGTERM; log:\n{}",
+        agent.logs()
+    );
+    assert!(agent.logs().contains("Stopped"), "{}", agent.logs());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_local_path_repository_is_applied_as_soon_as_it_changes() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "local").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("mirror"))?;
+    repo.write(
+        &format!("clusters/{cluster}/app/a.yaml"),
+        &fixtures::config_map(&ns, "a", "1"),
+    )?;
+    repo.commit("one")?;
+    // Polling once an hour: only the filesystem watch can bring the second commit in.
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::File)?.spawn("1h")?;
+    agent.wait_ready(Duration::from_secs(60)).await?;
+    repo.write(
+        &format!("clusters/{cluster}/app/b.yaml"),
+        &fixtures::config_map(&ns, "b", "2"),
+    )?;
+    repo.commit("two")?;
+    eventually(
+        SOON,
+        "the new commit of the local repository to be applied",
+        || async { Ok(config_value(&client, &ns, "b").await?.map(|_| ())) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bundle_waits_until_its_dependencies_are_healthy() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "deps").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("deps"))?;
+    let base = format!("clusters/{cluster}");
+    repo.write(
+        &format!("{base}/db/deploy.yaml"),
+        &deployment(&ns, "db", "postgres:16"),
+    )?
+    .write(
+        &format!("{base}/app/cm.yaml"),
+        &fixtures::config_map(&ns, "app-config", "x"),
+    )?
+    .write(&format!("{base}/app/outpost.yaml"), "dependsOn: [db]\n")?;
+    repo.commit("app depends on db")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1h")?;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    eventually(Duration::from_secs(60), "db to be applied", || async {
+        Ok(deploys.get_opt("db").await?.map(|_| ()))
+    })
+    .await?;
+    // No controllers run here: db never becomes available by itself, so app must wait.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        config_value(&client, &ns, "app-config").await?,
+        None,
+        "app did not wait for db"
+    );
+    // Play the Deployment controller: db becomes available.
+    let generation = deploys.get("db").await?.metadata.generation.unwrap_or(1);
+    let status = serde_json::json!({"status": {
+        "observedGeneration": generation, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+        "availableReplicas": 1,
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}});
+    deploys
+        .patch_status("db", &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    eventually(
+        Duration::from_secs(30),
+        "app to be applied once db is healthy",
+        || async { Ok(config_value(&client, &ns, "app-config").await?.map(|_| ())) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
+    agent.wait_ready(Duration::from_secs(30)).await?;
+    Ok(())
+}
