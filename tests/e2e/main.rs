@@ -8,4 +8,6 @@ mod common;
 mod daemon;
 mod fixtures;
 mod foundation;
+mod resilience;
+mod safety;
 mod sync;

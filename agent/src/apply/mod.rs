@@ -346,8 +346,10 @@ async fn patch(
 
 /// Delete an object and wait until it is gone.
 async fn recreate(api: &Api<DynamicObject>, name: &str) -> Result<(), Error> {
+    // Background: the object itself goes at once and its dependents are collected later. Foreground would
+    // hold it until the garbage collector has removed every dependent.
     let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Foreground),
+        propagation_policy: Some(PropagationPolicy::Background),
         ..Default::default()
     };
     match api.delete(name, &params).await {
