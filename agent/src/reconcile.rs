@@ -170,6 +170,8 @@ pub struct Reconciler {
     scrubber: Scrubber,
     /// Counters and gauges, when served.
     metrics: Option<Metrics>,
+    /// Kubernetes Events on inventories, in the daemon.
+    events: Option<crate::events::Events>,
     /// The last commit synced without error or waiting.
     last_synced: Option<ObjectId>,
     /// What the last sync left, for drift correction.
@@ -188,6 +190,7 @@ impl Reconciler {
             settings,
             scrubber,
             metrics: None,
+            events: None,
             last_synced: None,
             last_report: None,
         }
@@ -196,6 +199,12 @@ impl Reconciler {
     /// Record metrics from now on.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Publish Kubernetes Events for failures and refusals from now on.
+    pub fn with_events(mut self, events: crate::events::Events) -> Self {
+        self.events = Some(events);
         self
     }
 
@@ -353,13 +362,24 @@ impl Reconciler {
         let store = self.store.clone();
         let desired = desired::build(bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
         let live = self.live_index(&loaded, &desired).await;
-        let plan = plan::build(&desired, &loaded, &live, self.settings.safety, |b| {
+        let plan = match plan::build(&desired, &loaded, &live, self.settings.safety, |b| {
             store.applyset_id(b)
-        })
-        .map_err(|source| Error::Refused {
-            commit: revision.to_owned(),
-            source,
-        })?;
+        }) {
+            Ok(plan) => plan,
+            Err(source) => {
+                if let Some(events) = &self.events {
+                    for bundle in loaded.inventories.keys() {
+                        events
+                            .warn(bundle, "SyncRefused", "Prune", &source.to_string())
+                            .await;
+                    }
+                }
+                return Err(Error::Refused {
+                    commit: revision.to_owned(),
+                    source,
+                });
+            }
+        };
         let mut run = Run::new(revision, &loaded, bundles, &self.settings.cluster);
         for (bundle, failures) in &desired.failures {
             for f in failures {
@@ -369,6 +389,17 @@ impl Reconciler {
         self.apply_in_waves(&mut run, bundles, &plan, &desired).await?;
         self.prune(&mut run, &plan).await;
         self.record(&mut run, &plan).await;
+        if let Some(events) = &self.events {
+            for (bundle, errors) in &run.errors_in {
+                let note = errors
+                    .iter()
+                    .take(MAX_LISTED)
+                    .map(|e| self.scrubber.scrub(e))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                events.warn(bundle, "SyncFailed", "Apply", &note).await;
+            }
+        }
 
         let mut report = SyncReport {
             applied: run.applied,
@@ -575,7 +606,9 @@ impl Reconciler {
 
     /// Shrink inventories, write sync results, and remove parents of bundles that left Git and are empty.
     async fn record(&mut self, run: &mut Run, plan: &Plan) {
-        let now = jiff::Timestamp::now();
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| jiff::Timestamp::now());
         let bundles: Vec<String> = plan
             .bundles
             .keys()

@@ -122,11 +122,12 @@ pub async fn run(args: Args) -> Result<(), Error> {
         client.clone(),
         Applier::new(client.clone(), args.apply_options()),
         Some(metrics.clone()),
-        Some(events),
+        Some(events.clone()),
         scrubber.clone(),
     );
-    let mut reconciler =
-        Reconciler::new(source, client, settings, scrubber.clone()).with_metrics(metrics.clone());
+    let mut reconciler = Reconciler::new(source, client, settings, scrubber.clone())
+        .with_metrics(metrics.clone())
+        .with_events(events);
     let changed = Arc::new(Notify::new());
     let _watcher = match &local_path {
         Some(path) => watch_local(path, changed.clone()),

@@ -304,3 +304,46 @@ async fn a_bundle_waits_until_its_dependencies_are_healthy() -> Result<()> {
     agent.wait_ready(Duration::from_secs(30)).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn failures_are_published_as_events_on_the_bundle_inventory() -> Result<()> {
+    use k8s_openapi::api::events::v1::Event;
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "events").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("events"))?;
+    let base = format!("clusters/{cluster}/app");
+    repo.write(&format!("{base}/ok.yaml"), &fixtures::config_map(&ns, "ok", "1"))?
+        .write(
+            &format!("{base}/bad.yaml"),
+            &format!(
+                "apiVersion: nowhere.example/v1\nkind: Gadget\nmetadata:\n  name: g\n  namespace: {ns}\n"
+            ),
+        )?;
+    repo.commit("one good, one unknown kind")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1h")?;
+    let events: Api<Event> = Api::namespaced(client.clone(), &agent_ns);
+    let parent = outpost_agent::inventory::applyset::parent_name("app");
+    let event = eventually(Duration::from_secs(60), "a SyncFailed event", || async {
+        Ok(events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("SyncFailed")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(parent.as_str())
+            }))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.contains("Gadget") && note.contains(&format!("{base}/bad.yaml")),
+        "{note}"
+    );
+    assert_eq!(config_value(&client, &ns, "ok").await?.as_deref(), Some("1"));
+    Ok(())
+}

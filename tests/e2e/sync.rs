@@ -259,3 +259,58 @@ async fn kubectl_recognises_our_applyset_and_refuses_it_until_the_tooling_is_kub
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn plan_previews_the_next_sync_and_status_lists_bundles() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "plan").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("plan"))?;
+    let base = format!("clusters/{cluster}/app");
+    repo.write(&format!("{base}/a.yaml"), &fixtures::config_map(&ns, "a", "1"))?
+        .write(&format!("{base}/b.yaml"), &fixtures::config_map(&ns, "b", "1"))?;
+    let first = repo.commit("a and b")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    assert!(agent.once()?.status.success());
+
+    repo.write(&format!("{base}/a.yaml"), &fixtures::config_map(&ns, "a", "2"))?
+        .remove(&format!("{base}/b.yaml"))?
+        .write(&format!("{base}/c.yaml"), &fixtures::config_map(&ns, "c", "1"))?;
+    repo.commit("change a, delete b, add c")?;
+    let out = agent.subcommand("plan")?;
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        format!("~ update ConfigMap/{ns}/a"),
+        "data.key: \"1\" -> \"2\"".to_owned(),
+        format!("+ create ConfigMap/{ns}/c"),
+        format!("- prune ConfigMap/{ns}/b"),
+        "1 to create, 1 to update, 1 to prune, 0 invalid.".to_owned(),
+    ] {
+        assert!(text.contains(&line), "plan output lacks {line:?}:\n{text}");
+    }
+    // plan changed nothing.
+    assert_eq!(managed_config_maps(&client, &ns).await?, ["a", "b"]);
+    assert_eq!(config_value(&client, &ns, "a").await?.as_deref(), Some("1"));
+
+    let out = agent.subcommand("status")?;
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("app "))
+        .unwrap_or_else(|| panic!("no row for bundle app:\n{text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], &first[..12], "{row}");
+    assert_eq!(cells[2], "2", "{row}");
+    assert_eq!(cells[3], "Current", "{row}");
+    assert_eq!(cells[4], "Synced", "{row}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().next().is_some_and(|h| h.starts_with("BUNDLE")),
+        "{text}"
+    );
+    Ok(())
+}
