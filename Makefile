@@ -23,5 +23,10 @@ demo: setup
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) run --quiet --locked -p outpost-tests --bin outpost-demo
 
+# Benchmark against kubectl 1.32 on a fresh local API server (release build; prints a table, asserts nothing).
+bench: setup
+	$(CARGO) build --release --workspace --bins --locked
+	$(CARGO) run --release --quiet --locked -p outpost-tests --bin outpost-bench
+
 clean-cache:
 	rm -rf $${OUTPOST_TEST_CACHE:-$$HOME/.cache/outpost-test}

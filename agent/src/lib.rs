@@ -16,6 +16,7 @@ pub mod drift;
 pub mod events;
 pub mod health;
 pub mod inventory;
+pub mod kube_client;
 pub mod live;
 pub mod logging;
 pub mod manifest;

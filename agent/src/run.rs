@@ -60,7 +60,12 @@ pub async fn run(args: Args) -> Result<(), Error> {
         RepoUrl::Remote { .. } => None,
     };
     let source = Source::new(source_config, scrubber.clone());
-    let client = kube::Client::try_default().await.map_err(Error::Kube)?;
+    let mut registry = metrics::new_registry();
+    let requests = crate::kube_client::RequestCounter::register(&mut registry);
+    let daemon = args.mode == Mode::Run && !args.once;
+    let client = crate::kube_client::client(daemon.then_some(requests))
+        .await
+        .map_err(Error::Kube)?;
     info!(url = %source.url(), cluster = %args.cluster, reference = %args.git_ref, "Starting");
     let settings = Settings {
         cluster: args.cluster.clone(),
@@ -101,7 +106,6 @@ pub async fn run(args: Args) -> Result<(), Error> {
         return Ok(());
     }
 
-    let mut registry = metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
     let readiness = Readiness::new();
     let listener = admin::bind(args.metrics_addr).await.map_err(Error::Admin)?;

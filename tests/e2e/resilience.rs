@@ -188,3 +188,46 @@ async fn an_api_server_restart_mid_run_is_survived() -> Result<()> {
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_git_cache_is_compacted_instead_of_growing_with_every_commit() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "compact").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("compact"))?;
+    let file = format!("clusters/{cluster}/app/a.yaml");
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let packs = |dir: &std::path::Path| -> usize { walk_packs(dir) };
+    // Each commit is one shallow fetch and one new pack in the cache.
+    for i in 0..20 {
+        repo.write(&file, &fixtures::config_map(&ns, "a", &i.to_string()))?;
+        repo.commit(&format!("commit {i}"))?;
+        let out = agent.once()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            outpost_tests::agent::output_text(&out)
+        );
+    }
+    assert_eq!(config_value(&client, &ns, "a").await?.as_deref(), Some("19"));
+    let count = packs(&agent.cache_dir);
+    assert!(count <= 16, "{count} packs in the cache: it is never compacted");
+    assert!(count >= 1);
+    Ok(())
+}
+
+/// Pack files anywhere below `dir`.
+fn walk_packs(dir: &std::path::Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            count += walk_packs(&path);
+        } else if path.extension().is_some_and(|e| e == "pack") {
+            count += 1;
+        }
+    }
+    count
+}

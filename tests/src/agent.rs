@@ -73,7 +73,6 @@ impl AgentCommand {
             .arg(cluster)
             .arg("--namespace")
             .arg(namespace);
-        cmd.arg("--cache-dir").arg(&cache_dir);
         let https = |cmd: &mut AgentCommand, token_file: &Path| {
             cmd.arg("--git-url")
                 .arg(repo.https_url())
@@ -119,6 +118,12 @@ impl AgentCommand {
         self
     }
 
+    /// Use this cache directory (e.g. shared between runs).
+    pub fn set_cache_dir(&mut self, dir: &Path) -> &mut Self {
+        self.cache_dir = dir.to_owned();
+        self
+    }
+
     /// Set an environment variable.
     pub fn env(&mut self, key: &str, value: impl Into<OsString>) -> &mut Self {
         self.envs.push((key.to_owned(), value.into()));
@@ -127,7 +132,10 @@ impl AgentCommand {
 
     fn command(&self) -> Result<Command> {
         let mut cmd = Command::new(tools::outpost_bin("outpost-agent")?);
-        cmd.env_clear().args(&self.args);
+        cmd.env_clear()
+            .args(&self.args)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir);
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -142,7 +150,11 @@ impl AgentCommand {
     /// Run a subcommand (`plan`, `status`) with the same flags.
     pub fn subcommand(&self, name: &str) -> Result<Output> {
         let mut cmd = Command::new(tools::outpost_bin("outpost-agent")?);
-        cmd.env_clear().arg(name).args(&self.args);
+        cmd.env_clear()
+            .arg(name)
+            .args(&self.args)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir);
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -152,7 +164,8 @@ impl AgentCommand {
     /// Start the daemon with a short interval; its metrics port is chosen here.
     pub fn spawn(&self, interval: &str) -> Result<RunningAgent> {
         let port = free_port();
-        let log = self.cache_dir.join("agent.log");
+        std::fs::create_dir_all(&self.cache_dir)?;
+        let log = self.cache_dir.join(format!("agent-{port}.log"));
         let mut args: Vec<String> = self
             .args
             .iter()
@@ -222,6 +235,20 @@ impl RunningAgent {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("agent not ready after {timeout:?}; log:\n{}", self.logs())
+    }
+
+    /// The agent's process id (not the watchdog's).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.child_pid()
+    }
+
+    /// Peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
     }
 
     /// Everything it logged so far.

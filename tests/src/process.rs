@@ -120,6 +120,20 @@ impl Guarded {
         Ok(())
     }
 
+    /// The guarded program's pid (the watchdog's child).
+    pub fn child_pid(&self) -> Option<u32> {
+        let out = Command::new("pgrep")
+            .args(["-P", &self.child.id().to_string(), "-x", &self.comm])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Whether the guarded program (not just the watchdog) still runs.
     pub fn child_running(&self) -> bool {
         Command::new("pgrep")

@@ -20,6 +20,10 @@ use crate::secret::Scrubber;
 /// Local ref the fetched commit is stored under, so the objects stay reachable in the cache.
 const TRACKING_REF: &str = "refs/outpost/target";
 
+/// Pack files in the cache beyond which it is rebuilt: every shallow fetch adds a pack and gix has no gc, so
+/// the cache would otherwise grow with every commit.
+const MAX_PACKS: usize = 16;
+
 /// User agent sent to HTTP servers; lets Git server operators tell our polls apart.
 const USER_AGENT: &str = concat!("outpost/", env!("CARGO_PKG_VERSION"));
 
@@ -130,10 +134,56 @@ pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBoo
                 other => other,
             }
         })?;
+    drop(repo);
+    if pack_count(&cache_path(config)) > MAX_PACKS {
+        compact(config, scrubber, interrupt, commit);
+    }
     Ok(Update {
         commit,
         fetched: true,
     })
+}
+
+/// Number of pack files in a bare repository.
+fn pack_count(repo: &std::path::Path) -> usize {
+    std::fs::read_dir(repo.join("objects/pack"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Rebuild the cache with one fresh shallow fetch into a sibling directory, then swap it in. Failures leave the
+/// old cache in place (it still works, it is only larger).
+fn compact(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, commit: ObjectId) {
+    let path = cache_path(config);
+    let staging = path.with_extension("compact");
+    let old = path.with_extension("old");
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_dir_all(&old);
+    let staging_config = Config {
+        cache_dir: staging.clone(),
+        ..config.clone()
+    };
+    // `update` lays the fresh repository out as `<staging>/repo-<hash>.git`.
+    let built = cache_path(&staging_config);
+    match update(&staging_config, scrubber, interrupt) {
+        Ok(u) if u.commit == commit => {
+            if std::fs::rename(&path, &old).is_ok() {
+                if std::fs::rename(&built, &path).is_ok() {
+                    tracing::info!(cache = %path.display(), "Git cache compacted");
+                } else {
+                    let _ = std::fs::rename(&old, &path);
+                }
+            }
+        }
+        Ok(_) => tracing::debug!("Ref moved during cache compaction; keeping the old cache"),
+        Err(e) => tracing::warn!(error = %e, "Git cache compaction failed; keeping the old cache"),
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_dir_all(&old);
 }
 
 /// Whether the tracking ref already points at `commit` (the objects are then complete, not a partial pack).

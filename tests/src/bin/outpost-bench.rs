@@ -1,0 +1,467 @@
+//! `make bench`: Outpost's agent against `kubectl apply --server-side` (Debian trixie's kubectl 1.32), measured
+//! in the same run against the same real API server, printed as a table with ratios.
+//!
+//! Scenarios (issue 3): initial sync of 1,000 mixed objects and of 10,000 ConfigMaps; a poll with no new
+//! commit (with the agent's API request count); a commit changing 1%; drift revert latency; pruning 10%; the
+//! agent's peak RSS. Each side gets its own namespaces with identical content. Not a test: nothing here
+//! asserts timings; it prints figures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, output_text};
+use outpost_tests::{GitServers, KubeEnv, TestRepo, tools};
+
+/// Bundles (and namespaces) per scenario.
+const BUNDLES: usize = 10;
+/// Drift edits measured.
+const DRIFT_EDITS: usize = 20;
+
+/// One row of the result table.
+struct Row {
+    scenario: String,
+    outpost: String,
+    kubectl: String,
+    ratio: String,
+    target: String,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn ratio(kubectl: Duration, outpost: Duration) -> String {
+    format!("{:.1}x", kubectl.as_secs_f64() / outpost.as_secs_f64().max(1e-6))
+}
+
+/// The objects of one side (`prefix` names its namespaces): (bundle, file name, YAML).
+fn mixed_objects(prefix: &str, version: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for b in 0..BUNDLES {
+        let ns = format!("{prefix}-{b:02}");
+        let bundle = format!("b{b:02}");
+        for i in 0..80 {
+            out.push((
+                bundle.clone(),
+                format!("cm-{i:03}.yaml"),
+                config_map(&ns, &format!("cm-{i:03}"), version),
+            ));
+        }
+        for i in 0..10 {
+            let name = format!("svc-{i:03}");
+            out.push((bundle.clone(), format!("{name}.yaml"), format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{port: 80, targetPort: 8080, protocol: TCP}}]\n"
+            )));
+            let name = format!("deploy-{i:03}");
+            out.push((bundle.clone(), format!("{name}.yaml"), format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      - name: main\n        image: nginx:1.27\n        ports: [{{containerPort: 8080, protocol: TCP}}]\n"
+            )));
+        }
+    }
+    out
+}
+
+fn config_maps(prefix: &str, per_bundle: usize) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for b in 0..BUNDLES {
+        let ns = format!("{prefix}-{b:02}");
+        for i in 0..per_bundle {
+            out.push((
+                format!("b{b:02}"),
+                format!("cm-{i:04}.yaml"),
+                config_map(&ns, &format!("cm-{i:04}"), "1"),
+            ));
+        }
+    }
+    out
+}
+
+fn config_map(ns: &str, name: &str, version: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}, labels: {{bench: outpost}}}}\ndata:\n  version: \"{version}\"\n  payload: \"{}\"\n  mode: standard\n",
+        "x".repeat(64)
+    )
+}
+
+/// Write objects into `root/<bundle>/<file>`, replacing what was there.
+fn write_tree(root: &Path, objects: &[(String, String, String)]) -> Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root)?;
+    }
+    for (bundle, file, yaml) in objects {
+        let dir = root.join(bundle);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(file), yaml)?;
+    }
+    Ok(())
+}
+
+async fn create_namespaces(client: &kube::Client, prefix: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for b in 0..BUNDLES {
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": format!("{prefix}-{b:02}")}}))?;
+        api.create(&PostParams::default(), &ns).await?;
+    }
+    Ok(())
+}
+
+/// `kubectl apply --server-side -R -f dir` (plus `extra` flags), timed.
+fn kubectl_apply(kube: &KubeEnv, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Duration> {
+    let started = Instant::now();
+    let mut cmd = Command::new(tools::kubectl()?);
+    cmd.env("KUBECONFIG", &kube.kubeconfig)
+        .args(["apply", "--server-side", "-R", "-f"])
+        .arg(dir)
+        .args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output()?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!("kubectl failed: {}", output_text(&out));
+    }
+    Ok(took)
+}
+
+/// One `outpost-agent --once`, timed.
+fn agent_once(agent: &AgentCommand) -> Result<Duration> {
+    let started = Instant::now();
+    let out = agent.once()?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!("outpost-agent --once failed: {}", output_text(&out));
+    }
+    Ok(took)
+}
+
+/// Sum of a metric's samples whose line contains `filter`.
+async fn metric(agent: &RunningAgent, name: &str, filter: &str) -> Result<f64> {
+    let (_, body) = agent.get("/metrics").await?;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+struct Bench {
+    kube: KubeEnv,
+    git: GitServers,
+    client: kube::Client,
+    agent_ns: String,
+    work: PathBuf,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    fn row(&mut self, scenario: &str, outpost: String, kubectl: String, ratio: String, target: &str) {
+        println!("  {scenario}: outpost {outpost}, kubectl {kubectl} ({ratio})");
+        self.rows.push(Row {
+            scenario: scenario.into(),
+            outpost,
+            kubectl,
+            ratio,
+            target: target.into(),
+        });
+    }
+
+    fn agent(&self, repo: &TestRepo, cluster: &str, cache: &Path) -> Result<AgentCommand> {
+        let mut agent = AgentCommand::with_servers(
+            &self.git,
+            &self.kube,
+            repo,
+            cluster,
+            &self.agent_ns,
+            Transport::Https,
+        )?;
+        agent.set_cache_dir(cache).arg("--apply-concurrency").arg("64");
+        agent.env("RUST_LOG", "warn");
+        Ok(agent)
+    }
+
+    async fn mixed(&mut self) -> Result<()> {
+        println!(
+            "1,000 mixed objects (800 ConfigMaps, 100 Services, 100 Deployments) in {BUNDLES} namespaces"
+        );
+        create_namespaces(&self.client, "agent-mixed").await?;
+        create_namespaces(&self.client, "kubectl-mixed").await?;
+        let repo = self.git.create_repo("bench-mixed")?;
+        let cluster = "bench-mixed";
+        let tree = repo.work.join(format!("clusters/{cluster}"));
+        let kdir = self.work.join("kubectl-mixed");
+        write_tree(&tree, &mixed_objects("agent-mixed", "1"))?;
+        write_tree(&kdir, &mixed_objects("kubectl-mixed", "1"))?;
+        repo.commit("1,000 objects")?;
+        let cache = self.work.join("cache-mixed");
+        let agent = self.agent(&repo, cluster, &cache)?;
+
+        let k = kubectl_apply(&self.kube, &kdir, &[], &[])?;
+        let o = agent_once(&agent)?;
+        self.row(
+            "initial sync, 1,000 objects",
+            secs(o),
+            secs(k),
+            ratio(k, o),
+            ">= 4x",
+        );
+
+        // A poll with no new commit: the daemon on the same cache, unchanged commit.
+        let daemon = agent.spawn("1s")?;
+        daemon.wait_ready(Duration::from_secs(120)).await?;
+        let requests_before = metric(&daemon, "outpost_kube_requests_total", "").await?;
+        let polls_before = metric(&daemon, "outpost_reconcile_duration_seconds_count", "unchanged").await?;
+        let sum_before = metric(&daemon, "outpost_reconcile_duration_seconds_sum", "unchanged").await?;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let requests = metric(&daemon, "outpost_kube_requests_total", "").await? - requests_before;
+        let polls =
+            metric(&daemon, "outpost_reconcile_duration_seconds_count", "unchanged").await? - polls_before;
+        let poll_secs = (metric(&daemon, "outpost_reconcile_duration_seconds_sum", "unchanged").await?
+            - sum_before)
+            / polls.max(1.0);
+        let k = kubectl_apply(&self.kube, &kdir, &[], &[])?;
+        self.row(
+            "poll, no new commit",
+            format!(
+                "{:.0} ms, {requests} API requests in {polls} polls",
+                poll_secs * 1000.0
+            ),
+            secs(k),
+            ratio(k, Duration::from_secs_f64(poll_secs)),
+            "0 requests, ~25 ms",
+        );
+
+        // Drift: edit or delete 20 ConfigMaps by hand, time until each is back.
+        let mut latencies = Vec::new();
+        for i in 0..DRIFT_EDITS {
+            let ns = format!("agent-mixed-{:02}", i % BUNDLES);
+            let name = format!("cm-{:03}", 40 + i);
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
+            let started = Instant::now();
+            if i % 2 == 0 {
+                let edit = serde_json::json!({"data": {"version": "edited"}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&edit))
+                    .await?;
+            } else {
+                api.delete(&name, &DeleteParams::default()).await?;
+            }
+            loop {
+                let back = api
+                    .get_opt(&name)
+                    .await?
+                    .and_then(|c| c.data)
+                    .and_then(|d| d.get("version").cloned());
+                if back.as_deref() == Some("1") {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    bail!(
+                        "drift on {ns}/{name} not reverted in 30 s; log:\n{}",
+                        daemon.logs()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            latencies.push(started.elapsed());
+        }
+        latencies.sort();
+        let median = latencies[latencies.len() / 2];
+        let max = latencies[latencies.len() - 1];
+        self.row(
+            "drift revert latency (20 edits/deletes)",
+            format!(
+                "median {:.0} ms, max {:.0} ms",
+                median.as_secs_f64() * 1000.0,
+                max.as_secs_f64() * 1000.0
+            ),
+            "n/a (no drift correction)".into(),
+            String::new(),
+            "< 1 s median",
+        );
+        let rss = daemon.peak_rss_kib().unwrap_or(0);
+        drop(daemon);
+        self.row(
+            "agent peak RSS, 1,000 objects",
+            format!("{:.1} MiB", rss as f64 / 1024.0),
+            String::new(),
+            String::new(),
+            "< 64 MiB at 10,000",
+        );
+
+        // A commit changing 1% of the objects.
+        let mut changed = mixed_objects("agent-mixed", "1");
+        let mut kchanged = mixed_objects("kubectl-mixed", "1");
+        for list in [&mut changed, &mut kchanged] {
+            for (i, obj) in list
+                .iter_mut()
+                .filter(|(_, f, _)| f.starts_with("cm-"))
+                .enumerate()
+            {
+                if i % 80 == 0 {
+                    obj.2 = obj.2.replace("version: \"1\"", "version: \"2\"");
+                }
+            }
+        }
+        write_tree(&tree, &changed)?;
+        write_tree(&kdir, &kchanged)?;
+        repo.commit("1% changed")?;
+        let k = kubectl_apply(&self.kube, &kdir, &[], &[])?;
+        let o = agent_once(&agent)?;
+        self.row("commit changing 1%", secs(o), secs(k), ratio(k, o), ">= 30x");
+
+        // Prune 10%: kubectl needs an ApplySet per namespace; create them first (not timed).
+        let ns_args = |b: usize| (format!("kubectl-mixed-{b:02}"), format!("secret/kbench-{b:02}"));
+        for b in 0..BUNDLES {
+            let (ns, set) = ns_args(b);
+            kubectl_apply(
+                &self.kube,
+                &kdir.join(format!("b{b:02}")),
+                &["--prune", "-n", &ns, &format!("--applyset={set}")],
+                &[("KUBECTL_APPLYSET", "true")],
+            )?;
+        }
+        let drop_tenth = |list: &[(String, String, String)]| -> Vec<(String, String, String)> {
+            list.iter()
+                .filter(|(_, f, _)| {
+                    !matches!(
+                        f.as_str(),
+                        "cm-000.yaml"
+                            | "cm-001.yaml"
+                            | "cm-002.yaml"
+                            | "cm-003.yaml"
+                            | "cm-004.yaml"
+                            | "cm-005.yaml"
+                            | "cm-006.yaml"
+                            | "cm-007.yaml"
+                            | "svc-000.yaml"
+                            | "deploy-000.yaml"
+                    )
+                })
+                .cloned()
+                .collect()
+        };
+        write_tree(&tree, &drop_tenth(&changed))?;
+        write_tree(&kdir, &drop_tenth(&kchanged))?;
+        repo.commit("10% removed")?;
+        let mut k = Duration::ZERO;
+        for b in 0..BUNDLES {
+            let (ns, set) = ns_args(b);
+            k += kubectl_apply(
+                &self.kube,
+                &kdir.join(format!("b{b:02}")),
+                &["--prune", "-n", &ns, &format!("--applyset={set}")],
+                &[("KUBECTL_APPLYSET", "true")],
+            )?;
+        }
+        let o = agent_once(&agent)?;
+        self.row("prune 10% of 1,000", secs(o), secs(k), ratio(k, o), ">= 20x");
+        Ok(())
+    }
+
+    async fn ten_thousand(&mut self) -> Result<()> {
+        println!("10,000 ConfigMaps in {BUNDLES} namespaces");
+        create_namespaces(&self.client, "agent-many").await?;
+        create_namespaces(&self.client, "kubectl-many").await?;
+        let repo = self.git.create_repo("bench-many")?;
+        let cluster = "bench-many";
+        write_tree(
+            &repo.work.join(format!("clusters/{cluster}")),
+            &config_maps("agent-many", 1000),
+        )?;
+        let kdir = self.work.join("kubectl-many");
+        write_tree(&kdir, &config_maps("kubectl-many", 1000))?;
+        repo.commit("10,000 config maps")?;
+        let agent = self.agent(&repo, cluster, &self.work.join("cache-many"))?;
+        let k = kubectl_apply(&self.kube, &kdir, &[], &[])?;
+        let o = agent_once(&agent)?;
+        self.row(
+            "initial sync, 10,000 ConfigMaps",
+            secs(o),
+            secs(k),
+            ratio(k, o),
+            ">= 4x",
+        );
+        let daemon = agent.spawn("30s")?;
+        daemon.wait_ready(Duration::from_secs(300)).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let rss = daemon.peak_rss_kib().unwrap_or(0);
+        self.row(
+            "agent peak RSS, 10,000 objects",
+            format!("{:.1} MiB", rss as f64 / 1024.0),
+            String::new(),
+            String::new(),
+            "< 64 MiB",
+        );
+        Ok(())
+    }
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .unwrap_or(0);
+    format!(
+        "{cpus} cores, {} GiB; etcd, kube-apiserver {}, kubectl and the agent share them",
+        mem / 1024 / 1024,
+        tools::KUBE_VERSION
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    println!("Starting etcd + kube-apiserver and the Git servers ...");
+    let kube = std::thread::spawn(KubeEnv::start).join().expect("start kube")?;
+    let git = std::thread::spawn(GitServers::start).join().expect("start git")?;
+    let client = kube.client().await?;
+    let agent_ns = "outpost-bench".to_owned();
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": agent_ns}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let kubectl_version = Command::new(tools::kubectl()?)
+        .args(["version", "--client"])
+        .output()?;
+    let work = outpost_tests::scratch_dir("bench")?;
+    let mut bench = Bench {
+        kube,
+        git,
+        client,
+        agent_ns,
+        work,
+        rows: Vec::new(),
+    };
+    bench.mixed().await.context("1,000-object scenarios")?;
+    bench.ten_thousand().await.context("10,000-object scenarios")?;
+
+    println!();
+    println!("Machine: {}", machine());
+    println!(
+        "Peer: {}",
+        String::from_utf8_lossy(&kubectl_version.stdout)
+            .lines()
+            .next()
+            .unwrap_or("kubectl")
+    );
+    println!();
+    println!("| scenario | outpost | kubectl | kubectl/outpost | target |");
+    println!("|---|---|---|---|---|");
+    for r in &bench.rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.scenario, r.outpost, r.kubectl, r.ratio, r.target
+        );
+    }
+    Ok(())
+}
