@@ -174,6 +174,11 @@ pub struct Reconciler {
     events: Option<crate::events::Events>,
     /// The last commit synced without error or waiting.
     last_synced: Option<ObjectId>,
+    /// Digest of the applied content of that commit (everything but `status/`), so a commit that only changes
+    /// status files costs the API server nothing.
+    last_content: Option<String>,
+    /// Digest of the content of the commit being synced.
+    pending_content: Option<String>,
     /// What the last sync left, for drift correction.
     last_report: Option<Arc<SyncReport>>,
 }
@@ -192,6 +197,8 @@ impl Reconciler {
             metrics: None,
             events: None,
             last_synced: None,
+            last_content: None,
+            pending_content: None,
             last_report: None,
         }
     }
@@ -222,6 +229,7 @@ impl Reconciler {
     /// resync).
     pub fn force_next(&mut self) {
         self.last_synced = None;
+        self.last_content = None;
     }
 
     /// Check the ref and, when it moved (or `force`), read and parse the commit's cluster path.
@@ -264,6 +272,13 @@ impl Reconciler {
                 });
             }
         };
+        let content = content_digest(&files);
+        if !force && self.last_content.as_ref() == Some(&content) {
+            // Only files the agent never applies changed (status written by status writers).
+            self.last_synced = Some(commit);
+            return Ok(Err(commit));
+        }
+        self.pending_content = Some(content);
         let manifests_err = |source| Error::Manifests {
             commit: commit.to_string(),
             source,
@@ -344,6 +359,7 @@ impl Reconciler {
             }
         } else {
             self.last_synced = Some(commit);
+            self.last_content = self.pending_content.take();
             info!(commit = %commit, bundles = bundles.len(), applied = report.applied, pruned = report.pruned, "Synced");
             Outcome::Synced {
                 commit,
@@ -675,6 +691,18 @@ impl Reconciler {
             }
         }
     }
+}
+
+/// Digest of the files the agent applies (everything below the cluster path except `status/`).
+fn content_digest(files: &[crate::source::SourceFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for f in files.iter().filter(|f| !f.path.starts_with("status/")) {
+        hasher.update(f.path.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(&f.data));
+    }
+    crate::manifest::digest::hex(&hasher.finalize())
 }
 
 /// State of one sync while it runs.

@@ -347,3 +347,38 @@ async fn failures_are_published_as_events_on_the_bundle_inventory() -> Result<()
     assert_eq!(config_value(&client, &ns, "ok").await?.as_deref(), Some("1"));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_status_only_commit_costs_the_api_server_nothing() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "statusonly").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("statusonly"))?;
+    repo.write(&format!("clusters/{cluster}/app/a.yaml"), &fixtures::config_map(&ns, "a", "1"))?;
+    repo.commit("app")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1s")?;
+    agent.wait_ready(Duration::from_secs(60)).await?;
+    // Let the drift watches settle, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let requests = metric(&agent, "outpost_kube_requests_total", "").await?;
+    let fetches = metric(&agent, "outpost_git_requests_total", "operation=\"fetch\"").await?;
+    repo.write(&format!("clusters/{cluster}/status/app/app-status.yaml"), "status: written by a status writer\n")?;
+    repo.commit("status only")?;
+    eventually(SOON, "the agent to fetch the status commit", || async {
+        Ok((metric(&agent, "outpost_git_requests_total", "operation=\"fetch\"").await? > fetches).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = metric(&agent, "outpost_kube_requests_total", "").await?;
+    assert_eq!(after, requests, "a status-only commit caused API requests; log:\n{}", agent.logs());
+    // A real change still goes through.
+    repo.write(&format!("clusters/{cluster}/app/a.yaml"), &fixtures::config_map(&ns, "a", "2"))?;
+    repo.commit("real change")?;
+    eventually(SOON, "the real change", || async {
+        Ok((config_value(&client, &ns, "a").await?.as_deref() == Some("2")).then_some(()))
+    })
+    .await?;
+    Ok(())
+}

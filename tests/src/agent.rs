@@ -27,8 +27,10 @@ pub enum Transport {
     HttpsWithCredentialsInUrl,
 }
 
-/// A configured `outpost-agent` command line.
+/// A configured `outpost-agent` (or `outpost-status-writer`) command line.
 pub struct AgentCommand {
+    /// Which of our binaries.
+    binary: &'static str,
     /// Flags.
     args: Vec<OsString>,
     /// Environment.
@@ -61,6 +63,7 @@ impl AgentCommand {
     ) -> Result<Self> {
         let cache_dir = crate::scratch_dir("agent-cache")?;
         let mut cmd = AgentCommand {
+            binary: "outpost-agent",
             args: Vec::new(),
             envs: vec![
                 ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
@@ -112,6 +115,22 @@ impl AgentCommand {
         Ok(cmd)
     }
 
+    /// The status writer for `cluster` writing to `repo` over `transport`, inventories in `namespace`, with a
+    /// short debounce.
+    pub fn status_writer(
+        servers: &GitServers,
+        kube: &KubeEnv,
+        repo: &TestRepo,
+        cluster: &str,
+        namespace: &str,
+        transport: Transport,
+    ) -> Result<Self> {
+        let mut cmd = Self::with_servers(servers, kube, repo, cluster, namespace, transport)?;
+        cmd.binary = "outpost-status-writer";
+        cmd.cache_dir = crate::scratch_dir("status-cache")?;
+        Ok(cmd)
+    }
+
     /// Add a flag or value.
     pub fn arg(&mut self, arg: impl Into<OsString>) -> &mut Self {
         self.args.push(arg.into());
@@ -131,7 +150,7 @@ impl AgentCommand {
     }
 
     fn command(&self) -> Result<Command> {
-        let mut cmd = Command::new(tools::outpost_bin("outpost-agent")?);
+        let mut cmd = Command::new(tools::outpost_bin(self.binary)?);
         cmd.env_clear()
             .args(&self.args)
             .arg("--cache-dir")
@@ -161,22 +180,23 @@ impl AgentCommand {
         Ok(cmd.output()?)
     }
 
-    /// Start the daemon with a short interval; its metrics port is chosen here.
+    /// Start the agent daemon with a poll interval; its metrics port is chosen here.
     pub fn spawn(&self, interval: &str) -> Result<RunningAgent> {
+        self.spawn_with(&["--interval", interval])
+    }
+
+    /// Start the daemon with extra flags; its metrics port is chosen here.
+    pub fn spawn_with(&self, extra: &[&str]) -> Result<RunningAgent> {
         let port = free_port();
         std::fs::create_dir_all(&self.cache_dir)?;
-        let log = self.cache_dir.join(format!("agent-{port}.log"));
+        let log = self.cache_dir.join(format!("{}-{port}.log", self.binary));
         let mut args: Vec<String> = self
             .args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        args.extend([
-            "--interval".into(),
-            interval.into(),
-            "--metrics-addr".into(),
-            format!("127.0.0.1:{port}"),
-        ]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(["--metrics-addr".into(), format!("127.0.0.1:{port}")]);
         let envs: Vec<(&str, String)> = self
             .envs
             .iter()
@@ -184,8 +204,8 @@ impl AgentCommand {
             .collect();
         // The watchdog keeps the environment we pass and adds nothing of the test's own.
         let process = Guarded::spawn_clean(
-            "outpost-agent",
-            &tools::outpost_bin("outpost-agent")?,
+            self.binary,
+            &tools::outpost_bin(self.binary)?,
             &args,
             &log,
             &envs,

@@ -95,7 +95,7 @@ pub fn outpost_bin(name: &str) -> Result<PathBuf> {
     if path.is_file() {
         let built = std::fs::metadata(&path)?.modified()?;
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        if let Some(newer) = newest_source(&workspace, built) {
+        if let Some(newer) = newest_source(&workspace, name, built) {
             bail!(
                 "{name} at {} is older than {}: run `cargo build --workspace --bins` (make test does) so the \
                  tests do not run a stale binary",
@@ -111,9 +111,12 @@ pub fn outpost_bin(name: &str) -> Result<PathBuf> {
     )
 }
 
-/// A source file of the binaries modified after `built`, if any.
-fn newest_source(workspace: &std::path::Path, built: std::time::SystemTime) -> Option<PathBuf> {
-    let mut stack = vec![workspace.join("agent/src"), workspace.join("status-writer/src")];
+/// A source file of binary `name` modified after `built`, if any.
+fn newest_source(workspace: &std::path::Path, name: &str, built: std::time::SystemTime) -> Option<PathBuf> {
+    let mut stack = vec![workspace.join("agent/src")];
+    if name == "outpost-status-writer" {
+        stack.push(workspace.join("status-writer/src"));
+    }
     let mut files = vec![workspace.join("Cargo.lock")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
