@@ -157,6 +157,10 @@ pub struct Args {
     /// Log format: text or json.
     #[arg(long, env = "OUTPOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Leader election.
+    #[command(flatten)]
+    pub lease: crate::lease::LeaseArgs,
 }
 
 /// Field manager of every server-side apply we send.

@@ -17,6 +17,7 @@ pub mod events;
 pub mod health;
 pub mod inventory;
 pub mod kube_client;
+pub mod lease;
 pub mod live;
 pub mod logging;
 pub mod manifest;

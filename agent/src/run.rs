@@ -49,6 +49,9 @@ pub enum Error {
     /// `--once` and the reconcile failed.
     #[error(transparent)]
     Reconcile(#[from] reconcile::Error),
+    /// Another replica holds the Lease now; exit so Kubernetes restarts us as a standby.
+    #[error("leadership lost: another replica acts now")]
+    LeadershipLost,
 }
 
 /// Run the agent as the flags say.
@@ -121,6 +124,40 @@ pub async fn run(args: Args) -> Result<(), Error> {
         .instrument(info_span!("admin")),
     );
 
+    // With leader election, wait as a standby (serving probes) until this replica holds the Lease.
+    let mut leadership = None;
+    if args.lease.leader_election {
+        metrics.set_leader(false);
+        readiness.set_ready(admin::ROLE_STANDBY);
+        let name = args
+            .lease
+            .lease_name
+            .clone()
+            .unwrap_or_else(|| "outpost-agent".into());
+        let elector = crate::lease::Elector::new(
+            client.clone(),
+            &args.namespace,
+            &name,
+            crate::lease::identity(),
+            args.lease.lease_duration,
+        );
+        info!(lease = %name, identity = %elector.identity(), "Waiting for leadership");
+        let shutdown = shutdown_signal(interrupt.clone());
+        tokio::select! {
+            rx = elector.acquire() => leadership = Some(rx),
+            _ = shutdown => {
+                shutdown_requested.notify_waiters();
+                return Ok(());
+            }
+        }
+        metrics.set_leader(true);
+        readiness.set_not_ready("leader, first sync pending");
+    }
+    let role = if leadership.is_some() {
+        admin::ROLE_LEADER
+    } else {
+        admin::ROLE_SINGLE
+    };
     let events = Events::new(client.clone(), &args.namespace, std::env::var("POD_NAME").ok());
     let drift = Drift::start(
         client.clone(),
@@ -173,7 +210,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
                     }
                     Outcome::Synced { .. } => {
                         timer.finish(ReconcileResult::Success);
-                        readiness.set_ready(admin::ROLE_SINGLE);
+                        readiness.set_ready(role);
                         last_full_sync = Instant::now();
                         jittered(args.interval)
                     }
@@ -200,12 +237,29 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 tokio::time::sleep(LOCAL_DEBOUNCE).await;
                 info!("Local repository changed");
             }
+            lost = lost_leadership(&mut leadership) => {
+                if lost {
+                    shutdown_requested.notify_waiters();
+                    return Err(Error::LeadershipLost);
+                }
+            }
             _ = &mut shutdown => break,
         }
     }
     shutdown_requested.notify_waiters();
     info!("Stopped");
     Ok(())
+}
+
+/// Resolves `true` when leadership is lost; never resolves without leader election.
+async fn lost_leadership(leadership: &mut Option<tokio::sync::watch::Receiver<bool>>) -> bool {
+    match leadership {
+        Some(rx) => {
+            let _ = rx.changed().await;
+            !*rx.borrow()
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Watch a local repository with notify; every change wakes the poll loop.

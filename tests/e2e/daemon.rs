@@ -34,6 +34,11 @@ async fn metric(agent: &RunningAgent, name: &str, labels: &str) -> Result<f64> {
         .sum())
 }
 
+/// The body of `/readyz` (it names the role: leader, standby, single).
+async fn readyz(agent: &RunningAgent) -> String {
+    agent.get("/readyz").await.map(|(_, body)| body).unwrap_or_default()
+}
+
 fn other_manager() -> PatchParams {
     PatchParams::apply("someone-else").force()
 }
@@ -356,7 +361,10 @@ async fn a_status_only_commit_costs_the_api_server_nothing() -> Result<()> {
     let ns = create_namespace(&client, "statusonly").await?;
     let cluster = unique("edge");
     let repo = git_servers().create_repo(&unique("statusonly"))?;
-    repo.write(&format!("clusters/{cluster}/app/a.yaml"), &fixtures::config_map(&ns, "a", "1"))?;
+    repo.write(
+        &format!("clusters/{cluster}/app/a.yaml"),
+        &fixtures::config_map(&ns, "a", "1"),
+    )?;
     repo.commit("app")?;
     let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1s")?;
     agent.wait_ready(Duration::from_secs(60)).await?;
@@ -364,21 +372,90 @@ async fn a_status_only_commit_costs_the_api_server_nothing() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let requests = metric(&agent, "outpost_kube_requests_total", "").await?;
     let fetches = metric(&agent, "outpost_git_requests_total", "operation=\"fetch\"").await?;
-    repo.write(&format!("clusters/{cluster}/status/app/app-status.yaml"), "status: written by a status writer\n")?;
+    repo.write(
+        &format!("clusters/{cluster}/status/app/app-status.yaml"),
+        "status: written by a status writer\n",
+    )?;
     repo.commit("status only")?;
     eventually(SOON, "the agent to fetch the status commit", || async {
-        Ok((metric(&agent, "outpost_git_requests_total", "operation=\"fetch\"").await? > fetches).then_some(()))
+        Ok(
+            (metric(&agent, "outpost_git_requests_total", "operation=\"fetch\"").await? > fetches)
+                .then_some(()),
+        )
     })
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = metric(&agent, "outpost_kube_requests_total", "").await?;
-    assert_eq!(after, requests, "a status-only commit caused API requests; log:\n{}", agent.logs());
+    assert_eq!(
+        after,
+        requests,
+        "a status-only commit caused API requests; log:\n{}",
+        agent.logs()
+    );
     // A real change still goes through.
-    repo.write(&format!("clusters/{cluster}/app/a.yaml"), &fixtures::config_map(&ns, "a", "2"))?;
+    repo.write(
+        &format!("clusters/{cluster}/app/a.yaml"),
+        &fixtures::config_map(&ns, "a", "2"),
+    )?;
     repo.commit("real change")?;
     eventually(SOON, "the real change", || async {
         Ok((config_value(&client, &ns, "a").await?.as_deref() == Some("2")).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_leader_election_only_one_agent_acts_and_a_standby_takes_over() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "lease").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("lease"))?;
+    let file = format!("clusters/{cluster}/app/a.yaml");
+    repo.write(&file, &fixtures::config_map(&ns, "a", "1"))?;
+    repo.commit("one")?;
+    let start = |pod: &str| -> Result<RunningAgent> {
+        let mut cmd = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+        cmd.arg("--leader-election")
+            .arg("--lease-name")
+            .arg("agent-lease")
+            .arg("--lease-duration")
+            .arg("3s");
+        cmd.env("POD_NAME", pod);
+        cmd.spawn("1s")
+    };
+    let mut first = start("agent-0")?;
+    first.wait_ready(Duration::from_secs(60)).await?;
+    let second = start("agent-1")?;
+    second.wait_ready(Duration::from_secs(60)).await?;
+    assert!(readyz(&first).await.contains("leader"), "{}", first.logs());
+    assert!(readyz(&second).await.contains("standby"), "{}", second.logs());
+    assert_eq!(metric(&second, "outpost_leader", "").await?, 0.0);
+    assert_eq!(metric(&first, "outpost_leader", "").await?, 1.0);
+    eventually(SOON, "the leader to sync", || async {
+        Ok(config_value(&client, &ns, "a").await?.map(|_| ()))
+    })
+    .await?;
+    assert!(
+        !second.logs().contains("Synced"),
+        "the standby acted:\n{}",
+        second.logs()
+    );
+
+    // The leader dies; the standby takes over within the lease duration and syncs the next commit.
+    first.terminate(Duration::from_secs(10))?;
+    repo.write(&file, &fixtures::config_map(&ns, "a", "2"))?;
+    repo.commit("two")?;
+    eventually(
+        Duration::from_secs(30),
+        "the standby to take over and sync",
+        || async { Ok((config_value(&client, &ns, "a").await?.as_deref() == Some("2")).then_some(())) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; standby log:\n{}", second.logs()))?;
+    assert!(second.logs().contains("Became leader"), "{}", second.logs());
+    assert!(readyz(&second).await.contains("leader"));
     Ok(())
 }
