@@ -36,7 +36,11 @@ async fn metric(agent: &RunningAgent, name: &str, labels: &str) -> Result<f64> {
 
 /// The body of `/readyz` (it names the role: leader, standby, single).
 async fn readyz(agent: &RunningAgent) -> String {
-    agent.get("/readyz").await.map(|(_, body)| body).unwrap_or_default()
+    agent
+        .get("/readyz")
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default()
 }
 
 fn other_manager() -> PatchParams {

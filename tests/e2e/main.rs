@@ -10,4 +10,5 @@ mod fixtures;
 mod foundation;
 mod resilience;
 mod safety;
+mod status;
 mod sync;

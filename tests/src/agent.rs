@@ -203,13 +203,8 @@ impl AgentCommand {
             .map(|(k, v)| (k.as_str(), v.to_string_lossy().into_owned()))
             .collect();
         // The watchdog keeps the environment we pass and adds nothing of the test's own.
-        let process = Guarded::spawn_clean(
-            self.binary,
-            &tools::outpost_bin(self.binary)?,
-            &args,
-            &log,
-            &envs,
-        )?;
+        let process =
+            Guarded::spawn_clean(self.binary, &tools::outpost_bin(self.binary)?, &args, &log, &envs)?;
         Ok(RunningAgent { process, port, log })
     }
 }

@@ -26,7 +26,7 @@ pub(super) fn resolve(path: &Path, reference: &GitRef) -> Result<Update> {
             }
             *id
         }
-        GitRef::Branch(_) | GitRef::Tag(_) => {
+        GitRef::Branch(_) | GitRef::Tag(_) | GitRef::Head => {
             let mut r = repo
                 .find_reference(reference.remote_name().as_str())
                 .map_err(|_| not_found())?;

@@ -9,6 +9,7 @@ pub mod auth;
 mod local;
 mod remote;
 mod ssh;
+pub mod transport;
 mod tree;
 pub mod url;
 
@@ -97,6 +98,9 @@ pub enum GitRef {
     Tag(String),
     /// A full 40-hex commit id.
     Commit(ObjectId),
+    /// Whatever the repository's `HEAD` points at (its default branch). Never parsed from `--git-ref`; the status
+    /// writer bases a branch it is about to create on it.
+    Head,
 }
 
 impl GitRef {
@@ -124,6 +128,7 @@ impl GitRef {
             GitRef::Branch(b) => format!("refs/heads/{b}"),
             GitRef::Tag(t) => format!("refs/tags/{t}"),
             GitRef::Commit(id) => id.to_string(),
+            GitRef::Head => "HEAD".to_owned(),
         }
     }
 }
@@ -134,6 +139,7 @@ impl std::fmt::Display for GitRef {
             GitRef::Branch(b) => write!(f, "branch {b:?}"),
             GitRef::Tag(t) => write!(f, "tag {t:?}"),
             GitRef::Commit(id) => write!(f, "commit {id}"),
+            GitRef::Head => f.write_str("the default branch (HEAD)"),
         }
     }
 }
@@ -190,19 +196,25 @@ impl Source {
         }
     }
 
+    /// The repository the objects are in: the cache for a network repository, the repository itself for a local
+    /// one. The status writer builds its commits here (network repositories only, so nothing is written into a
+    /// repository we do not own).
+    pub fn cache_repo(&self) -> Result<gix::Repository> {
+        match &self.config.url {
+            RepoUrl::Local(path) => local::open(path),
+            RepoUrl::Remote { .. } => remote::open_cache(&self.config),
+        }
+    }
+
     /// The files below `dir` (a path inside the repository) at `commit`, or `None` when `dir` does not exist
     /// there. Blocking.
     pub fn read_dir(&self, commit: ObjectId, dir: &str) -> Result<Option<Vec<SourceFile>>> {
-        let repo = match &self.config.url {
-            RepoUrl::Local(path) => local::open(path)?,
-            RepoUrl::Remote { .. } => remote::open_cache(&self.config)?,
-        };
-        tree::read_dir(&repo, commit, dir)
+        tree::read_dir(&self.cache_repo()?, commit, dir)
     }
 }
 
 /// Render a gix error with its causes, scrubbed.
-pub(crate) fn describe(err: &dyn std::error::Error, scrubber: &Scrubber) -> String {
+pub fn describe(err: &dyn std::error::Error, scrubber: &Scrubber) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -1,20 +1,16 @@
 //! Network repositories: ref advertisement, shallow fetch into a bare cache repository.
 //!
 //! One call to [`update`] opens (or creates) the cache, connects, lists only the configured ref, and fetches
-//! with depth 1 only when that commit is not cached yet. The HTTP client gets our CA bundle through gix's
-//! reqwest backend hook; credentials come from [`Auth`](super::Auth) at every connection.
+//! with depth 1 only when that commit is not cached yet. HTTP options (CA bundle, user agent), the credentials
+//! callback and the ssh command come from [`super::transport`], which the status writer's push shares.
 
-use std::any::Any;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 
-use gix::bstr::ByteSlice;
-use gix::protocol::transport::client::blocking_io::http;
 use gix::remote::Direction;
 use sha2::{Digest, Sha256};
 
-use super::{Config, Error, GitRef, ObjectId, RepoUrl, Result, Update, describe};
+use super::{Config, Error, GitRef, ObjectId, RepoUrl, Result, Update, describe, transport};
 use crate::secret::Scrubber;
 
 /// Local ref the fetched commit is stored under, so the objects stay reachable in the cache.
@@ -23,9 +19,6 @@ const TRACKING_REF: &str = "refs/outpost/target";
 /// Pack files in the cache beyond which it is rebuilt: every shallow fetch adds a pack and gix has no gc, so
 /// the cache would otherwise grow with every commit.
 const MAX_PACKS: usize = 16;
-
-/// User agent sent to HTTP servers; lets Git server operators tell our polls apart.
-const USER_AGENT: &str = concat!("outpost/", env!("CARGO_PKG_VERSION"));
 
 /// The cache directory for this URL: one bare repository per URL, named by a hash so URLs never collide.
 pub(super) fn cache_path(config: &Config) -> PathBuf {
@@ -90,14 +83,16 @@ pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBoo
         .with_refspecs(Some(refspec.as_str()), Direction::Fetch)
         .map_err(|e| connect_err(&e))?;
 
-    let credentials = config.auth.http_credentials(embedded.as_ref(), scrubber)?;
+    // Read once before connecting so an unreadable token file fails here, as a credentials error; the callback
+    // reads it again whenever the server asks.
+    config.auth.http_credentials(embedded.as_ref(), scrubber)?;
     let mut connection = remote.connect(Direction::Fetch).map_err(|e| connect_err(&e))?;
     if config.url.is_http() {
-        let options = http_options(&repo, url, config)?;
-        connection.set_transport_options(options);
+        let options = transport::http_options(&repo, url, &config.auth, &shown)?;
+        connection.set_transport_options(Box::new(options));
     }
     let connection =
-        connection.with_credentials(move |action| answer_challenge(action, credentials.as_ref()));
+        connection.with_credentials(transport::credentials(&config.auth, embedded.as_ref(), scrubber));
 
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
@@ -192,53 +187,6 @@ fn tracking_ref_is(repo: &gix::Repository, commit: ObjectId) -> bool {
         .ok()
         .and_then(|r| r.target().try_id().map(|id| id.to_owned()))
         == Some(commit)
-}
-
-/// Answer gix's credential requests with the configured username and token; nothing is stored or prompted.
-fn answer_challenge(
-    action: gix::credentials::helper::Action,
-    credentials: Option<&(String, crate::secret::Secret)>,
-) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
-    match (action, credentials) {
-        (gix::credentials::helper::Action::Get(ctx), Some((user, token))) => {
-            Ok(Some(gix::credentials::protocol::Outcome {
-                identity: gix::sec::identity::Account {
-                    username: user.clone(),
-                    password: token.expose().to_owned(),
-                    oauth_refresh_token: None,
-                },
-                next: ctx.into(),
-            }))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// HTTP options: gix's defaults for this URL, our user agent, and a client hook that trusts `--git-ca-file`.
-fn http_options(repo: &gix::Repository, url: &gix::Url, config: &Config) -> Result<Box<dyn Any>> {
-    let bstr = url.to_bstring();
-    let mut options = repo
-        .transport_options(bstr.as_bstr(), None)
-        .ok()
-        .flatten()
-        .and_then(|o| o.downcast::<http::Options>().ok())
-        .map(|o| *o)
-        .unwrap_or_default();
-    options.user_agent = Some(USER_AGENT.to_owned());
-    if let Some(pem) = config.auth.ca_bundle()? {
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Connect {
-            url: config.url.to_string(),
-            reason: format!("--git-ca-file holds no usable PEM certificate: {e}"),
-        })?;
-        let backend = http::reqwest::Options {
-            configure_client: Some(Box::new(
-                move |builder| Ok(builder.tls_certs_merge(certs.clone())),
-            )),
-            configure_request: None,
-        };
-        options.backend = Some(Arc::new(Mutex::new(backend)) as Arc<Mutex<dyn Any + Send + Sync + 'static>>);
-    }
-    Ok(Box::new(options))
 }
 
 /// Turn a gix error into ours, recognising refused credentials.

@@ -401,6 +401,167 @@ impl Bench {
     }
 }
 
+/// Status writers for this many clusters push to one control repository at once.
+const WRITERS: usize = 50;
+/// Bundles per cluster whose status changes.
+const WRITER_BUNDLES: usize = 10;
+/// How long statuses keep changing (one change per bundle per second).
+const CHANGE_SECONDS: u64 = 30;
+
+impl Bench {
+    async fn status_writers(&mut self) -> Result<()> {
+        println!(
+            "{WRITERS} status writers, {WRITER_BUNDLES} bundles each, one control repository over HTTPS"
+        );
+        let resources = self.git.create_repo("bench-status-resources")?;
+        let control = self.git.create_repo("bench-status-control")?;
+        control.write("README.md", "control repository\n")?;
+        control.commit("init")?;
+        let ns = "bench-status".to_owned();
+        let nsobj: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?;
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &nsobj)
+            .await?;
+        for c in 0..WRITERS {
+            for b in 0..WRITER_BUNDLES {
+                resources.write(
+                    &format!("clusters/w{c:02}/b{b}/cm.yaml"),
+                    &config_map(&ns, &format!("w{c:02}-b{b}"), "1"),
+                )?;
+            }
+        }
+        resources.commit("clusters")?;
+        // One agent run per cluster creates the inventories the writers watch.
+        for c in 0..WRITERS {
+            let agent = self.agent(
+                &resources,
+                &format!("w{c:02}"),
+                &self.work.join(format!("cache-w{c:02}")),
+            )?;
+            agent_once(&agent)?;
+        }
+        let mut writers = Vec::new();
+        for c in 0..WRITERS {
+            let mut cmd = AgentCommand::status_writer(
+                &self.git,
+                &self.kube,
+                &control,
+                &format!("w{c:02}"),
+                &self.agent_ns,
+                Transport::Https,
+            )?;
+            cmd.env("RUST_LOG", "warn");
+            writers.push(cmd.spawn_with(&[])?);
+        }
+        let bare = control.bare.clone();
+        let count = |bare: &Path| -> Result<u64> {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(bare)
+                .args(["rev-list", "--count", "refs/heads/main"])
+                .output()?;
+            Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0))
+        };
+        // Wait for every writer's first status, then start changing.
+        self.wait_statuses(&bare, "t0", Duration::from_secs(300))
+            .await
+            .context("first statuses")?;
+        let commits_before = count(&bare)?;
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
+        let mut last = String::new();
+        for tick in 1..=CHANGE_SECONDS {
+            let started = Instant::now();
+            last = format!("t{tick}");
+            let patch = serde_json::json!({"metadata": {"labels": {"bench-tick": last}}});
+            let names: Vec<String> = (0..WRITERS)
+                .flat_map(|c| (0..WRITER_BUNDLES).map(move |b| format!("w{c:02}-b{b}")))
+                .collect();
+            use futures::StreamExt;
+            futures::stream::iter(names)
+                .map(|name| {
+                    let cms = cms.clone();
+                    let patch = patch.clone();
+                    async move {
+                        cms.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                    }
+                })
+                .buffer_unordered(32)
+                .collect::<Vec<_>>()
+                .await;
+            if let Some(rest) = Duration::from_secs(1).checked_sub(started.elapsed()) {
+                tokio::time::sleep(rest).await;
+            }
+        }
+        let ended = Instant::now();
+        self.wait_statuses(&bare, &last, Duration::from_secs(300))
+            .await
+            .context("final statuses")?;
+        let landed = ended.elapsed();
+        let commits = count(&bare)? - commits_before;
+        let mut retries = 0.0;
+        for w in &writers {
+            retries += metric(w, "outpost_status_push_retries_total", "")
+                .await
+                .unwrap_or(0.0);
+        }
+        drop(writers);
+        self.row(
+            &format!("{WRITERS} status writers x {WRITER_BUNDLES} bundles, changes every 1 s for {CHANGE_SECONDS} s"),
+            format!("{commits} commits, {:.2} retries/commit, all final statuses on the branch {:.1} s after the last change, none lost",
+                retries / commits.max(1) as f64, landed.as_secs_f64()),
+            String::new(),
+            String::new(),
+            "final status within 10 s, no lost update",
+        );
+        Ok(())
+    }
+
+    /// Wait until every bench status file on the control branch mentions `tick` (the ConfigMap label value).
+    async fn wait_statuses(&self, bare: &Path, tick: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let expected = WRITERS * WRITER_BUNDLES;
+        loop {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(bare)
+                .args([
+                    "grep",
+                    "-l",
+                    "-e",
+                    &format!("bench-tick: {tick}$"),
+                    "refs/heads/main",
+                    "--",
+                    "clusters",
+                ])
+                .output()?;
+            let found = String::from_utf8_lossy(&out.stdout).lines().count();
+            let first = tick == "t0";
+            let done = if first {
+                let out = Command::new("git")
+                    .arg("-C")
+                    .arg(bare)
+                    .args(["ls-tree", "-r", "--name-only", "refs/heads/main", "clusters"])
+                    .output()?;
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.ends_with("-status.yaml"))
+                    .count()
+                    >= expected
+            } else {
+                found >= expected
+            };
+            if done {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("only {found} of {expected} status files show {tick} after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -444,6 +605,7 @@ async fn main() -> Result<()> {
     };
     bench.mixed().await.context("1,000-object scenarios")?;
     bench.ten_thousand().await.context("10,000-object scenarios")?;
+    bench.status_writers().await.context("status writer scenario")?;
 
     println!();
     println!("Machine: {}", machine());

@@ -1,0 +1,100 @@
+//! Command line of `outpost-status-writer`, consistent with the agent's: every flag also reads an
+//! `OUTPOST_*` variable; the Git flags are the agent's [`GitArgs`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use outpost_agent::cli::{GitArgs, parse_duration};
+use outpost_agent::logging::LogFormat;
+
+/// Outpost status writer: commits each bundle's ResourceBundleState to the control Git repository.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "outpost-status-writer", version, about)]
+pub struct Args {
+    /// Control repository settings (the same repository as the resources is fine).
+    #[command(flatten)]
+    pub git: GitArgs,
+
+    /// Branch to push status to (EMCO's git2go mode uses one named after the cluster; created from the
+    /// repository's default branch when missing).
+    #[arg(long = "git-branch", env = "OUTPOST_GIT_BRANCH", default_value = "main")]
+    pub git_branch: String,
+
+    /// This cluster's directory name under clusters/ (EMCO: provider+cluster).
+    #[arg(long, env = "OUTPOST_CLUSTER")]
+    pub cluster: String,
+
+    /// Namespace of the agent's inventories.
+    #[arg(long, env = "OUTPOST_NAMESPACE", default_value = "outpost-system")]
+    pub namespace: String,
+
+    /// Coalesce status changes over this window into one commit.
+    #[arg(long, env = "OUTPOST_DEBOUNCE", default_value = "5s", value_parser = parse_duration)]
+    pub debounce: Duration,
+
+    /// Commit author name.
+    #[arg(long, env = "OUTPOST_AUTHOR_NAME", default_value = "Outpost status writer")]
+    pub author_name: String,
+
+    /// Commit author email.
+    #[arg(long, env = "OUTPOST_AUTHOR_EMAIL", default_value = "outpost@localhost")]
+    pub author_email: String,
+
+    /// Write the current status once and exit; non-zero exit status on any error.
+    #[arg(long, env = "OUTPOST_ONCE")]
+    pub once: bool,
+
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "OUTPOST_METRICS_ADDR", default_value = "0.0.0.0:9091")]
+    pub metrics_addr: SocketAddr,
+
+    /// Directory for the Git cache of the control repository.
+    #[arg(
+        long,
+        env = "OUTPOST_STATUS_CACHE_DIR",
+        default_value = "/var/cache/outpost-status"
+    )]
+    pub cache_dir: PathBuf,
+
+    /// Log format: text or json.
+    #[arg(long, env = "OUTPOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Leader election.
+    #[command(flatten)]
+    pub lease: outpost_agent::lease::LeaseArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_and_an_env_variable() {
+        let cmd = Args::command();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            assert!(arg.get_help().is_some(), "--{id} has no help");
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("--{id} has no env variable"));
+            assert!(env.to_string_lossy().starts_with("OUTPOST_"), "--{id}");
+        }
+        cmd.debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_cli_contract() {
+        let args = Args::try_parse_from(["w", "--git-url", "https://h/r.git", "--cluster", "c"]).unwrap();
+        assert_eq!(args.git_branch, "main");
+        assert_eq!(args.debounce, Duration::from_secs(5));
+        assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:9091");
+        assert_eq!(args.namespace, "outpost-system");
+    }
+}

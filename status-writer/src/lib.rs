@@ -1,0 +1,13 @@
+//! Outpost status writer library: watches the agent's inventories and their members, renders one
+//! ResourceBundleState per bundle (DESIGN §6) and commits them to the control repository, pushing
+//! fast-forward only.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod commit;
+pub mod paths;
+pub mod push;
+pub mod render;
+pub mod run;
+pub mod watch;
+pub mod writer;
