@@ -58,7 +58,7 @@ pub fn waves(depends_on: &BTreeMap<String, Vec<String>>) -> (Vec<Vec<String>>, B
 }
 
 /// Health of a bundle from its desired objects' live state (one GET each).
-pub async fn bundle_health(client: &Client, objects: &[DesiredObject]) -> Health {
+pub async fn bundle_health(client: &Client, objects: &[std::sync::Arc<DesiredObject>]) -> Health {
     let mut healths = Vec::with_capacity(objects.len());
     for o in objects {
         let Some(resolved) = &o.resolved else {

@@ -6,11 +6,15 @@
 //! become failures but still protect their possible identities from prune.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::apply::{Error as ApplyError, Failure, Stage};
 use crate::inventory::applyset::PART_OF_LABEL;
+use sha2::Digest;
+
 use crate::manifest::{Bundle, Manifest, Origin, digest, normalize};
 use crate::object::ObjectKey;
 use crate::resolve::{Resolved, Resolver};
@@ -33,8 +37,11 @@ pub struct DesiredObject {
     pub api_version: String,
     /// Where it was written.
     pub origin: Origin,
-    /// The body to send (namespace settled, defaults filled, part-of label set).
-    pub body: Value,
+    /// The body to send (namespace settled, defaults filled, part-of label set), as compact canonical JSON:
+    /// ten thousand objects stay small in memory, and it is sent as is.
+    pub body: Arc<RawValue>,
+    /// For a CustomResourceDefinition, the group it defines (re-discovered once it is Established).
+    pub crd_group: Option<String>,
     /// Digest of `body`.
     pub digest: String,
     /// Apply stage.
@@ -49,11 +56,18 @@ pub struct DesiredObject {
 #[derive(Debug, Default)]
 pub struct DesiredSet {
     /// Resolved objects, by bundle.
-    pub objects: BTreeMap<String, Vec<DesiredObject>>,
+    pub objects: BTreeMap<String, Vec<Arc<DesiredObject>>>,
     /// Objects whose kind is unknown, by bundle.
     pub failures: BTreeMap<String, Vec<Failure>>,
     /// Every identity a desired object may have (including unresolved ones under both scopes): never pruned.
     pub protected: BTreeSet<ObjectKey>,
+}
+
+impl DesiredObject {
+    /// The body as a JSON value (parsed on demand; rarely needed).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.body.get()).unwrap_or(Value::Null)
+    }
 }
 
 impl DesiredSet {
@@ -69,18 +83,19 @@ impl DesiredSet {
     }
 }
 
-/// Build the desired set. `applyset_id` gives each bundle's ApplySet id.
+/// Build the desired set, taking the manifests out of `bundles` (their bodies move into the desired objects
+/// instead of being copied). `applyset_id` gives each bundle's ApplySet id.
 pub async fn build(
-    bundles: &[Bundle],
+    bundles: &mut [Bundle],
     resolver: &mut Resolver,
     applyset_id: impl Fn(&str) -> String,
 ) -> DesiredSet {
     let crd_scopes = crd_scopes(bundles);
     let mut set = DesiredSet::default();
-    for bundle in bundles {
+    for bundle in bundles.iter_mut() {
         let id = applyset_id(&bundle.name);
         let objects = set.objects.entry(bundle.name.clone()).or_default();
-        for m in &bundle.manifests {
+        for m in std::mem::take(&mut bundle.manifests) {
             let resolved = resolver.resolve(&m.api_version, &m.kind).await;
             let (namespaced, resolved) = match resolved {
                 Ok(r) => (r.namespaced(), Some(r)),
@@ -88,7 +103,7 @@ pub async fn build(
                     Some(namespaced) => (*namespaced, None),
                     None => {
                         for ns in [m.namespace.clone(), None] {
-                            set.protected.insert(key_of(m, ns));
+                            set.protected.insert(key_of(&m, ns));
                         }
                         set.failures
                             .entry(bundle.name.clone())
@@ -105,7 +120,7 @@ pub async fn build(
             };
             let obj = settle(&bundle.name, m, namespaced, resolved, &id);
             set.protected.insert(obj.key.clone());
-            objects.push(obj);
+            objects.push(Arc::new(obj));
         }
     }
     set
@@ -138,18 +153,19 @@ fn key_of(m: &Manifest, namespace: Option<String>) -> ObjectKey {
 /// Settle namespace, fill defaults, label, digest.
 fn settle(
     bundle: &str,
-    m: &Manifest,
+    m: Manifest,
     namespaced: bool,
     resolved: Option<Resolved>,
     id: &str,
 ) -> DesiredObject {
-    let mut body = m.body.clone();
+    let key = key_of(&m, None);
+    let mut body = m.body;
     let namespace = namespaced.then(|| {
         m.namespace
             .clone()
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
     });
-    normalize::apply_defaults(m.group(), &m.kind, &mut body);
+    normalize::apply_defaults(&key.group, &key.kind, &mut body);
     let mut force_recreate = false;
     if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
         match &namespace {
@@ -176,15 +192,25 @@ fn settle(
             labels.insert(PART_OF_LABEL.into(), Value::String(id.to_owned()));
         }
     }
-    let digest = digest::of_value(&body);
+    let crd_group = (key.group == "apiextensions.k8s.io" && key.kind == "CustomResourceDefinition")
+        .then(|| {
+            body.pointer("/spec/group")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .flatten();
+    // `Value`'s map is ordered, so this JSON is canonical: its digest is the object's digest.
+    let raw = serde_json::value::to_raw_value(&body).unwrap_or_else(|_| RawValue::NULL.to_owned());
+    let digest = digest::hex(&sha2::Sha256::digest(raw.get().as_bytes()));
     DesiredObject {
         bundle: bundle.to_owned(),
-        key: key_of(m, namespace),
-        api_version: m.api_version.clone(),
-        origin: m.origin.clone(),
-        stage: Stage::of(m.group(), &m.kind),
+        stage: Stage::of(&key.group, &key.kind),
+        key: ObjectKey { namespace, ..key },
+        api_version: m.api_version,
+        origin: m.origin,
         digest,
-        body,
+        body: Arc::from(raw),
+        crd_group,
         resolved,
         force_recreate,
     }
@@ -204,11 +230,12 @@ mod tests {
         let m = manifest(
             "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\n  namespace: x\n  labels: {a: b}\n",
         );
-        let obj = settle("web", &m, false, None, "applyset-abc-v1");
+        let obj = settle("web", m, false, None, "applyset-abc-v1");
         assert_eq!(obj.key.namespace, None);
-        assert!(obj.body["metadata"].get("namespace").is_none());
-        assert_eq!(obj.body["metadata"]["labels"]["a"], "b");
-        assert_eq!(obj.body["metadata"]["labels"][PART_OF_LABEL], "applyset-abc-v1");
+        let body = obj.value();
+        assert!(body["metadata"].get("namespace").is_none());
+        assert_eq!(body["metadata"]["labels"]["a"], "b");
+        assert_eq!(body["metadata"]["labels"][PART_OF_LABEL], "applyset-abc-v1");
         assert_eq!(obj.stage, Stage::Config);
     }
 
@@ -217,22 +244,20 @@ mod tests {
         let m = manifest(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  annotations: {outpost.dev/force: \"true\"}\n",
         );
-        let obj = settle("web", &m, true, None, "id");
+        let obj = settle("web", m, true, None, "id");
         assert_eq!(obj.key.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
-        assert_eq!(obj.body["metadata"]["namespace"], DEFAULT_NAMESPACE);
+        assert_eq!(obj.value()["metadata"]["namespace"], DEFAULT_NAMESPACE);
         assert!(obj.force_recreate);
     }
 
     #[test]
     fn the_digest_changes_with_the_bundle_id() {
         let m = manifest("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ns1}\n");
-        assert_ne!(
-            settle("a", &m, true, None, "id-a").digest,
-            settle("a", &m, true, None, "id-b").digest
-        );
-        assert_eq!(
-            settle("a", &m, true, None, "id-a").digest,
-            settle("a", &m, true, None, "id-a").digest
-        );
+        let d = |id: &str| settle("a", m.clone(), true, None, id).digest;
+        assert_ne!(d("id-a"), d("id-b"));
+        assert_eq!(d("id-a"), d("id-a"));
+        // The digest is the canonical digest of the body that is sent.
+        let obj = settle("a", m.clone(), true, None, "id-a");
+        assert_eq!(obj.digest, digest::of_value(&obj.value()));
     }
 }

@@ -66,7 +66,7 @@ struct Tracker {
 #[derive(Default)]
 struct State {
     /// Desired objects of the last sync.
-    desired: BTreeMap<ObjectKey, DesiredObject>,
+    desired: BTreeMap<ObjectKey, Arc<DesiredObject>>,
     /// Recorded members: bundle and record.
     members: BTreeMap<ObjectKey, (String, Member)>,
     /// Bundle → ApplySet id.

@@ -15,9 +15,9 @@ use crate::inventory::applyset::PART_OF_LABEL;
 use crate::object::ObjectKey;
 use crate::resolve::Resolver;
 
-/// Items per list page: large pages keep 10,000 objects to a handful of requests, small enough for the
-/// API server's response size limits.
-const PAGE_SIZE: u32 = 2000;
+/// Items per list page: 10,000 objects in twenty requests, and only one page of metadata in memory at a time
+/// (pages carry managedFields and are larger than they look).
+const PAGE_SIZE: u32 = 500;
 
 /// Metadata of a live object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub struct LiveMeta {
     pub resource_version: Option<String>,
     /// Value of the `part-of` label.
     pub part_of: Option<String>,
+    /// `metadata.uid` (when listed): prune deletes with it as a precondition without reading the object again.
+    pub uid: Option<String>,
+    /// Annotated `outpost.dev/prune: disabled`.
+    pub keep: bool,
 }
 
 impl LiveMeta {
@@ -37,6 +41,12 @@ impl LiveMeta {
             generation: meta.generation,
             resource_version: meta.resource_version.clone(),
             part_of: meta.labels.as_ref().and_then(|l| l.get(PART_OF_LABEL).cloned()),
+            uid: meta.uid.clone(),
+            keep: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::desired::PRUNE_ANNOTATION))
+                .is_some_and(|v| v == "disabled"),
         }
     }
 }
@@ -95,19 +105,16 @@ pub async fn list(client: &Client, resolver: &mut Resolver, kinds: &Kinds) -> Li
             continue;
         };
         let all: Api<DynamicObject> = Api::all_with(client.clone(), &resolved.resource);
-        let complete = match list_all(&all).await {
-            Ok(items) => {
-                add(&mut index, group, kind, resolved.namespaced(), items);
-                true
-            }
-            Err(kube::Error::Api(s)) if s.code == 403 && resolved.namespaced() => {
+        let namespaced = resolved.namespaced();
+        let complete = match list_into(&all, &mut index, group, kind, namespaced).await {
+            Ok(()) => true,
+            Err(kube::Error::Api(s)) if s.code == 403 && namespaced => {
                 let mut complete = true;
                 for ns in namespaces.iter().flatten() {
                     let api: Api<DynamicObject> =
                         Api::namespaced_with(client.clone(), ns, &resolved.resource);
-                    match list_all(&api).await {
-                        Ok(items) => add(&mut index, group, kind, true, items),
-                        Err(_) => complete = false,
+                    if list_into(&api, &mut index, group, kind, true).await.is_err() {
+                        complete = false;
                     }
                 }
                 complete
@@ -121,16 +128,22 @@ pub async fn list(client: &Client, resolver: &mut Resolver, kinds: &Kinds) -> Li
     index
 }
 
-/// All pages of one list.
-async fn list_all(api: &Api<DynamicObject>) -> Result<Vec<PartialObjectMeta<DynamicObject>>, kube::Error> {
-    let mut items = Vec::new();
+/// All pages of one list, added to the index page by page (a page of metadata is all that is ever held).
+async fn list_into(
+    api: &Api<DynamicObject>,
+    index: &mut LiveIndex,
+    group: &str,
+    kind: &str,
+    namespaced: bool,
+) -> Result<(), kube::Error> {
     let mut params = ListParams::default().labels(PART_OF_LABEL).limit(PAGE_SIZE);
     loop {
         let page = api.list_metadata(&params).await?;
-        items.extend(page.items);
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        add(index, group, kind, namespaced, page.items);
+        match next {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(items),
+            None => return Ok(()),
         }
     }
 }

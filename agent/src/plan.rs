@@ -6,6 +6,7 @@
 //! now owns.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::desired::{DesiredObject, DesiredSet};
 use crate::inventory::Member;
@@ -61,7 +62,7 @@ pub enum Reason {
 #[derive(Clone, Debug)]
 pub struct Action {
     /// The object.
-    pub object: DesiredObject,
+    pub object: Arc<DesiredObject>,
     /// Why.
     pub reason: Reason,
 }
@@ -71,8 +72,8 @@ pub struct Action {
 pub struct BundlePlan {
     /// Objects to send.
     pub apply: Vec<Action>,
-    /// Objects already as desired.
-    pub unchanged: Vec<DesiredObject>,
+    /// How many objects are already as desired.
+    pub unchanged: usize,
     /// Members to delete.
     pub prune: Vec<(ObjectKey, Member)>,
     /// Members now owned by another bundle: dropped from this inventory, not deleted.
@@ -140,7 +141,7 @@ pub fn build(
                     object: obj.clone(),
                     reason,
                 }),
-                None => bp.unchanged.push(obj.clone()),
+                None => bp.unchanged += 1,
             }
         }
     }
@@ -220,8 +221,8 @@ mod tests {
         }
     }
 
-    fn object(bundle: &str, name: &str, digest: &str) -> DesiredObject {
-        DesiredObject {
+    fn object(bundle: &str, name: &str, digest: &str) -> Arc<DesiredObject> {
+        Arc::new(DesiredObject {
             bundle: bundle.into(),
             key: key(name),
             api_version: "v1".into(),
@@ -230,12 +231,13 @@ mod tests {
                 document: 1,
                 line: 1,
             },
-            body: serde_json::json!({}),
+            body: Arc::from(serde_json::value::to_raw_value(&serde_json::json!({})).unwrap()),
+            crd_group: None,
             digest: digest.into(),
             stage: Stage::Config,
             resolved: None,
             force_recreate: false,
-        }
+        })
     }
 
     fn member(digest: &str, rv: &str) -> Member {
@@ -251,7 +253,7 @@ mod tests {
         format!("id-{bundle}")
     }
 
-    fn desired(objects: Vec<DesiredObject>) -> DesiredSet {
+    fn desired(objects: Vec<Arc<DesiredObject>>) -> DesiredSet {
         let mut set = DesiredSet::default();
         for o in objects {
             set.protected.insert(o.key.clone());
@@ -283,6 +285,7 @@ mod tests {
                     generation: None,
                     resource_version: Some((*rv).into()),
                     part_of: Some((*part_of).into()),
+                    ..Default::default()
                 },
             );
         }
@@ -328,7 +331,7 @@ mod tests {
                 ("edited-by-hand", Reason::Drifted)
             ]
         );
-        assert_eq!(web.unchanged.len(), 1);
+        assert_eq!(web.unchanged, 1);
         assert!(web.prune.is_empty());
     }
 
@@ -451,6 +454,7 @@ mod tests {
             generation: Some(3),
             resource_version: Some("150".into()),
             part_of: Some("id".into()),
+            ..Default::default()
         };
         assert!(!drifted(&recorded, &status_update, "id"));
         let spec_edit = LiveMeta {

@@ -2,8 +2,9 @@
 //! re-reading it and finding it still ours.
 //!
 //! A member is deleted only when the live object still carries its bundle's `part-of` label and does not ask
-//! to be kept (`outpost.dev/prune: disabled`). Deletes carry the uid just read as a precondition, so an object
-//! recreated in between by someone else is never removed.
+//! to be kept (`outpost.dev/prune: disabled`), judged on metadata listed moments before (or read again when
+//! none was listed). Deletes carry the uid seen as a precondition, so an object recreated in between by
+//! someone else is never removed.
 
 use std::collections::BTreeMap;
 
@@ -13,9 +14,8 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Preconditions, PropagationPolicy};
 
 use crate::apply::{Error, Stage, is_transient, transient_backoff};
-use crate::desired::PRUNE_ANNOTATION;
 use crate::inventory::Member;
-use crate::inventory::applyset::PART_OF_LABEL;
+use crate::live::{LiveIndex, LiveMeta, Lookup};
 use crate::object::ObjectKey;
 use crate::resolve::Resolver;
 
@@ -59,6 +59,7 @@ pub async fn prune(
     client: &Client,
     resolver: &mut Resolver,
     candidates: Vec<Candidate>,
+    live: &LiveIndex,
     concurrency: usize,
 ) -> Vec<(Candidate, Outcome)> {
     let mut by_stage: BTreeMap<Stage, Vec<Candidate>> = BTreeMap::new();
@@ -90,7 +91,11 @@ pub async fn prune(
         }
         let done: Vec<(Candidate, Outcome)> = futures::stream::iter(ready)
             .map(|(c, api)| async move {
-                let outcome = delete_one(&api, &c).await;
+                let listed = match live.get(&c.key) {
+                    Lookup::Present(meta) if meta.uid.is_some() => Some(meta.clone()),
+                    _ => None,
+                };
+                let outcome = delete_one(&api, &c, listed).await;
                 (c, outcome)
             })
             .buffer_unordered(concurrency.max(1))
@@ -101,29 +106,31 @@ pub async fn prune(
     results
 }
 
-/// Re-read, check ownership, delete with a uid precondition.
-async fn delete_one(api: &Api<DynamicObject>, c: &Candidate) -> Outcome {
-    let live = match (|| async { api.get_opt(&c.key.name).await })
-        .retry(transient_backoff())
-        .when(is_transient)
-        .await
-    {
-        Ok(Some(live)) => live,
-        Ok(None) => return Outcome::Gone,
-        Err(e) => return Outcome::Failed(Error::from_kube(e)),
+/// Check ownership (on metadata listed moments ago, or read now), delete with a uid precondition.
+async fn delete_one(api: &Api<DynamicObject>, c: &Candidate, listed: Option<LiveMeta>) -> Outcome {
+    let meta = match listed {
+        Some(meta) => meta,
+        None => match (|| async { api.get_opt(&c.key.name).await })
+            .retry(transient_backoff())
+            .when(is_transient)
+            .await
+        {
+            Ok(Some(live)) => LiveMeta::of(&live.metadata),
+            Ok(None) => return Outcome::Gone,
+            Err(e) => return Outcome::Failed(Error::from_kube(e)),
+        },
     };
-    let labels = live.metadata.labels.clone().unwrap_or_default();
-    if labels.get(PART_OF_LABEL) != Some(&c.applyset_id) {
+    if meta.part_of.as_ref() != Some(&c.applyset_id) {
         return Outcome::NotOurs;
     }
-    let annotations = live.metadata.annotations.clone().unwrap_or_default();
-    if annotations.get(PRUNE_ANNOTATION).map(String::as_str) == Some("disabled") {
+    if meta.keep {
         return Outcome::Kept;
     }
+    // The uid precondition makes the delete fail if the object was replaced since it was read.
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         preconditions: Some(Preconditions {
-            uid: live.metadata.uid.clone(),
+            uid: meta.uid.clone(),
             resource_version: None,
         }),
         ..Default::default()

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use futures::StreamExt;
 use kube::Client;
 use tracing::{info, warn};
 
@@ -136,7 +137,7 @@ pub struct SyncReport {
     /// Problems, scrubbed.
     pub errors: Vec<String>,
     /// The desired objects of this commit, by key (for drift correction).
-    pub desired: BTreeMap<crate::object::ObjectKey, DesiredObject>,
+    pub desired: BTreeMap<crate::object::ObjectKey, Arc<DesiredObject>>,
     /// The inventories after the sync.
     pub inventories: BTreeMap<String, Inventory>,
 }
@@ -181,6 +182,11 @@ pub struct Reconciler {
     pending_content: Option<String>,
     /// What the last sync left, for drift correction.
     last_report: Option<Arc<SyncReport>>,
+    /// Drift watches run (the daemon): they revert missing and changed objects as it happens, so a sync can
+    /// trust the inventories it wrote last and skip re-reading them and listing the live objects.
+    watched: bool,
+    /// The next sync reloads inventories and lists live objects (first sync, periodic resync, after errors).
+    full_sync: bool,
 }
 
 impl Reconciler {
@@ -200,7 +206,16 @@ impl Reconciler {
             last_content: None,
             pending_content: None,
             last_report: None,
+            watched: false,
+            full_sync: true,
         }
+    }
+
+    /// Declare that drift watches run alongside (daemon mode): between full resyncs, syncs then trust the last
+    /// written inventories instead of re-reading them and listing live objects.
+    pub fn with_drift_watches(mut self) -> Self {
+        self.watched = true;
+        self
     }
 
     /// Record metrics from now on.
@@ -230,6 +245,7 @@ impl Reconciler {
     pub fn force_next(&mut self) {
         self.last_synced = None;
         self.last_content = None;
+        self.full_sync = true;
     }
 
     /// Check the ref and, when it moved (or `force`), read and parse the commit's cluster path.
@@ -259,6 +275,7 @@ impl Reconciler {
         let path = self.cluster_path();
         let source = self.source.clone();
         let dir = path.clone();
+        let t_update = started.elapsed();
         let files = tokio::task::spawn_blocking(move || source.read_dir(commit, &dir))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
@@ -283,7 +300,15 @@ impl Reconciler {
             commit: commit.to_string(),
             source,
         };
+        let t_read = started.elapsed();
         let bundles = layout::bundles(&path, &files).map_err(manifests_err)?;
+        tracing::debug!(
+            git_ms = t_update.as_millis(),
+            read_ms = (t_read - t_update).as_millis(),
+            parse_ms = (started.elapsed() - t_read).as_millis(),
+            files = files.len(),
+            "Commit phases"
+        );
         layout::check_duplicates(bundles.iter().flat_map(|b| &b.manifests), |m| {
             format!(
                 "{}/{}/{}/{}",
@@ -305,7 +330,8 @@ impl Reconciler {
         };
         let loaded = self.store.load().await?;
         let store = self.store.clone();
-        let desired = desired::build(&bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
+        let mut bundles = bundles;
+        let desired = desired::build(&mut bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
         let live = self.live_index(&loaded, &desired).await;
         let plan = plan::build(&desired, &loaded, &live, self.settings.safety, |b| {
             store.applyset_id(b)
@@ -333,7 +359,8 @@ impl Reconciler {
             Ok(parsed) => parsed,
             Err(commit) => return Ok(Outcome::Unchanged { commit }),
         };
-        let report = self.sync(&commit.to_string(), &bundles).await?;
+        let bundle_count = bundles.len();
+        let report = self.sync(&commit.to_string(), bundles).await?;
         let outcome = if !report.errors.is_empty() {
             let mut summary = report
                 .errors
@@ -360,10 +387,10 @@ impl Reconciler {
         } else {
             self.last_synced = Some(commit);
             self.last_content = self.pending_content.take();
-            info!(commit = %commit, bundles = bundles.len(), applied = report.applied, pruned = report.pruned, "Synced");
+            info!(commit = %commit, bundles = bundle_count, applied = report.applied, pruned = report.pruned, "Synced");
             Outcome::Synced {
                 commit,
-                bundles: bundles.len(),
+                bundles: bundle_count,
                 applied: report.applied,
                 pruned: report.pruned,
             }
@@ -373,11 +400,28 @@ impl Reconciler {
     }
 
     /// Sync `bundles` (already parsed from commit `revision`) to the cluster.
-    pub async fn sync(&mut self, revision: &str, bundles: &[Bundle]) -> Result<SyncReport> {
-        let loaded = self.store.load().await?;
+    pub async fn sync(&mut self, revision: &str, mut bundles: Vec<Bundle>) -> Result<SyncReport> {
+        let started = std::time::Instant::now();
+        let trusted = self.watched && !self.full_sync;
+        let cached = self.last_report.as_ref().filter(|_| trusted).map(|r| Loaded {
+            inventories: r.inventories.clone(),
+            corrupt: Default::default(),
+        });
+        let loaded = match cached {
+            Some(loaded) => loaded,
+            None => self.store.load().await?,
+        };
+        let t_load = started.elapsed();
         let store = self.store.clone();
-        let desired = desired::build(bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
-        let live = self.live_index(&loaded, &desired).await;
+        let desired = desired::build(&mut bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
+        let bundles = &bundles[..];
+        let t_desired = started.elapsed();
+        let live = if trusted {
+            trusted_live_index(&loaded, |b| store.applyset_id(b))
+        } else {
+            self.live_index(&loaded, &desired).await
+        };
+        let t_live = started.elapsed();
         let plan = match plan::build(&desired, &loaded, &live, self.settings.safety, |b| {
             store.applyset_id(b)
         }) {
@@ -402,9 +446,22 @@ impl Reconciler {
                 run.fail(bundle, f.to_string());
             }
         }
+        let t_plan = started.elapsed();
         self.apply_in_waves(&mut run, bundles, &plan, &desired).await?;
-        self.prune(&mut run, &plan).await;
+        let t_apply = started.elapsed();
+        self.prune(&mut run, &plan, &live).await;
+        let t_prune = started.elapsed();
         self.record(&mut run, &plan).await;
+        tracing::debug!(
+            load_ms = t_load.as_millis(),
+            desired_ms = (t_desired - t_load).as_millis(),
+            live_ms = (t_live - t_desired).as_millis(),
+            plan_ms = (t_plan - t_live).as_millis(),
+            apply_ms = (t_apply - t_plan).as_millis(),
+            prune_ms = (t_prune - t_apply).as_millis(),
+            record_ms = (started.elapsed() - t_prune).as_millis(),
+            "Sync phases"
+        );
         if let Some(events) = &self.events {
             for (bundle, errors) in &run.errors_in {
                 let note = errors
@@ -430,6 +487,8 @@ impl Reconciler {
             }
         }
         report.inventories = run.inventories;
+        // Trust this result next time only if nothing went wrong.
+        self.full_sync = !report.errors.is_empty();
         Ok(report)
     }
 
@@ -483,7 +542,8 @@ impl Reconciler {
                 in_wave.push(bundle.clone());
                 objects.extend(bp.apply.iter().map(|a| a.object.clone()));
             }
-            // Grow inventories before anything new exists in the cluster.
+            // Grow inventories before anything new exists in the cluster (concurrently: parents are independent).
+            let mut grown = Vec::new();
             for bundle in &in_wave {
                 let Some(bp) = plan.bundles.get(bundle) else {
                     continue;
@@ -503,10 +563,16 @@ impl Reconciler {
                     }
                 }
                 if grew {
-                    let inv = inv.clone();
-                    self.store.save(&inv).await?;
+                    grown.push(inv.clone());
                 }
             }
+            let store = &self.store;
+            let saved: Vec<Result<(), StoreError>> = futures::stream::iter(grown.iter())
+                .map(|inv| store.save(inv))
+                .buffer_unordered(self.settings.apply.concurrency.max(1))
+                .collect()
+                .await;
+            saved.into_iter().collect::<Result<Vec<()>, StoreError>>()?;
             let report = self.applier.apply(&mut self.resolver, objects).await;
             self.note_applied(run, report);
         }
@@ -561,7 +627,7 @@ impl Reconciler {
     }
 
     /// Delete what left Git, in bundles that applied cleanly (and in bundles that left Git).
-    async fn prune(&mut self, run: &mut Run, plan: &Plan) {
+    async fn prune(&mut self, run: &mut Run, plan: &Plan, live: &LiveIndex) {
         let mut candidates = Vec::new();
         for (bundle, bp) in &plan.bundles {
             if bp.prune.is_empty() {
@@ -587,6 +653,7 @@ impl Reconciler {
             &self.client,
             &mut self.resolver,
             candidates,
+            live,
             self.settings.apply.concurrency,
         )
         .await;
@@ -633,6 +700,7 @@ impl Reconciler {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        let mut writes = Vec::new();
         for bundle in bundles {
             if run.corrupt.contains(&bundle) {
                 continue;
@@ -669,21 +737,40 @@ impl Reconciler {
                     .collect(),
             };
             let members = inv.members.len() as u64;
-            let result = if removed && inv.members.is_empty() {
+            if removed && inv.members.is_empty() {
                 run.inventories.remove(&bundle);
                 if let Some(m) = &self.metrics {
                     m.forget_bundle(&bundle);
                 }
-                self.store.delete(&bundle).await
+                writes.push(Write::Delete(bundle));
             } else {
-                let inv = inv.clone();
                 if state == SyncState::Synced
                     && let Some(m) = &self.metrics
                 {
                     m.synced(&bundle, now.as_millisecond() as f64 / 1000.0, members);
                 }
-                self.store.save(&inv).await
-            };
+                writes.push(Write::Save(bundle, Box::new(inv.clone())));
+            }
+        }
+        // Parents are independent: write them concurrently.
+        let store = &self.store;
+        let results: Vec<(String, Result<(), StoreError>)> = futures::stream::iter(writes)
+            .map(|w| async move {
+                match w {
+                    Write::Delete(bundle) => {
+                        let r = store.delete(&bundle).await;
+                        (bundle, r)
+                    }
+                    Write::Save(bundle, inv) => {
+                        let r = store.save(&inv).await;
+                        (bundle, r)
+                    }
+                }
+            })
+            .buffer_unordered(self.settings.apply.concurrency.max(1))
+            .collect()
+            .await;
+        for (bundle, result) in results {
             if let Err(e) = result {
                 let text = self.scrubber.scrub(&e.to_string());
                 warn!(bundle = %bundle, error = %text, "Inventory write failed");
@@ -691,6 +778,37 @@ impl Reconciler {
             }
         }
     }
+}
+
+/// What the live cluster looks like according to the last sync, when drift watches keep it that way: every
+/// applied member present exactly as recorded; pending members (empty digest) absent, so they are applied.
+fn trusted_live_index(loaded: &Loaded, applyset_id: impl Fn(&str) -> String) -> LiveIndex {
+    let mut index = LiveIndex::default();
+    for (bundle, inv) in &loaded.inventories {
+        let id = applyset_id(bundle);
+        for (key, member) in &inv.members {
+            index.mark_listed(&key.group, &key.kind);
+            if member.digest.is_empty() {
+                continue;
+            }
+            index.insert(
+                key.clone(),
+                crate::live::LiveMeta {
+                    generation: member.generation,
+                    resource_version: member.resource_version.clone(),
+                    part_of: Some(id.clone()),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    index
+}
+
+/// One inventory write of [`Reconciler::record`].
+enum Write {
+    Save(String, Box<Inventory>),
+    Delete(String),
 }
 
 /// Digest of the files the agent applies (everything below the cluster path except `status/`).

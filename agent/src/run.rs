@@ -168,7 +168,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     );
     let mut reconciler = Reconciler::new(source, client, settings, scrubber.clone())
         .with_metrics(metrics.clone())
-        .with_events(events);
+        .with_events(events)
+        .with_drift_watches();
     let changed = Arc::new(Notify::new());
     let _watcher = match &local_path {
         Some(path) => watch_local(path, changed.clone()),

@@ -8,6 +8,7 @@ mod common;
 mod daemon;
 mod fixtures;
 mod foundation;
+mod packaging;
 mod resilience;
 mod safety;
 mod status;

@@ -233,6 +233,23 @@ async fn a_burst_of_status_changes_makes_a_handful_of_commits_and_no_change_make
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;
     let commits = commit_count(&repo, "main")? - before;
     assert!((1..=10).contains(&commits), "100 changes made {commits} commits");
+    let (code, metrics) = writer.get("/metrics").await?;
+    assert_eq!(code, 200);
+    for name in [
+        "outpost_status_commits_total",
+        "outpost_status_documents_rendered_total",
+        "outpost_status_bytes_pushed_total",
+        "outpost_status_push_duration_seconds_count",
+        "outpost_status_last_successful_push_timestamp_seconds",
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(value > 0.0, "{name} is {value}:\n{metrics}");
+    }
+    assert_eq!(writer.get("/readyz").await?.0, 200);
     // Nothing changes: nothing is committed.
     let settled = commit_count(&repo, "main")?;
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
-apt_install curl ca-certificates openssl procps
+apt_install curl ca-certificates openssl procps strace
 bash "$HERE/git-servers.sh"
 bash "$HERE/kubectl.sh" >/dev/null
 bash "$HERE/kube-apiserver.sh" >/dev/null

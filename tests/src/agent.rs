@@ -166,6 +166,23 @@ impl AgentCommand {
         Ok(self.command()?.arg("--once").output()?)
     }
 
+    /// Run with `--once` under `strace`, recording every `connect()` of every thread into `log`.
+    pub fn traced_once(&self, strace: &Path, log: &Path) -> Result<Output> {
+        let mut cmd = Command::new(strace);
+        cmd.env_clear()
+            .args(["-f", "-qq", "-e", "trace=connect", "-o"])
+            .arg(log)
+            .arg(tools::outpost_bin(self.binary)?)
+            .args(&self.args)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .arg("--once");
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        Ok(cmd.output()?)
+    }
+
     /// Run a subcommand (`plan`, `status`) with the same flags.
     pub fn subcommand(&self, name: &str) -> Result<Output> {
         let mut cmd = Command::new(tools::outpost_bin("outpost-agent")?);

@@ -9,6 +9,7 @@ pub mod stage;
 pub mod wait;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
@@ -142,8 +143,16 @@ pub struct Options {
     pub dry_run: bool,
 }
 
-/// The server's object and whether it was recreated, or why not.
-type ApplyResult = Result<(DynamicObject, bool), Error>;
+/// What is kept of the server's answer to one apply.
+struct Response {
+    generation: Option<i64>,
+    resource_version: Option<String>,
+    /// `status.phase` (Namespaces: Active or Terminating).
+    phase: Option<String>,
+    recreated: bool,
+    /// The whole object, for dry runs only.
+    returned: Option<DynamicObject>,
+}
 
 /// Attempts for a request that failed transiently (connection refused, 429, 5xx): an API server restart
 /// takes a few seconds, and the next reconcile retries anyway.
@@ -173,8 +182,8 @@ impl Applier {
 
     /// Apply everything in stage order. CRDs applied in the Foundation stage are waited for, and their groups
     /// re-discovered, before later stages resolve their kinds.
-    pub async fn apply(&self, resolver: &mut Resolver, objects: Vec<DesiredObject>) -> Report {
-        let mut by_stage: BTreeMap<Stage, Vec<DesiredObject>> = BTreeMap::new();
+    pub async fn apply(&self, resolver: &mut Resolver, objects: Vec<Arc<DesiredObject>>) -> Report {
+        let mut by_stage: BTreeMap<Stage, Vec<Arc<DesiredObject>>> = BTreeMap::new();
         for o in objects {
             by_stage.entry(o.stage).or_default().push(o);
         }
@@ -187,7 +196,7 @@ impl Applier {
             for mut o in objects {
                 if o.resolved.is_none() {
                     match resolver.resolve(&o.api_version, &o.key.kind).await {
-                        Ok(r) => o.resolved = Some(r),
+                        Ok(r) => Arc::make_mut(&mut o).resolved = Some(r),
                         Err(e) => {
                             report.failed.push(failure(&o, e.into()));
                             continue;
@@ -196,7 +205,9 @@ impl Applier {
                 }
                 ready.push(o);
             }
-            let results: Vec<(DesiredObject, ApplyResult)> = futures::stream::iter(ready)
+            // Each response is reduced to what we keep right away: ten thousand full objects would otherwise
+            // sit in memory until the stage ends.
+            let results: Vec<(Arc<DesiredObject>, Result<Response, Error>)> = futures::stream::iter(ready)
                 .map(|o| async move {
                     let result = self.apply_one(&o).await;
                     (o, result)
@@ -206,21 +217,19 @@ impl Applier {
                 .await;
             for (o, result) in results {
                 let result = match result {
-                    Ok((live, recreated)) => {
-                        self.settle(&o, &live, resolver).await.map(|()| (live, recreated))
-                    }
+                    Ok(response) => self.settle(&o, &response, resolver).await.map(|()| response),
                     Err(e) => Err(e),
                 };
                 match result {
-                    Ok((live, recreated)) => report.applied.push(Applied {
+                    Ok(response) => report.applied.push(Applied {
                         bundle: o.bundle.clone(),
                         key: o.key.clone(),
                         api_version: o.api_version.clone(),
                         digest: o.digest.clone(),
-                        generation: live.metadata.generation,
-                        resource_version: live.metadata.resource_version.clone(),
-                        recreated,
-                        returned: self.options.dry_run.then_some(live),
+                        generation: response.generation,
+                        resource_version: response.resource_version,
+                        recreated: response.recreated,
+                        returned: response.returned,
                     }),
                     Err(error) => report.failed.push(failure(&o, error)),
                 }
@@ -239,8 +248,7 @@ impl Applier {
     }
 
     /// Apply one object; with `outpost.dev/force` an immutable-field rejection deletes and recreates it.
-    /// Returns the server's object and whether it was recreated.
-    async fn apply_one(&self, o: &DesiredObject) -> ApplyResult {
+    async fn apply_one(&self, o: &DesiredObject) -> Result<Response, Error> {
         let Some(api) = self.api_for(o) else {
             return Err(Error::Client("kind not resolved".into()));
         };
@@ -251,17 +259,37 @@ impl Applier {
         if self.options.dry_run {
             params = params.dry_run();
         }
-        match patch(&api, &o.key.name, &params, &o.body).await {
-            Err(Error::Invalid(message))
-                if o.force_recreate && is_immutable(&message) && !self.options.dry_run =>
-            {
-                recreate(&api, &o.key.name).await?;
-                patch(&api, &o.key.name, &params, &o.body)
-                    .await
-                    .map(|live| (live, true))
-            }
-            other => other.map(|live| (live, false)),
+        if self.options.dry_run {
+            let live = patch(&api, &o.key.name, &params, &o.body).await?;
+            return Ok(Response {
+                generation: live.metadata.generation,
+                resource_version: live.metadata.resource_version.clone(),
+                phase: live
+                    .data
+                    .pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                recreated: false,
+                returned: Some(live),
+            });
         }
+        let (slim, recreated) = match patch_slim(&self.client, &api, &o.key.name, &params, &o.body).await {
+            Err(Error::Invalid(message)) if o.force_recreate && is_immutable(&message) => {
+                recreate(&api, &o.key.name).await?;
+                (
+                    patch_slim(&self.client, &api, &o.key.name, &params, &o.body).await?,
+                    true,
+                )
+            }
+            other => (other?, false),
+        };
+        Ok(Response {
+            generation: slim.metadata.generation,
+            resource_version: slim.metadata.resource_version,
+            phase: slim.status.and_then(|s| s.phase),
+            recreated,
+            returned: None,
+        })
     }
 
     /// After a Foundation object is accepted: a Namespace must be Active, a CRD Established (and its group
@@ -269,7 +297,7 @@ impl Applier {
     async fn settle(
         &self,
         o: &DesiredObject,
-        live: &DynamicObject,
+        response: &Response,
         resolver: &mut Resolver,
     ) -> Result<(), Error> {
         if self.options.dry_run {
@@ -277,8 +305,7 @@ impl Applier {
         }
         match (o.key.group.as_str(), o.key.kind.as_str()) {
             ("", "Namespace") => {
-                let phase = live.data.pointer("/status/phase").and_then(Value::as_str);
-                if phase == Some("Terminating") {
+                if response.phase.as_deref() == Some("Terminating") {
                     return Err(Error::Terminating);
                 }
                 Ok(())
@@ -287,7 +314,7 @@ impl Applier {
                 wait::crd_established(&self.client, &o.key.name)
                     .await
                     .map_err(Error::NotEstablished)?;
-                if let Some(group) = o.body.pointer("/spec/group").and_then(Value::as_str) {
+                if let Some(group) = &o.crd_group {
                     resolver.forget(group);
                 }
                 Ok(())
@@ -335,9 +362,46 @@ async fn patch(
     api: &Api<DynamicObject>,
     name: &str,
     params: &PatchParams,
-    body: &Value,
+    body: &serde_json::value::RawValue,
 ) -> Result<DynamicObject, Error> {
     (|| async { api.patch(name, params, &Patch::Apply(body)).await })
+        .retry(transient_backoff())
+        .when(is_transient)
+        .await
+        .map_err(Error::from_kube)
+}
+
+/// The part of an apply response we keep; serde skips everything else without building it in memory.
+#[derive(serde::Deserialize)]
+struct Slim {
+    metadata: SlimMeta,
+    status: Option<SlimStatus>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimMeta {
+    generation: Option<i64>,
+    resource_version: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct SlimStatus {
+    phase: Option<String>,
+}
+
+/// One server-side apply request whose answer is read as [`Slim`], retried on transient errors.
+async fn patch_slim(
+    client: &Client,
+    api: &Api<DynamicObject>,
+    name: &str,
+    params: &PatchParams,
+    body: &serde_json::value::RawValue,
+) -> Result<Slim, Error> {
+    let request = kube::core::Request::new(api.resource_url())
+        .patch(name, params, &Patch::Apply(body))
+        .map_err(|e| Error::Client(e.to_string()))?;
+    (|| async { client.request::<Slim>(request.clone()).await })
         .retry(transient_backoff())
         .when(is_transient)
         .await

@@ -209,7 +209,11 @@ impl Source {
     /// The files below `dir` (a path inside the repository) at `commit`, or `None` when `dir` does not exist
     /// there. Blocking.
     pub fn read_dir(&self, commit: ObjectId, dir: &str) -> Result<Option<Vec<SourceFile>>> {
-        tree::read_dir(&self.cache_repo()?, commit, dir)
+        let mut repo = self.cache_repo()?;
+        // Every blob is read once: caches only cost memory here (git's default delta-base cache is 96 MiB).
+        repo.object_cache_size(0);
+        repo.objects.unset_pack_cache();
+        tree::read_dir(&repo, commit, dir)
     }
 }
 

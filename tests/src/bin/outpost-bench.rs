@@ -137,7 +137,38 @@ fn agent_once(agent: &AgentCommand) -> Result<Duration> {
     if !out.status.success() {
         bail!("outpost-agent --once failed: {}", output_text(&out));
     }
+    if std::env::var("OUTPOST_BENCH_LOG").is_ok() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     Ok(took)
+}
+
+/// Run `change` (a commit) and return how long the running agent's reconcile of it took, from its
+/// `outpost_reconcile_duration_seconds{result="success"}` histogram (the poll wait is not counted).
+async fn daemon_reconcile(agent: &RunningAgent, change: impl FnOnce() -> Result<()>) -> Result<Duration> {
+    let count = "outpost_reconcile_duration_seconds_count";
+    let sum = "outpost_reconcile_duration_seconds_sum";
+    let filter = "result=\"success\"";
+    let (n0, s0) = (
+        metric(agent, count, filter).await?,
+        metric(agent, sum, filter).await?,
+    );
+    change()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = metric(agent, count, filter).await?;
+        if n > n0 {
+            let s = metric(agent, sum, filter).await?;
+            return Ok(Duration::from_secs_f64((s - s0) / (n - n0)));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the agent did not reconcile the new commit; log:\n{}",
+                agent.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Sum of a metric's samples whose line contains `filter`.
@@ -181,7 +212,13 @@ impl Bench {
             Transport::Https,
         )?;
         agent.set_cache_dir(cache).arg("--apply-concurrency").arg("64");
-        agent.env("RUST_LOG", "warn");
+        agent.env(
+            "RUST_LOG",
+            std::env::var("OUTPOST_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
+            agent.env("MALLOC_ARENA_MAX", arenas);
+        }
         Ok(agent)
     }
 
@@ -283,17 +320,7 @@ impl Bench {
             String::new(),
             "< 1 s median",
         );
-        let rss = daemon.peak_rss_kib().unwrap_or(0);
-        drop(daemon);
-        self.row(
-            "agent peak RSS, 1,000 objects",
-            format!("{:.1} MiB", rss as f64 / 1024.0),
-            String::new(),
-            String::new(),
-            "< 64 MiB at 10,000",
-        );
-
-        // A commit changing 1% of the objects.
+        // A commit changing 1% of the objects, picked up by the running agent.
         let mut changed = mixed_objects("agent-mixed", "1");
         let mut kchanged = mixed_objects("kubectl-mixed", "1");
         for list in [&mut changed, &mut kchanged] {
@@ -309,57 +336,56 @@ impl Bench {
         }
         write_tree(&tree, &changed)?;
         write_tree(&kdir, &kchanged)?;
-        repo.commit("1% changed")?;
+        let o = daemon_reconcile(&daemon, || repo.commit("1% changed").map(|_| ())).await?;
         let k = kubectl_apply(&self.kube, &kdir, &[], &[])?;
-        let o = agent_once(&agent)?;
         self.row("commit changing 1%", secs(o), secs(k), ratio(k, o), ">= 30x");
 
         // Prune 10%: kubectl needs an ApplySet per namespace; create them first (not timed).
         let ns_args = |b: usize| (format!("kubectl-mixed-{b:02}"), format!("secret/kbench-{b:02}"));
         for b in 0..BUNDLES {
             let (ns, set) = ns_args(b);
-            kubectl_apply(
-                &self.kube,
-                &kdir.join(format!("b{b:02}")),
-                &["--prune", "-n", &ns, &format!("--applyset={set}")],
-                &[("KUBECTL_APPLYSET", "true")],
-            )?;
+            let dir = kdir.join(format!("b{b:02}"));
+            let flags = ["--prune", "-n", &ns, &format!("--applyset={set}")];
+            kubectl_apply(&self.kube, &dir, &flags, &[("KUBECTL_APPLYSET", "true")])?;
         }
+        let dropped = [
+            "cm-000",
+            "cm-001",
+            "cm-002",
+            "cm-003",
+            "cm-004",
+            "cm-005",
+            "cm-006",
+            "cm-007",
+            "svc-000",
+            "deploy-000",
+        ];
         let drop_tenth = |list: &[(String, String, String)]| -> Vec<(String, String, String)> {
             list.iter()
-                .filter(|(_, f, _)| {
-                    !matches!(
-                        f.as_str(),
-                        "cm-000.yaml"
-                            | "cm-001.yaml"
-                            | "cm-002.yaml"
-                            | "cm-003.yaml"
-                            | "cm-004.yaml"
-                            | "cm-005.yaml"
-                            | "cm-006.yaml"
-                            | "cm-007.yaml"
-                            | "svc-000.yaml"
-                            | "deploy-000.yaml"
-                    )
-                })
+                .filter(|(_, f, _)| !dropped.iter().any(|d| f == &format!("{d}.yaml")))
                 .cloned()
                 .collect()
         };
         write_tree(&tree, &drop_tenth(&changed))?;
         write_tree(&kdir, &drop_tenth(&kchanged))?;
-        repo.commit("10% removed")?;
+        let o = daemon_reconcile(&daemon, || repo.commit("10% removed").map(|_| ())).await?;
         let mut k = Duration::ZERO;
         for b in 0..BUNDLES {
             let (ns, set) = ns_args(b);
-            k += kubectl_apply(
-                &self.kube,
-                &kdir.join(format!("b{b:02}")),
-                &["--prune", "-n", &ns, &format!("--applyset={set}")],
-                &[("KUBECTL_APPLYSET", "true")],
-            )?;
+            let dir = kdir.join(format!("b{b:02}"));
+            let flags = ["--prune", "-n", &ns, &format!("--applyset={set}")];
+            k += kubectl_apply(&self.kube, &dir, &flags, &[("KUBECTL_APPLYSET", "true")])?;
         }
-        let o = agent_once(&agent)?;
         self.row("prune 10% of 1,000", secs(o), secs(k), ratio(k, o), ">= 20x");
+        let rss = daemon.peak_rss_kib().unwrap_or(0);
+        drop(daemon);
+        self.row(
+            "agent peak RSS, 1,000 objects",
+            format!("{:.1} MiB", rss as f64 / 1024.0),
+            String::new(),
+            String::new(),
+            "< 64 MiB at 10,000",
+        );
         Ok(())
     }
 
@@ -603,9 +629,17 @@ async fn main() -> Result<()> {
         work,
         rows: Vec::new(),
     };
-    bench.mixed().await.context("1,000-object scenarios")?;
-    bench.ten_thousand().await.context("10,000-object scenarios")?;
-    bench.status_writers().await.context("status writer scenario")?;
+    // OUTPOST_BENCH_ONLY=mixed,many,status runs a subset.
+    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status".into());
+    if only.contains("mixed") {
+        bench.mixed().await.context("1,000-object scenarios")?;
+    }
+    if only.contains("many") {
+        bench.ten_thousand().await.context("10,000-object scenarios")?;
+    }
+    if only.contains("status") {
+        bench.status_writers().await.context("status writer scenario")?;
+    }
 
     println!();
     println!("Machine: {}", machine());
