@@ -146,7 +146,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             _ = &mut shutdown => break,
         }
         tokio::select! {
-            _ = tokio::time::sleep(args.debounce) => {}
+            _ = tokio::time::sleep(jittered(args.debounce)) => {}
             _ = &mut shutdown => break,
         }
         let snapshot = index.snapshot();
@@ -186,6 +186,12 @@ async fn lost_leadership(leadership: &mut Option<tokio::sync::watch::Receiver<bo
         }
         None => std::future::pending().await,
     }
+}
+
+/// The debounce window ±20%: writers of many clusters started together would otherwise push in lockstep and
+/// collide on the branch every window.
+fn jittered(window: Duration) -> Duration {
+    window.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
 fn error_backoff() -> backon::ExponentialBackoff {

@@ -214,6 +214,7 @@ impl AgentCommand {
             .collect();
         args.extend(extra.iter().map(|a| a.to_string()));
         args.extend(["--metrics-addr".into(), format!("127.0.0.1:{port}")]);
+        args.extend(["--cache-dir".into(), self.cache_dir.display().to_string()]);
         let envs: Vec<(&str, String)> = self
             .envs
             .iter()

@@ -216,9 +216,11 @@ impl Bench {
             "RUST_LOG",
             std::env::var("OUTPOST_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
         );
-        if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
-            agent.env("MALLOC_ARENA_MAX", arenas);
-        }
+        // As the image sets it (see Dockerfile).
+        agent.env(
+            "MALLOC_ARENA_MAX",
+            std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into()),
+        );
         Ok(agent)
     }
 
@@ -457,26 +459,44 @@ impl Bench {
             }
         }
         resources.commit("clusters")?;
-        // One agent run per cluster creates the inventories the writers watch.
+        // One agent run per cluster creates the inventories the writers watch; each simulated cluster has its
+        // own agent namespace, as each real cluster has its own agent.
         for c in 0..WRITERS {
-            let agent = self.agent(
+            let agent_ns = format!("outpost-w{c:02}");
+            let nsobj: Namespace =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": agent_ns}}))?;
+            Api::<Namespace>::all(self.client.clone())
+                .create(&PostParams::default(), &nsobj)
+                .await?;
+            let cluster = format!("w{c:02}");
+            let mut agent = AgentCommand::with_servers(
+                &self.git,
+                &self.kube,
                 &resources,
-                &format!("w{c:02}"),
-                &self.work.join(format!("cache-w{c:02}")),
+                &cluster,
+                &agent_ns,
+                Transport::Https,
             )?;
+            agent.set_cache_dir(&self.work.join(format!("cache-w{c:02}")));
             agent_once(&agent)?;
         }
         let mut writers = Vec::new();
         for c in 0..WRITERS {
+            let agent_ns = format!("outpost-w{c:02}");
+            let cluster = format!("w{c:02}");
             let mut cmd = AgentCommand::status_writer(
                 &self.git,
                 &self.kube,
                 &control,
-                &format!("w{c:02}"),
-                &self.agent_ns,
+                &cluster,
+                &agent_ns,
                 Transport::Https,
             )?;
-            cmd.env("RUST_LOG", "warn");
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("OUTPOST_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+            cmd.env("MALLOC_ARENA_MAX", "2");
             writers.push(cmd.spawn_with(&[])?);
         }
         let bare = control.bare.clone();
@@ -581,7 +601,18 @@ impl Bench {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("only {found} of {expected} status files show {tick} after {timeout:?}");
+                let out = Command::new("git")
+                    .arg("-C")
+                    .arg(bare)
+                    .args(["ls-tree", "-r", "--name-only", "refs/heads/main", "clusters"])
+                    .output()?;
+                let files = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.ends_with("-status.yaml"))
+                    .count();
+                bail!(
+                    "not every one of the {expected} status files shows {tick} after {timeout:?} ({found} do; {files} status files on the branch)"
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
