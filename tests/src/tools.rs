@@ -71,6 +71,14 @@ pub fn kubectl() -> Result<PathBuf> {
     }
 }
 
+/// The Python of the virtualenv holding helm_python_sdk (the Helm v4 engine), from `tests/env/helm.sh`.
+pub fn helm_python() -> Result<PathBuf> {
+    existing(
+        cache_dir().join("helm-venv/bin/python"),
+        "the Helm engine (helm_python_sdk)",
+    )
+}
+
 /// A system tool (nginx, fcgiwrap, sshd, htpasswd, openssl, ssh-keygen, git).
 pub fn system(name: &str) -> Result<PathBuf> {
     on_path(name, name)

@@ -1,0 +1,401 @@
+//! The Helm chart, linted and rendered by Helm v4 (helm_python_sdk), checked against the real API server.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use outpost_agent::resolve::Resolver;
+use outpost_tests::agent::{AgentCommand, Transport, create_namespace, output_text};
+use outpost_tests::process::run;
+use outpost_tests::{git_servers, kube_env, tools, unique};
+use serde_json::Value;
+
+use crate::common::config_value;
+use crate::fixtures;
+
+/// A value that must never leave the Secret.
+const TOKEN: &str = "chart-test-token-9f8e7d6c5b4a";
+
+fn chart_dir() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/outpost")).to_owned()
+}
+
+fn helm_script() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/env/helm_render.py")).to_owned()
+}
+
+/// Write `values` (YAML) to a file for the Helm scripts.
+fn values_file(values: &str) -> Result<PathBuf> {
+    let path = outpost_tests::scratch_dir("values")?.join("values.yaml");
+    std::fs::write(&path, values)?;
+    Ok(path)
+}
+
+/// `helm lint` (strict) with these values.
+fn lint(values: &Path) -> Result<()> {
+    let py = tools::helm_python()?;
+    run(
+        py.to_str().context("path")?,
+        &[s(&helm_script()), "lint", s(&chart_dir()), s(values)],
+        None,
+    )
+    .map(|_| ())
+}
+
+/// Render the chart: every manifest as JSON.
+fn render(release: &str, namespace: &str, values: &Path) -> Result<Vec<Value>> {
+    let py = tools::helm_python()?;
+    let out = run(
+        py.to_str().context("path")?,
+        &[
+            s(&helm_script()),
+            "template",
+            s(&chart_dir()),
+            release,
+            namespace,
+            s(values),
+        ],
+        None,
+    )?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&out).with_context(|| format!("rendered YAML:\n{out}"))?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Base values every case starts from.
+fn base(extra: &str) -> String {
+    format!(
+        "git:\n  repo: https://git.example.invalid/fleet/resources.git\n  token: {TOKEN}\n  clustername: provider1+edge-7\n{extra}"
+    )
+}
+
+/// Apply every document with server-side dry-run into `namespace`; namespaced objects without a namespace go
+/// there, as `helm install -n` would do.
+async fn dry_run(client: &kube::Client, docs: &[Value], namespace: &str) -> Result<()> {
+    let mut resolver = Resolver::new(client.clone());
+    for doc in docs {
+        let api_version = doc["apiVersion"].as_str().context("apiVersion")?;
+        let kind = doc["kind"].as_str().context("kind")?;
+        let name = doc["metadata"]["name"].as_str().context("name")?;
+        let resolved = resolver.resolve(api_version, kind).await?;
+        let api: Api<DynamicObject> = if resolved.namespaced() {
+            let ns = doc["metadata"]["namespace"].as_str().unwrap_or(namespace);
+            Api::namespaced_with(client.clone(), ns, &resolved.resource)
+        } else {
+            Api::all_with(client.clone(), &resolved.resource)
+        };
+        api.patch(
+            name,
+            &PatchParams::apply("helm-test").dry_run(),
+            &Patch::Apply(doc),
+        )
+        .await
+        .with_context(|| format!("server-side dry-run of {kind}/{name}"))?;
+    }
+    Ok(())
+}
+
+/// Create the ServiceMonitor CRD (Prometheus operator) once, so its objects can be dry-run.
+async fn ensure_service_monitor_crd(client: &kube::Client) -> Result<()> {
+    let crd = serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+            "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let api: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client.clone());
+    api.patch(
+        "servicemonitors.monitoring.coreos.com",
+        &PatchParams::apply("chart-test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        kube::runtime::wait::await_condition(
+            api,
+            "servicemonitors.monitoring.coreos.com",
+            kube::runtime::wait::conditions::is_crd_established(),
+        ),
+    )
+    .await??;
+    Ok(())
+}
+
+fn containers(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "DaemonSet")))
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .collect()
+}
+
+fn env_var(container: &Value, name: &str) -> Option<String> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn the_chart_lints_renders_and_passes_server_side_dry_run_for_every_mode() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    ensure_service_monitor_crd(&client).await?;
+    let (ns_a, ns_b) = (
+        create_namespace(&client, "rbac-a").await?,
+        create_namespace(&client, "rbac-b").await?,
+    );
+    let cases = [
+        ("deployment", base("")),
+        ("daemonset", base("kind: DaemonSet\n")),
+        ("namespaced-rbac", base(&format!("rbac:\n  mode: namespaced\n  namespaces: [{ns_a}, {ns_b}]\n"))),
+        (
+            "existing-secret",
+            "git:\n  repo: https://git.example.invalid/r.git\n  existingSecret: my-git\n  existingSecretKeys: [token, ca.crt]\n  clustername: c1\n".to_owned(),
+        ),
+        (
+            "separate-control-repo",
+            base("statusGit:\n  repo: https://control.example.invalid/status.git\n  token: other-control-token\n  branch: provider1+edge-7\n"),
+        ),
+        ("monitoring", base("metrics:\n  serviceMonitor: {enabled: true}\ngrafana:\n  dashboard: {enabled: true}\n")),
+        (
+            "ssh",
+            "git:\n  repo: ssh://git@git.example.invalid/fleet.git\n  clustername: c1\n  ssh:\n    privateKey: KEY\n    knownHosts: 'git.example.invalid ssh-ed25519 AAAA'\n".to_owned(),
+        ),
+        ("replicas", base("replicas: 2\nproxy: \"\"\n").replace("proxy: \"\"\n", "")),
+    ];
+    for (name, values) in cases {
+        let file = values_file(&values)?;
+        lint(&file).with_context(|| format!("lint {name}"))?;
+        let release = unique(name);
+        let ns = create_namespace(&client, "release").await?;
+        let docs = render(&release, &ns, &file).with_context(|| format!("render {name}"))?;
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        let workload = if name == "daemonset" {
+            "DaemonSet"
+        } else {
+            "Deployment"
+        };
+        assert!(kinds.contains(&workload), "{name}: no {workload} in {kinds:?}");
+        if name == "monitoring" {
+            assert!(
+                kinds.contains(&"ServiceMonitor") && kinds.contains(&"ConfigMap"),
+                "{name}: {kinds:?}"
+            );
+            let dashboard = docs
+                .iter()
+                .find(|d| d["kind"] == "ConfigMap")
+                .context("dashboard")?;
+            let json: Value =
+                serde_json::from_str(dashboard["data"]["outpost.json"].as_str().context("json")?)?;
+            assert!(
+                json["panels"].as_array().is_some_and(|p| p.len() >= 6),
+                "{name}: dashboard panels"
+            );
+        }
+        if name == "namespaced-rbac" {
+            let roles: Vec<&str> = docs
+                .iter()
+                .filter(|d| d["kind"] == "Role")
+                .filter_map(|d| d["metadata"]["namespace"].as_str())
+                .collect();
+            assert!(
+                roles.contains(&ns_a.as_str()) && roles.contains(&ns_b.as_str()),
+                "{roles:?}"
+            );
+            assert!(
+                !kinds.contains(&"ClusterRoleBinding"),
+                "namespaced mode must not bind cluster-wide"
+            );
+        }
+        let leader = containers(&docs)
+            .iter()
+            .filter_map(|c| env_var(c, "OUTPOST_LEADER_ELECTION"))
+            .collect::<Vec<_>>();
+        let expected = if matches!(name, "daemonset" | "replicas") {
+            "true"
+        } else {
+            "false"
+        };
+        assert!(
+            leader.iter().all(|l| l == expected),
+            "{name}: leader election {leader:?}"
+        );
+        dry_run(&client, &docs, &ns)
+            .await
+            .with_context(|| format!("dry-run {name}"))?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_token_stays_in_the_secret_and_pods_run_locked_down() -> Result<()> {
+    let file = values_file(&base(
+        "statusGit:\n  token: second-secret-token-1234\n  repo: https://c.example.invalid/s.git\n",
+    ))?;
+    let docs = render("tok", "outpost-system", &file)?;
+    for doc in &docs {
+        let text = serde_json::to_string(doc)?;
+        for secret in [TOKEN, "second-secret-token-1234"] {
+            if text.contains(secret) {
+                assert_eq!(
+                    doc["kind"], "Secret",
+                    "the token appears in a {}: {text}",
+                    doc["kind"]
+                );
+            }
+        }
+    }
+    let secrets = docs.iter().filter(|d| d["kind"] == "Secret").count();
+    assert_eq!(secrets, 2, "one Secret per repository's credentials");
+    let pods = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .context("deployment")?;
+    let pod = &pods["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let cs = containers(&docs);
+    assert_eq!(cs.len(), 2, "agent and status writer in one pod");
+    for c in cs {
+        let sc = &c["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{c}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{c}");
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{c}");
+        assert!(
+            env_var(c, "OUTPOST_GIT_TOKEN_FILE").is_some_and(|f| f.ends_with("/token")),
+            "{c}"
+        );
+        assert!(c["args"].is_null(), "no args: {c}");
+    }
+    // Missing required values are refused with a message naming them.
+    let bad = values_file("git:\n  repo: https://x.invalid/r.git\n")?;
+    let err = render("bad", "ns", &bad).expect_err("clustername is required");
+    assert!(format!("{err:#}").contains("clustername"), "{err:#}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_namespaced_rbac_allowed_objects_sync_and_forbidden_ones_fail_clearly() -> Result<()> {
+    let env = kube_env();
+    let admin = env.client().await?;
+    let release_ns = create_namespace(&admin, "outpost").await?;
+    let (allowed, forbidden) = (
+        create_namespace(&admin, "allowed").await?,
+        create_namespace(&admin, "forbidden").await?,
+    );
+    let file = values_file(&base(&format!(
+        "rbac:\n  mode: namespaced\n  namespaces: [{allowed}]\n"
+    )))?;
+    let release = unique("rbac");
+    let docs = render(&release, &release_ns, &file)?;
+    // Install the chart's identity and permissions for real.
+    let mut resolver = Resolver::new(admin.clone());
+    for doc in docs.iter().filter(|d| {
+        matches!(
+            d["kind"].as_str(),
+            Some("ServiceAccount" | "Role" | "RoleBinding")
+        )
+    }) {
+        let resolved = resolver
+            .resolve(
+                doc["apiVersion"].as_str().context("v")?,
+                doc["kind"].as_str().context("k")?,
+            )
+            .await?;
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or(&release_ns);
+        let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns, &resolved.resource);
+        let name = doc["metadata"]["name"].as_str().context("name")?;
+        api.patch(name, &PatchParams::apply("chart-test"), &Patch::Apply(doc))
+            .await?;
+    }
+    let sa_name = docs
+        .iter()
+        .find(|d| d["kind"] == "ServiceAccount")
+        .and_then(|d| d["metadata"]["name"].as_str())
+        .context("service account")?;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &release_ns);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec!["https://kubernetes.default.svc".into()]),
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request(sa_name, &Default::default(), &request)
+        .await?
+        .status
+        .context("token status")?
+        .token
+        .context("no token issued")?;
+    let kubeconfig = outpost_tests::scratch_dir("sa-kubeconfig")?.join("kubeconfig");
+    env.write_kubeconfig(&kubeconfig, &token, &release_ns)?;
+
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("rbac"))?;
+    repo.write(
+        &format!("clusters/{cluster}/app/ok.yaml"),
+        &fixtures::config_map(&allowed, "ok", "1"),
+    )?
+    .write(
+        &format!("clusters/{cluster}/app/nope.yaml"),
+        &fixtures::config_map(&forbidden, "nope", "1"),
+    )?;
+    repo.commit("one allowed, one forbidden")?;
+    let mut agent = AgentCommand::new(env, &repo, &cluster, &release_ns, Transport::Https)?;
+    agent.env("KUBECONFIG", &kubeconfig);
+    let out = agent.once()?;
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("forbidden by RBAC"), "no clear RBAC error: {text}");
+    assert!(
+        text.contains(&format!("clusters/{cluster}/app/nope.yaml")),
+        "the file is not named: {text}"
+    );
+    assert!(!text.contains("panicked"), "the agent crashed: {text}");
+    assert_eq!(
+        config_value(&admin, &allowed, "ok").await?.as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(config_value(&admin, &forbidden, "nope").await?, None);
+    if text.contains(TOKEN) || text.contains(&token) {
+        bail!("a token leaked: {text}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_local_path_mirror_needs_no_url_for_the_agent() -> Result<()> {
+    let file = values_file(
+        "git:\n  clustername: c1\n  enabled: false\n  localPath:\n    enabled: true\n    path: /srv/git/r.git\n    volume: {hostPath: {path: /var/lib/mirror, type: Directory}}\n",
+    )?;
+    lint(&file)?;
+    let docs = render("local", "outpost-system", &file)?;
+    let cs = containers(&docs);
+    assert_eq!(cs.len(), 1, "no status writer when git.enabled=false");
+    assert_eq!(
+        env_var(cs[0], "OUTPOST_GIT_URL").as_deref(),
+        Some("/srv/git/r.git")
+    );
+    let mounts = serde_json::to_string(&cs[0]["volumeMounts"])?;
+    assert!(mounts.contains("/srv/git/r.git"), "{mounts}");
+    Ok(())
+}
