@@ -74,9 +74,11 @@ impl RequestCounter {
 }
 
 /// A client from the inferred configuration (in-cluster or KUBECONFIG), counting requests when `counter` is
-/// given.
+/// given. Proxy variables are ignored for the API server (they are for Git).
 pub async fn client(counter: Option<RequestCounter>) -> Result<Client, kube::Error> {
-    let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    let mut config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    // The API server is local to the cluster: never reach it through HTTPS_PROXY, which is meant for Git.
+    config.proxy_url = None;
     let Some(counter) = counter else {
         return Client::try_from(config);
     };

@@ -61,7 +61,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
         },
         cache_dir: args.cache_dir.clone(),
     };
-    let client = kube::Client::try_default().await.map_err(Error::Kube)?;
+    let client = outpost_agent::kube_client::client(None)
+        .await
+        .map_err(Error::Kube)?;
     info!(url = %target.url, cluster = %args.cluster, branch = %args.git_branch, "Starting");
     let interrupt = Arc::new(AtomicBool::new(false));
     let index = Index::start(client.clone(), &args.namespace, &args.cluster);

@@ -142,3 +142,34 @@ async fn the_agent_and_status_writer_contact_only_their_git_url_and_the_api_serv
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn https_proxy_is_honoured_for_git_and_no_proxy_bypasses_it() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "proxy").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("proxied"))?;
+    repo.write(
+        &format!("clusters/{cluster}/app/a.yaml"),
+        &fixtures::config_map(&ns, "a", "1"),
+    )?;
+    repo.commit("one")?;
+    // A proxy nobody listens on: if it is used, the fetch fails.
+    let dead = outpost_tests::process::free_port();
+    let mut cmd = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    cmd.env("HTTPS_PROXY", format!("http://127.0.0.1:{dead}"));
+    let out = cmd.once()?;
+    let text = output_text(&out);
+    assert!(!out.status.success(), "the proxy was not used: {text}");
+    assert!(text.contains("cannot reach"), "{text}");
+    cmd.env("NO_PROXY", "127.0.0.1");
+    let out = cmd.once()?;
+    assert!(
+        out.status.success(),
+        "NO_PROXY was not honoured: {}",
+        output_text(&out)
+    );
+    Ok(())
+}
