@@ -1,8 +1,9 @@
 //! `make demo`: a real run of Outpost's main job on this machine.
 //!
 //! Starts etcd + kube-apiserver and the HTTPS Git server, commits `examples/` to a new repository, runs
-//! `outpost-agent --once` against it, shows `kubectl get` of what it applied, then keeps everything running
-//! (with the agent polling) until Ctrl-C so you can look around and push changes.
+//! `outpost-agent --once` against it and shows `kubectl get` of what it applied, runs
+//! `outpost-status-writer --once` and shows the status it committed, then keeps everything running (agent and
+//! status writer as daemons) until Ctrl-C so you can look around and push changes.
 
 use std::process::Command;
 
@@ -10,6 +11,7 @@ use anyhow::{Context, Result};
 use outpost_tests::{git_servers, kube_env, tools};
 
 const CLUSTER: &str = "demo-edge";
+const NAMESPACE: &str = "outpost-system";
 
 fn main() -> Result<()> {
     println!("Starting etcd + kube-apiserver and the Git servers on loopback ...");
@@ -21,66 +23,106 @@ fn main() -> Result<()> {
     let commit = repo.commit("Demo resources from examples/")?;
     println!("Committed examples/ as {commit} to {}", repo.https_url());
 
-    let agent = tools::outpost_bin("outpost-agent")?;
-    let cache = outpost_tests::scratch_dir("demo-cache")?;
-    let agent_args = |once: bool| {
-        let mut cmd = Command::new(&agent);
+    let kubectl = tools::kubectl()?;
+    let kubectl_run = |args: &[&str]| -> Result<()> {
+        println!("\n$ kubectl {}", args.join(" "));
+        Command::new(&kubectl)
+            .env("KUBECONFIG", &kube.kubeconfig)
+            .args(args)
+            .status()?;
+        Ok(())
+    };
+    kubectl_run(&["create", "namespace", NAMESPACE])?;
+
+    let binary = |name: &str, cache: &str, once: bool| -> Result<Command> {
+        let mut cmd = Command::new(tools::outpost_bin(name)?);
         cmd.env("KUBECONFIG", &kube.kubeconfig)
             .args([
                 "--cluster",
                 CLUSTER,
+                "--namespace",
+                NAMESPACE,
                 "--git-url",
                 &repo.https_url(),
-                "--git-username",
-                &git.http_user,
             ])
+            .args(["--git-username", &git.http_user])
             .arg("--git-token-file")
             .arg(&git.token_file)
             .arg("--git-ca-file")
             .arg(&git.ca_file)
             .arg("--cache-dir")
-            .arg(&cache)
-            .args(["--interval", "5s", "--metrics-addr", "127.0.0.1:0"]);
+            .arg(outpost_tests::scratch_dir(cache)?)
+            .args(["--metrics-addr", "127.0.0.1:0"]);
         if once {
             cmd.arg("--once");
         }
-        cmd
+        Ok(cmd)
     };
+
     println!(
-        "\n$ outpost-agent --once --cluster {CLUSTER} --git-url {} ...",
+        "\n$ outpost-agent --once --cluster {CLUSTER} --namespace {NAMESPACE} --git-url {} ...",
         repo.https_url()
     );
-    let status = agent_args(true).status().context("run outpost-agent")?;
+    let status = binary("outpost-agent", "demo-agent", true)?
+        .status()
+        .context("run outpost-agent")?;
     anyhow::ensure!(status.success(), "outpost-agent --once failed");
+    kubectl_run(&["get", "namespace", "demo-web"])?;
+    kubectl_run(&[
+        "-n",
+        "demo-web",
+        "get",
+        "configmaps,deployments,services,probes.demo.outpost.dev",
+    ])?;
+    kubectl_run(&["get", "clusterrole", "demo-probe-reader"])?;
+    kubectl_run(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "secrets",
+        "-l",
+        "outpost.dev/inventory=v1",
+    ])?;
 
-    let kubectl = tools::kubectl()?;
-    for args in [
-        vec!["get", "namespace", "demo-web"],
-        vec![
-            "-n",
-            "demo-web",
-            "get",
-            "configmaps,deployments,services,probes.demo.outpost.dev",
-        ],
-        vec!["get", "clusterrole", "demo-probe-reader"],
-    ] {
-        println!("\n$ kubectl {}", args.join(" "));
-        Command::new(&kubectl)
-            .env("KUBECONFIG", &kube.kubeconfig)
-            .args(&args)
-            .status()?;
+    println!("\n$ outpost-agent status ...");
+    let mut status_cmd = binary("outpost-agent", "demo-agent-status", false)?;
+    status_cmd.arg("status").status()?;
+
+    println!("\n$ outpost-status-writer --once --cluster {CLUSTER} ...");
+    let status = binary("outpost-status-writer", "demo-status", true)?
+        .status()
+        .context("run outpost-status-writer")?;
+    anyhow::ensure!(status.success(), "outpost-status-writer --once failed");
+    let path = format!("clusters/{CLUSTER}/status/web/web-status.yaml");
+    println!("\n$ git show main:{path} | head -30");
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&repo.bare)
+        .args(["show", &format!("refs/heads/main:{path}")])
+        .output()?;
+    for line in String::from_utf8_lossy(&out.stdout).lines().take(30) {
+        println!("{line}");
     }
 
-    println!("\nThe agent now polls every 5s. To look around and change things:");
+    println!("\nThe agent (polling every 5s) and the status writer now run until Ctrl-C. To look around:");
     println!("  export KUBECONFIG={}", kube.kubeconfig.display());
     println!("  {} -n demo-web get all,configmaps -o wide", kubectl.display());
     println!(
         "  cd {} && edit clusters/{CLUSTER}/... && git commit -am change && git push origin HEAD:main",
         repo.work.display()
     );
-    println!("Press Ctrl-C to stop everything.");
-    let mut daemon = agent_args(false).spawn().context("start outpost-agent")?;
-    let _ = daemon.wait();
+    println!(
+        "  git -C {} log --oneline main   # status commits land here",
+        repo.bare.display()
+    );
+    let mut agent = binary("outpost-agent", "demo-agent-daemon", false)?;
+    agent.args(["--interval", "5s"]);
+    let mut agent = agent.spawn().context("start outpost-agent")?;
+    let mut writer = binary("outpost-status-writer", "demo-status-daemon", false)?
+        .spawn()
+        .context("start outpost-status-writer")?;
+    let _ = agent.wait();
+    let _ = writer.wait();
     Ok(())
 }
 
