@@ -54,10 +54,19 @@ pub fn build(
     message: &str,
     author: &Author,
 ) -> Result<Option<Built>, Error> {
-    let parent_tree = match parent {
-        Some(p) => repo.find_commit(p).map_err(err)?.tree_id().map_err(err)?.detach(),
-        None => ObjectId::empty_tree(repo.object_hash()),
-    };
+    let tree = write_tree(repo, files)?;
+    let replace = BTreeMap::from([(root.to_owned(), tree)]);
+    compose(repo, parent, &replace, &BTreeSet::new(), message, author)
+}
+
+/// Write `files` (relative paths) as a tree; `None` when there are none (the directory is absent).
+pub fn write_tree(
+    repo: &gix::Repository,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<Option<ObjectId>, Error> {
+    if files.is_empty() {
+        return Ok(None);
+    }
     let mut dir = Dir::default();
     for (path, bytes) in files {
         let blob = repo.write_blob(bytes).map_err(err)?.detach();
@@ -69,21 +78,79 @@ pub fn build(
         }
         d.files.insert(name.to_owned(), blob);
     }
-    let old_subtree = subtree_at(repo, parent_tree, root)?;
+    write_dir(repo, &dir).map(Some)
+}
+
+/// Build a commit on `parent` where each path of `replace` holds the given tree (`None`: the path is removed).
+/// Returns `None` when every path already holds its tree. The objects listed for the push are the commit and
+/// everything new below it, except the trees in `remote_has` (and what they contain).
+pub fn compose(
+    repo: &gix::Repository,
+    parent: Option<ObjectId>,
+    replace: &BTreeMap<String, Option<ObjectId>>,
+    remote_has: &BTreeSet<ObjectId>,
+    message: &str,
+    author: &Author,
+) -> Result<Option<Built>, Error> {
+    let parent_tree = match parent {
+        Some(p) => tree_of(repo, p)?,
+        None => ObjectId::empty_tree(repo.object_hash()),
+    };
     let mut editor = repo.edit_tree(parent_tree).map_err(err)?;
-    if files.is_empty() {
-        if old_subtree.is_none() {
-            return Ok(None);
+    let mut changed = false;
+    for (path, tree) in replace {
+        let old = subtree_at(repo, parent_tree, path)?;
+        if old == *tree {
+            continue;
         }
-        editor.remove(root).map_err(err)?;
-    } else {
-        let subtree = write_dir(repo, &dir)?;
-        if old_subtree == Some(subtree) {
-            return Ok(None);
-        }
-        editor.upsert(root, EntryKind::Tree, subtree).map_err(err)?;
+        changed = true;
+        match tree {
+            Some(tree) => editor.upsert(path, EntryKind::Tree, *tree).map_err(err)?,
+            None => editor.remove(path).map_err(err)?,
+        };
+    }
+    if !changed {
+        return Ok(None);
     }
     let tree = editor.write().map_err(err)?.detach();
+    let commit = new_commit(repo, tree, parent, message, author)?;
+    let mut objects = vec![commit];
+    let mut seen = remote_has.clone();
+    new_objects(repo, tree, Some(parent_tree), &mut objects, &mut seen)?;
+    Ok(Some(Built { commit, objects }))
+}
+
+/// A commit of `tree` (`None`: the empty tree) on `parent`, with the objects the remote lacks when it has
+/// `parent`: the commit, and the tree's objects that are not in the parent's tree (all of them when the parent
+/// is not in `repo`).
+pub fn commit_tree(
+    repo: &gix::Repository,
+    tree: Option<ObjectId>,
+    parent: Option<ObjectId>,
+    message: &str,
+    author: &Author,
+) -> Result<Built, Error> {
+    let tree = match tree {
+        Some(t) => t,
+        None => repo.write_object(gix::objs::Tree::empty()).map_err(err)?.detach(),
+    };
+    let parent_tree = parent
+        .filter(|p| repo.has_object(p))
+        .map(|p| tree_of(repo, p))
+        .transpose()?;
+    let commit = new_commit(repo, tree, parent, message, author)?;
+    let mut objects = vec![commit];
+    new_objects(repo, tree, parent_tree, &mut objects, &mut BTreeSet::new())?;
+    Ok(Built { commit, objects })
+}
+
+fn new_commit(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    parent: Option<ObjectId>,
+    message: &str,
+    author: &Author,
+) -> Result<ObjectId, Error> {
     let now = gix::date::Time::now_local_or_utc();
     let signature = gix::actor::Signature {
         name: author.name.as_str().into(),
@@ -92,25 +159,35 @@ pub fn build(
     };
     let mut time_buf = gix::date::parse::TimeBuf::default();
     let sig = signature.to_ref(&mut time_buf);
-    let commit = repo
+    Ok(repo
         .new_commit_as(sig, sig, message, tree, parent)
         .map_err(err)?
-        .id;
-    let mut objects = vec![commit];
-    let mut seen = BTreeSet::new();
-    new_objects(repo, tree, Some(parent_tree), &mut objects, &mut seen)?;
-    Ok(Some(Built { commit, objects }))
+        .id)
 }
 
-/// The tree id at `path` in `commit`'s tree, if there is one.
-pub fn subtree(repo: &gix::Repository, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, Error> {
-    let tree = repo
+/// The root tree of `commit`.
+pub fn tree_of(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, Error> {
+    Ok(repo
         .find_commit(commit)
         .map_err(err)?
         .tree_id()
         .map_err(err)?
-        .detach();
-    subtree_at(repo, tree, path)
+        .detach())
+}
+
+/// When `commit` was made (committer time, seconds since the epoch).
+pub fn time_of(repo: &gix::Repository, commit: ObjectId) -> Result<i64, Error> {
+    Ok(repo
+        .find_commit(commit)
+        .map_err(err)?
+        .time()
+        .map_err(err)?
+        .seconds)
+}
+
+/// The tree id at `path` in `commit`'s tree, if there is one.
+pub fn subtree(repo: &gix::Repository, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, Error> {
+    subtree_at(repo, tree_of(repo, commit)?, path)
 }
 
 /// The bytes of the file at `path` in `commit`, if it exists.
@@ -311,6 +388,75 @@ mod tests {
         assert_eq!(
             read(&repo, fourth.commit, "clusters/other/status/x/x-status.yaml").as_deref(),
             Some("other")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_carried_directory_lands_without_resending_its_objects() {
+        let dir = std::env::temp_dir().join(format!("outpost-compose-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = gix::init_bare(&dir).unwrap();
+        let base = build(&repo, None, "README", &BTreeMap::new(), "init", &author()).unwrap();
+        assert!(base.is_none(), "nothing to commit on an empty base");
+        let base = build(
+            &repo,
+            None,
+            "clusters/a/status",
+            &files(&[("x/x-status.yaml", "old")]),
+            "a",
+            &author(),
+        )
+        .unwrap()
+        .unwrap();
+        // Another writer published its directory on its status ref: the remote has that tree already.
+        let theirs = write_tree(&repo, &files(&[("y/y-status.yaml", "B")]))
+            .unwrap()
+            .unwrap();
+        let published = commit_tree(&repo, Some(theirs), None, "b", &author()).unwrap();
+        assert_eq!(published.objects.len(), 1 + 2 + 1, "commit, two trees, one blob");
+        let ours = write_tree(&repo, &files(&[("x/x-status.yaml", "new")])).unwrap();
+        let replace = BTreeMap::from([
+            ("clusters/a/status".to_owned(), ours),
+            ("clusters/b/status".to_owned(), Some(theirs)),
+        ]);
+        let remote_has = BTreeSet::from([theirs]);
+        let built = compose(&repo, Some(base.commit), &replace, &remote_has, "both", &author())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            read(&repo, built.commit, "clusters/b/status/y/y-status.yaml").as_deref(),
+            Some("B")
+        );
+        assert_eq!(
+            read(&repo, built.commit, "clusters/a/status/x/x-status.yaml").as_deref(),
+            Some("new")
+        );
+        // The commit; trees root, clusters, a, a/status, a/status/x and b (new, holding the carried tree); the
+        // new blob. Nothing of b's status directory itself.
+        assert_eq!(built.objects.len(), 1 + 6 + 1, "{:?}", built.objects);
+        assert!(!built.objects.contains(&theirs));
+        // Removing a directory through a carried empty status.
+        let removed = compose(
+            &repo,
+            Some(built.commit),
+            &BTreeMap::from([("clusters/b/status".to_owned(), None)]),
+            &BTreeSet::new(),
+            "gone",
+            &author(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            read(&repo, removed.commit, "clusters/b/status/y/y-status.yaml"),
+            None
+        );
+        // Already there: no commit.
+        let same = BTreeMap::from([("clusters/b/status".to_owned(), Some(theirs))]);
+        assert!(
+            compose(&repo, Some(built.commit), &same, &remote_has, "same", &author())
+                .unwrap()
+                .is_none()
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

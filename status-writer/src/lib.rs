@@ -3,8 +3,10 @@
 //! fast-forward only.
 #![forbid(unsafe_code)]
 
+pub mod carry;
 pub mod cli;
 pub mod commit;
+pub mod land;
 pub mod paths;
 pub mod push;
 pub mod render;

@@ -66,7 +66,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         .map_err(Error::Kube)?;
     info!(url = %target.url, cluster = %args.cluster, branch = %args.git_branch, "Starting");
     let interrupt = Arc::new(AtomicBool::new(false));
-    let index = Index::start(client.clone(), &args.namespace, &args.cluster);
+    let index = Arc::new(Index::start(client.clone(), &args.namespace, &args.cluster));
 
     if args.once {
         let writer = Writer::new(target, scrubber, None, interrupt);
@@ -156,7 +156,15 @@ pub async fn run(args: Args) -> Result<(), Error> {
             retry_in = Some(Duration::from_millis(500));
             continue;
         }
-        match writer.write(writer.render_all(&snapshot)).await {
+        let renderer = writer.renderer();
+        let latest = {
+            let index = index.clone();
+            move || {
+                let snapshot = index.snapshot();
+                snapshot.complete.then(|| renderer.render_all(&snapshot))
+            }
+        };
+        match writer.write_latest(latest).await {
             Ok(written) => {
                 backoff = error_backoff();
                 retry_in = None;

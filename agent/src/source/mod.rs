@@ -166,6 +166,17 @@ pub struct Update {
     pub fetched: bool,
 }
 
+/// A ref the remote listed for one of [`Source::fetch_refs`]'s refspecs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRef {
+    /// Full name on the remote (`refs/heads/main`).
+    pub name: String,
+    /// Where it points.
+    pub id: ObjectId,
+    /// Which refspec (index into the list given) matched it.
+    pub spec: usize,
+}
+
 /// A Git repository to follow.
 pub struct Source {
     /// Settings from the command line.
@@ -193,6 +204,29 @@ impl Source {
         match &self.config.url {
             RepoUrl::Local(path) => local::resolve(path, &self.config.reference),
             RepoUrl::Remote { .. } => remote::update(&self.config, &self.scrubber, interrupt),
+        }
+    }
+
+    /// Fetch several refs at once (depth 1) into the cache of a network repository: `refspecs` are full
+    /// `+<remote>:<local>` specs, wildcards allowed. One ref listing; a pack only when some listed commit is not
+    /// cached yet. Returns every ref listed, in the server's order (a spec that matches nothing is not an error
+    /// here). Blocking.
+    pub fn fetch_refs(&self, refspecs: &[String], interrupt: &AtomicBool) -> Result<Vec<RemoteRef>> {
+        match &self.config.url {
+            RepoUrl::Local(path) => Err(Error::Open {
+                path: path.clone(),
+                reason:
+                    "several refs are fetched from network repositories only; use file:// for a local one"
+                        .into(),
+            }),
+            RepoUrl::Remote { .. } => remote::fetch(
+                &self.config,
+                &self.scrubber,
+                interrupt,
+                refspecs,
+                |repo, found| found.iter().all(|r| repo.has_object(r.id)),
+            )
+            .map(|(found, _)| found),
         }
     }
 

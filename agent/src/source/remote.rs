@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use gix::remote::Direction;
 use sha2::{Digest, Sha256};
 
-use super::{Config, Error, GitRef, ObjectId, RepoUrl, Result, Update, describe, transport};
+use super::{Config, Error, GitRef, ObjectId, RemoteRef, RepoUrl, Result, Update, describe, transport};
 use crate::secret::Scrubber;
 
 /// Local ref the fetched commit is stored under, so the objects stay reachable in the cache.
@@ -44,8 +44,39 @@ pub(super) fn open_cache(config: &Config) -> Result<gix::Repository> {
 
 /// Ask the remote where the ref points and fetch that commit if we do not have it.
 pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool) -> Result<Update> {
+    // A pinned commit that is already cached needs no network at all.
+    if let GitRef::Commit(id) = &config.reference
+        && open_cache(config)?.has_object(id)
+    {
+        return Ok(Update {
+            commit: *id,
+            fetched: false,
+        });
+    }
+    let refspec = format!("+{}:{TRACKING_REF}", config.reference.remote_name());
+    let (found, fetched) = fetch(config, scrubber, interrupt, &[refspec], |repo, found| {
+        found
+            .first()
+            .is_some_and(|r| repo.has_object(r.id) && tracking_ref_is(repo, r.id))
+    })?;
+    let commit = found.first().map(|r| r.id).ok_or_else(|| Error::RefNotFound {
+        url: config.url.to_string(),
+        reference: config.reference.to_string(),
+    })?;
+    Ok(Update { commit, fetched })
+}
+
+/// Fetch with `refspecs` (depth 1): one ref listing, then a pack unless `have(repo, refs found)` says every
+/// object is here already. Returns the refs the specs matched, in listing order, and whether a pack came.
+pub(super) fn fetch(
+    config: &Config,
+    scrubber: &Scrubber,
+    interrupt: &AtomicBool,
+    refspecs: &[String],
+    have: impl FnOnce(&gix::Repository, &[RemoteRef]) -> bool,
+) -> Result<(Vec<RemoteRef>, bool)> {
     let RepoUrl::Remote { url, embedded } = &config.url else {
-        unreachable!("remote::update called for a local repository");
+        unreachable!("remote::fetch called for a local repository");
     };
     let shown = config.url.to_string();
     let mut repo = open_cache(config)?;
@@ -64,23 +95,12 @@ pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBoo
         })?;
     }
 
-    // A pinned commit that is already cached needs no network at all.
-    if let GitRef::Commit(id) = &config.reference
-        && repo.has_object(id)
-    {
-        return Ok(Update {
-            commit: *id,
-            fetched: false,
-        });
-    }
-
     let connect_err = |e: &dyn std::error::Error| classify(e, &shown, scrubber);
-    let refspec = format!("+{}:{TRACKING_REF}", config.reference.remote_name());
     let remote = repo
         .remote_at(url.clone())
         .map_err(|e| connect_err(&e))?
         .with_fetch_tags(gix::remote::fetch::Tags::None)
-        .with_refspecs(Some(refspec.as_str()), Direction::Fetch)
+        .with_refspecs(refspecs.iter().map(String::as_str), Direction::Fetch)
         .map_err(|e| connect_err(&e))?;
 
     // Read once before connecting so an unreadable token file fails here, as a credentials error; the callback
@@ -90,6 +110,12 @@ pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBoo
     if config.url.is_http() {
         let options = transport::http_options(&repo, url, &config.auth, &shown)?;
         connection.set_transport_options(Box::new(options));
+        if let Some(identity) = transport::preemptive_identity(&config.auth, embedded.as_ref(), scrubber) {
+            connection
+                .transport_mut()
+                .set_identity(identity)
+                .map_err(|e| connect_err(&e))?;
+        }
     }
     let connection =
         connection.with_credentials(transport::credentials(&config.auth, embedded.as_ref(), scrubber));
@@ -97,20 +123,23 @@ pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBoo
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
         .map_err(|e| connect_err(&e))?;
-    let commit = prepare
+    let found: Vec<RemoteRef> = prepare
         .ref_map()
         .mappings
         .iter()
-        .find_map(|m| m.remote.as_id().map(|id| id.to_owned()))
-        .ok_or_else(|| Error::RefNotFound {
-            url: shown.clone(),
-            reference: config.reference.to_string(),
-        })?;
-    if repo.has_object(commit) && tracking_ref_is(&repo, commit) {
-        return Ok(Update {
-            commit,
-            fetched: false,
-        });
+        .filter_map(|m| {
+            Some(RemoteRef {
+                name: m.remote.as_name().map(|n| n.to_string()).unwrap_or_default(),
+                id: m.remote.as_id()?.to_owned(),
+                spec: match m.spec_index {
+                    gix::protocol::fetch::refmap::SpecIndex::ExplicitInRemote(i) => i,
+                    gix::protocol::fetch::refmap::SpecIndex::Implicit(_) => return None,
+                },
+            })
+        })
+        .collect();
+    if found.is_empty() || have(&repo, &found) {
+        return Ok((found, false));
     }
     let depth = std::num::NonZeroU32::new(1).expect("1 is not zero");
     prepare
@@ -130,13 +159,13 @@ pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBoo
             }
         })?;
     drop(repo);
-    if pack_count(&cache_path(config)) > MAX_PACKS {
-        compact(config, scrubber, interrupt, commit);
+    // Compaction refetches the configured reference only, the first refspec.
+    if let Some(first) = found.iter().find(|r| r.spec == 0)
+        && pack_count(&cache_path(config)) > MAX_PACKS
+    {
+        compact(config, scrubber, interrupt, first.id);
     }
-    Ok(Update {
-        commit,
-        fetched: true,
-    })
+    Ok((found, true))
 }
 
 /// Number of pack files in a bare repository.

@@ -92,6 +92,21 @@ pub fn credentials(
     }
 }
 
+/// The credentials to send with the first HTTP request, so the server need not answer 401 first (a round trip,
+/// and on servers like ours a request of its own, saved on every connection). `None` without credentials.
+pub fn preemptive_identity(
+    auth: &Auth,
+    embedded: Option<&(String, Secret)>,
+    scrubber: &Scrubber,
+) -> Option<gix::sec::identity::Account> {
+    let (username, token) = auth.http_credentials(embedded, scrubber).ok()??;
+    Some(gix::sec::identity::Account {
+        username,
+        password: token.expose().to_owned(),
+        oauth_refresh_token: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

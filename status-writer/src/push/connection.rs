@@ -74,6 +74,11 @@ pub(super) fn advertise(
         RepoUrl::Remote { embedded, .. } => embedded.as_ref(),
         RepoUrl::Local(_) => None,
     };
+    if is_http && let Some(identity) = transport::preemptive_identity(req.auth, embedded, req.scrubber) {
+        connection
+            .set_identity(identity)
+            .map_err(|e| failure(&e, shown, req.scrubber, interrupt, connect_err))?;
+    }
     let mut answer = transport::credentials(req.auth, embedded, req.scrubber);
     // Only HTTP takes a username and token; for ssh a refusal must not turn into a different login user.
     let authenticate = |action| if is_http { answer(action) } else { Ok(None) };

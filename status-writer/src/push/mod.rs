@@ -45,6 +45,17 @@ pub struct PushRequest<'a> {
     pub cache_dir: &'a Path,
 }
 
+/// One more ref update riding with the branch's ([`push_with`]); `new: None` deletes the ref.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefCommand {
+    /// Full ref name.
+    pub refname: String,
+    /// Where it must be now (`None`: must not exist).
+    pub old: Option<ObjectId>,
+    /// Where it goes (`None`: deleted).
+    pub new: Option<ObjectId>,
+}
+
 /// How a push ended, short of an error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -138,26 +149,131 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Push `req.new` to `req.branch` if the branch is still at `req.old`. Blocking; never force-pushes.
 pub fn push(req: &PushRequest<'_>, interrupt: &AtomicBool) -> Result<PushOutcome> {
-    let shown = req.url.to_string();
-    let refname = format!("refs/heads/{}", req.branch);
-    gix::refs::FullName::try_from(refname.as_str()).map_err(|e| Error::Setup {
-        url: shown.clone(),
-        reason: format!("{:?} is not a valid branch name: {e}", req.branch),
-    })?;
-    stop_if(interrupt)?;
-    let pack = pack::build(req.repo, req.objects)?;
+    push_with(req, &[], interrupt).map(|(outcome, _)| outcome)
+}
 
-    let (mut connection, advertisement) = advertise(req, &shown, interrupt)?;
-    let tip = tip_of(&advertisement.refs, &refname);
-    if tip != req.old {
-        hang_up(&mut connection);
-        let reason = match tip {
-            Some(tip) => format!("{refname} is at {tip} on the server, not where our commit was built"),
-            None => format!("{refname} does not exist on the server any more"),
+/// [`push`], with `extra` ref updates applied atomically with the branch's when the server supports atomic
+/// pushes (then either all land or none do). An extra update whose ref is not where it expects when the server
+/// lists the refs is left out. Returns the branch's outcome and whether every extra update was applied (false
+/// when the server cannot do it atomically: only the branch is pushed then).
+pub fn push_with(
+    req: &PushRequest<'_>,
+    extra: &[RefCommand],
+    interrupt: &AtomicBool,
+) -> Result<(PushOutcome, bool)> {
+    let mut commands = vec![RefCommand {
+        refname: format!("refs/heads/{}", req.branch),
+        old: req.old,
+        new: Some(req.new),
+    }];
+    commands.extend_from_slice(extra);
+    let done = exchange(req, interrupt, |_| Ok((commands, req.objects.to_vec())))?;
+    Ok((done.outcome, done.applied))
+}
+
+/// Move the single ref `refname` to a commit made from what the server says is there now: `build(current)`
+/// returns the commit and the objects the server lacks. One conversation (the ref advertisement and the
+/// update), compare-and-swap; the branch is not touched. Returns the outcome and every advertised ref (name, id).
+pub fn publish(
+    req: &PushRequest<'_>,
+    refname: &str,
+    build: impl FnOnce(Option<ObjectId>) -> Result<(ObjectId, Vec<ObjectId>)>,
+    interrupt: &AtomicBool,
+) -> Result<(PushOutcome, Vec<(String, ObjectId)>)> {
+    let done = exchange(req, interrupt, |refs| {
+        let current = tip_of(refs, refname);
+        let (new, objects) = build(current)?;
+        let command = RefCommand {
+            refname: refname.to_owned(),
+            old: current,
+            new: Some(new),
         };
-        return Ok(PushOutcome::Rejected {
-            remote_tip: tip,
-            reason,
+        Ok((vec![command], objects))
+    })?;
+    Ok((done.outcome, done.refs))
+}
+
+/// The refs receive-pack advertises (name, id): one request, no pack. Blocking.
+pub fn advertised(req: &PushRequest<'_>, interrupt: &AtomicBool) -> Result<Vec<(String, ObjectId)>> {
+    let shown = req.url.to_string();
+    let (mut connection, advertisement) = advertise(req, &shown, interrupt)?;
+    hang_up(&mut connection);
+    Ok(named(&advertisement.refs))
+}
+
+/// (name, id) of every ref that points at an object.
+fn named(refs: &[gix::protocol::handshake::Ref]) -> Vec<(String, ObjectId)> {
+    refs.iter()
+        .filter_map(|r| match r.unpack() {
+            (name, Some(id), _) => Some((name.to_string(), id.to_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What one conversation did.
+struct Exchanged {
+    /// For the first command.
+    outcome: PushOutcome,
+    /// Every command was applied (several commands need an atomic push).
+    applied: bool,
+    /// The advertisement.
+    refs: Vec<(String, ObjectId)>,
+}
+
+/// One receive-pack conversation. `prepare` sees the advertised refs and returns the commands (the first is
+/// the one reported on) and the objects to pack. Every ref must be where its command expects (otherwise nothing
+/// is sent); several commands go atomically when the server can, otherwise the first alone.
+fn exchange(
+    req: &PushRequest<'_>,
+    interrupt: &AtomicBool,
+    prepare: impl FnOnce(&[gix::protocol::handshake::Ref]) -> Result<(Vec<RefCommand>, Vec<ObjectId>)>,
+) -> Result<Exchanged> {
+    let shown = req.url.to_string();
+    stop_if(interrupt)?;
+    let (mut connection, advertisement) = advertise(req, &shown, interrupt)?;
+    let refs = named(&advertisement.refs);
+    let (mut commands, objects) = match prepare(&advertisement.refs) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            hang_up(&mut connection);
+            return Err(e);
+        }
+    };
+    for c in &commands {
+        gix::refs::FullName::try_from(c.refname.as_str()).map_err(|e| Error::Setup {
+            url: shown.clone(),
+            reason: format!("{:?} is not a valid ref name: {e}", c.refname),
+        })?;
+    }
+    let pack = pack::build(req.repo, &objects)?;
+    let refname = commands[0].refname.clone();
+    let tip = tip_of(&advertisement.refs, &refname);
+    // Extra commands whose ref is no longer where they expect are dropped; the first must hold.
+    let extra_count = commands.len() - 1;
+    let first = commands.remove(0);
+    commands.retain(|c| tip_of(&advertisement.refs, &c.refname) == c.old);
+    commands.insert(0, first);
+    if let Some(moved) = commands
+        .iter()
+        .find(|c| tip_of(&advertisement.refs, &c.refname) != c.old)
+    {
+        hang_up(&mut connection);
+        let now = tip_of(&advertisement.refs, &moved.refname);
+        let reason = match now {
+            Some(now) => format!(
+                "{} is at {now} on the server, not where our commit was built",
+                moved.refname
+            ),
+            None => format!("{} does not exist on the server any more", moved.refname),
+        };
+        return Ok(Exchanged {
+            outcome: PushOutcome::Rejected {
+                remote_tip: tip,
+                reason,
+            },
+            applied: false,
+            refs,
         });
     }
     let capabilities = advertisement.capabilities;
@@ -170,6 +286,16 @@ pub fn push(req: &PushRequest<'_>, interrupt: &AtomicBool) -> Result<PushOutcome
         });
     }
     let mut wanted = vec!["report-status".to_owned()];
+    let requested = 1 + extra_count;
+    let deletes = commands.iter().any(|c| c.new.is_none());
+    let together = commands.len() > 1
+        && capabilities.contains("atomic")
+        && (!deletes || capabilities.contains("delete-refs"));
+    if together {
+        wanted.push("atomic".to_owned());
+    } else {
+        commands.truncate(1);
+    }
     if capabilities.contains("quiet") {
         wanted.push("quiet".to_owned());
     }
@@ -177,8 +303,13 @@ pub fn push(req: &PushRequest<'_>, interrupt: &AtomicBool) -> Result<PushOutcome
         wanted.push(format!("agent={}", transport::USER_AGENT));
     }
     stop_if(interrupt)?;
-    tracing::debug!(url = %shown, branch = req.branch, objects = req.objects.len(), bytes = pack.len(), "Pushing");
-    let body = report::request(req.old, req.new, &refname, &wanted, &pack);
+    tracing::debug!(url = %shown, refs = commands.len(), objects = objects.len(), bytes = pack.len(), "Pushing");
+    let null = ObjectId::null(gix::hash::Kind::Sha1);
+    let lines: Vec<(Option<ObjectId>, ObjectId, &str)> = commands
+        .iter()
+        .map(|c| (c.old, c.new.unwrap_or(null), c.refname.as_str()))
+        .collect();
+    let body = report::request_many(&lines, &wanted, &pack);
     let lines = send(&mut connection, &body).map_err(|e| {
         failure(&*e, &shown, req.scrubber, interrupt, |url, reason| {
             Error::Protocol { url, reason }
@@ -186,35 +317,49 @@ pub fn push(req: &PushRequest<'_>, interrupt: &AtomicBool) -> Result<PushOutcome
     })?;
     drop(connection);
 
-    match report::verdict(&lines, &refname) {
-        report::Verdict::Updated => Ok(PushOutcome::Updated),
-        report::Verdict::Failed(reason) => Err(Error::Protocol {
-            url: shown,
-            reason: req.scrubber.scrub(&reason),
-        }),
+    let outcome = match report::verdict(&lines, &refname) {
+        report::Verdict::Updated => PushOutcome::Updated,
+        report::Verdict::Failed(reason) => {
+            return Err(Error::Protocol {
+                url: shown,
+                reason: req.scrubber.scrub(&reason),
+            });
+        }
         report::Verdict::Refused(reason) => {
             let reason = req.scrubber.scrub(&reason);
-            // Ask again where the branch is: a moved branch is a lost race, anything else is a real refusal.
+            // Ask again where the refs are: a moved ref is a lost race, anything else is a real refusal.
             let now = advertise(req, &shown, interrupt)
                 .ok()
                 .map(|(mut connection, advertisement)| {
                     hang_up(&mut connection);
-                    tip_of(&advertisement.refs, &refname)
+                    commands
+                        .iter()
+                        .map(|c| tip_of(&advertisement.refs, &c.refname))
+                        .collect::<Vec<_>>()
                 });
-            let moved = matches!(now, Some(tip) if tip != req.old);
+            let moved = now
+                .as_ref()
+                .is_some_and(|tips| tips.iter().zip(&commands).any(|(tip, c)| *tip != c.old));
+            let why = format!("the server refused to update {refname}: {reason}");
             if moved || report::is_race(&reason) {
-                Ok(PushOutcome::Rejected {
-                    remote_tip: now.flatten(),
-                    reason: format!("the server refused to update {refname}: {reason}"),
-                })
+                PushOutcome::Rejected {
+                    remote_tip: now.and_then(|t| t.first().copied().flatten()),
+                    reason: why,
+                }
             } else {
-                Err(Error::Protocol {
+                return Err(Error::Protocol {
                     url: shown,
-                    reason: format!("the server refused to update {refname}: {reason}"),
-                })
+                    reason: why,
+                });
             }
         }
-    }
+    };
+    let applied = commands.len() == requested && outcome == PushOutcome::Updated;
+    Ok(Exchanged {
+        outcome,
+        applied,
+        refs,
+    })
 }
 
 /// Stop early when shutdown was requested.

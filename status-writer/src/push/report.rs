@@ -21,6 +21,7 @@ pub(super) enum Verdict {
 }
 
 /// The request body: the update command with `capabilities`, a flush packet, then `pack`.
+#[cfg(test)]
 pub(super) fn request(
     old: Option<ObjectId>,
     new: ObjectId,
@@ -28,10 +29,26 @@ pub(super) fn request(
     capabilities: &[String],
     pack: &[u8],
 ) -> Vec<u8> {
-    let old = old.unwrap_or_else(|| ObjectId::null(new.kind()));
-    let command = format!("{old} {new} {refname}\0{}", capabilities.join(" "));
-    let mut out = Vec::with_capacity(command.len() + 8 + pack.len());
-    encode::data_to_write(command.as_bytes(), &mut out).expect("writing to memory cannot fail");
+    request_many(&[(old, new, refname)], capabilities, pack)
+}
+
+/// The request body for several update commands `(old, new, ref)` (capabilities ride on the first; the server
+/// applies them in this order), a flush packet, then `pack`.
+pub(super) fn request_many(
+    commands: &[(Option<ObjectId>, ObjectId, &str)],
+    capabilities: &[String],
+    pack: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 * commands.len() + pack.len());
+    for (i, (old, new, refname)) in commands.iter().enumerate() {
+        let old = old.unwrap_or_else(|| ObjectId::null(new.kind()));
+        let mut command = format!("{old} {new} {refname}");
+        if i == 0 {
+            command.push('\0');
+            command.push_str(&capabilities.join(" "));
+        }
+        encode::data_to_write(command.as_bytes(), &mut out).expect("writing to memory cannot fail");
+    }
     encode::flush_to_write(&mut out).expect("writing to memory cannot fail");
     out.extend_from_slice(pack);
     out
@@ -106,6 +123,26 @@ mod tests {
             "0000000000000000000000000000000000000000 {new} refs/heads/main\0report-status agent=outpost/1"
         );
         let expected = format!("{:04x}{command}0000PACK-BYTES", command.len() + 4);
+        assert_eq!(body, expected.as_bytes());
+        // Two commands: capabilities on the first only, in the order given.
+        let side = ObjectId::from_hex(b"2222222222222222222222222222222222222222").unwrap();
+        let body = request_many(
+            &[
+                (None, side, "refs/outpost/x"),
+                (Some(side), new, "refs/heads/main"),
+            ],
+            &caps,
+            b"P",
+        );
+        let first = format!(
+            "0000000000000000000000000000000000000000 {side} refs/outpost/x\0report-status agent=outpost/1"
+        );
+        let second = format!("{side} {new} refs/heads/main");
+        let expected = format!(
+            "{:04x}{first}{:04x}{second}0000P",
+            first.len() + 4,
+            second.len() + 4
+        );
         assert_eq!(body, expected.as_bytes());
     }
 

@@ -1,0 +1,461 @@
+//! One write, from rendered files to status on the control branch (blocking; see [`crate::carry`] for the
+//! scheme).
+//!
+//! Uncontended, a write is one fetch and one push: fetch the tip and the published status refs, stop when our
+//! directory already holds these files, otherwise push one commit with our directory and every pending published
+//! one, removing the status refs it carried. When the branch is contended (we lost a race, here or in the last
+//! write), we publish our status on our status ref first and then only watch that ref: the writer whose cluster
+//! name is first among those waiting lands everyone; the others see their ref removed (carried) with one cheap
+//! ref listing. After [`FALLBACK`] without being carried, anyone lands itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gix::ObjectId;
+use outpost_agent::metrics::StatusMetrics;
+use outpost_agent::secret::Scrubber;
+use tracing::{debug, info, warn};
+
+use crate::push::{self, PushOutcome, PushRequest, RefCommand};
+use crate::writer::{Error, Files, Target, Written, fetch_tip, source_for};
+use crate::{carry, commit, paths};
+
+/// Lost races per write before giving up until the next change.
+const MAX_LOSSES: u32 = 12;
+/// First retry delay after a lost race (uncarried writers); doubled each time, with jitter, up to
+/// [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+/// Longest delay between attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// How often a published writer looks whether it was carried (on average; jittered ±50%).
+const PROBE: Duration = Duration::from_millis(1000);
+/// How long a published writer waits for the first-named writer to carry it before landing itself.
+pub(crate) const FALLBACK: Duration = Duration::from_secs(3);
+/// Longest a contended write keeps trying.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// State a writer keeps between writes.
+#[derive(Default)]
+pub struct Memory {
+    /// Our status directory as we last saw it land (`Some(None)`: landed empty), to notice history rewrites
+    /// and to know a status has changed without fetching.
+    pub landed: std::sync::Mutex<Option<Option<ObjectId>>>,
+    /// The server refused status refs: push to the branch alone.
+    pub no_carrying: AtomicBool,
+    /// The last write lost a race: publish first next time.
+    pub contended: AtomicBool,
+}
+
+/// How one attempt to land ended.
+enum Landing {
+    /// Our directory on the tip already holds this status.
+    Present(ObjectId),
+    /// We pushed this commit.
+    Pushed(ObjectId),
+    /// Someone else moved the branch first.
+    Lost(String),
+}
+
+/// One write in progress.
+pub struct Job<'a> {
+    pub target: &'a Target,
+    pub scrubber: &'a Scrubber,
+    pub metrics: Option<&'a StatusMetrics>,
+    pub interrupt: &'a AtomicBool,
+    pub memory: &'a Memory,
+    pub latest: &'a dyn Fn() -> Option<Files>,
+}
+
+impl Job<'_> {
+    /// Write the newest status; see the module text.
+    pub fn run(&self) -> Result<Written, Error> {
+        let Some(mut files) = (self.latest)() else {
+            return Ok(Written::Unchanged);
+        };
+        let landed = *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = Vec::new();
+        let own_ref = self.own_ref();
+        let publish_first = own_ref.is_some()
+            && self.memory.contended.load(Ordering::Relaxed)
+            && landed.is_some()
+            && landed != Some(commit::write_tree(&self.cache()?, &contents(&files))?);
+        if !publish_first {
+            match self.land(&files, &mut changed, Some(landed))? {
+                Landing::Present(_) => return Ok(Written::Unchanged),
+                Landing::Pushed(commit) => {
+                    self.memory.contended.store(false, Ordering::Relaxed);
+                    return Ok(pushed(commit, changed, 0));
+                }
+                Landing::Lost(_) => self.memory.contended.store(true, Ordering::Relaxed),
+            }
+        }
+        match self.own_ref() {
+            Some(refname) => self.publish_and_wait(&refname, &mut files, &mut changed),
+            None => self.retry(&mut files, &mut changed),
+        }
+    }
+
+    /// Our status ref, unless carrying is off.
+    fn own_ref(&self) -> Option<String> {
+        carry::own_ref(&self.target.branch, &self.target.cluster)
+            .filter(|_| !self.memory.no_carrying.load(Ordering::Relaxed))
+    }
+
+    /// Keep landing ourselves, backing off between lost races (no status refs).
+    fn retry(&self, files: &mut Files, changed: &mut Vec<String>) -> Result<Written, Error> {
+        let mut delay = FIRST_RETRY_DELAY;
+        let mut reason = String::new();
+        for losses in 1..=MAX_LOSSES {
+            std::thread::sleep(delay + delay.mul_f64(fastrand::f64()));
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+            if let Some(newest) = (self.latest)() {
+                *files = newest;
+            }
+            match self.land(files, changed, None)? {
+                Landing::Present(commit) => return Ok(self.carried(commit, changed, losses)),
+                Landing::Pushed(commit) => return Ok(pushed(commit, changed.clone(), losses)),
+                Landing::Lost(why) => reason = why,
+            }
+        }
+        Err(Error::Contended {
+            url: self.target.url.to_string(),
+            attempts: MAX_LOSSES,
+            reason,
+        })
+    }
+
+    /// Publish our status, then wait to be carried, landing everyone when we are first in line (or waited
+    /// [`FALLBACK`]). A status that changes meanwhile is the next write's (publishing every change would flood
+    /// the server exactly when it is busiest).
+    fn publish_and_wait(
+        &self,
+        refname: &str,
+        files: &mut Files,
+        changed: &mut Vec<String>,
+    ) -> Result<Written, Error> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut losses = 0;
+        let mut reason = String::from("not carried in time");
+        let repo = self.cache()?;
+        let probe = self.request(&repo, None, ObjectId::null(gix::hash::Kind::Sha1), &[]);
+        while Instant::now() < deadline {
+            let Some((published, mut refs)) = self.publish(&repo, refname, files)? else {
+                return self.retry(files, changed);
+            };
+            let since = Instant::now();
+            loop {
+                if !refs.iter().any(|(name, _)| name == refname) {
+                    let branch = format!("refs/heads/{}", self.target.branch);
+                    let commit = refs.iter().find(|(n, _)| *n == branch).map(|(_, id)| *id);
+                    *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(published);
+                    info!(commit = ?commit, "Status carried onto the branch by another writer");
+                    return Ok(Written::Pushed {
+                        commit: commit.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
+                        bundles: std::mem::take(changed),
+                        retries: losses,
+                    });
+                }
+                let first = refs
+                    .iter()
+                    .filter_map(|(name, _)| carry::cluster_of(&self.target.branch, name))
+                    .min();
+                if first == Some(self.target.cluster.as_str()) || since.elapsed() >= FALLBACK {
+                    let alone = refs
+                        .iter()
+                        .filter(|(name, _)| carry::cluster_of(&self.target.branch, name).is_some())
+                        .count()
+                        == 1;
+                    match self.land(files, changed, None)? {
+                        Landing::Present(commit) => return Ok(self.carried(commit, changed, losses)),
+                        Landing::Pushed(commit) => {
+                            // Nobody else was waiting and nobody beat us: the branch is quiet again.
+                            if alone && losses == 0 {
+                                self.memory.contended.store(false, Ordering::Relaxed);
+                            }
+                            return Ok(pushed(commit, changed.clone(), losses));
+                        }
+                        Landing::Lost(why) => {
+                            losses += 1;
+                            reason = why;
+                        }
+                    }
+                }
+                std::thread::sleep(PROBE.mul_f64(0.5 + fastrand::f64()));
+                if Instant::now() >= deadline {
+                    break;
+                }
+                refs = push::advertised(&probe, self.interrupt)?;
+            }
+        }
+        Err(Error::Contended {
+            url: self.target.url.to_string(),
+            attempts: losses,
+            reason,
+        })
+    }
+
+    /// Put our status on our status ref (a commit on what the ref holds now). Returns the published tree and
+    /// the refs the server advertised, or `None` when the server refuses status refs (carrying is then off).
+    #[allow(clippy::type_complexity)]
+    fn publish(
+        &self,
+        repo: &gix::Repository,
+        refname: &str,
+        files: &Files,
+    ) -> Result<Option<(Option<ObjectId>, Vec<(String, ObjectId)>)>, Error> {
+        let tree = commit::write_tree(repo, &contents(files))?;
+        let message = format!("outpost status: {}", self.target.cluster);
+        let request = self.request(repo, None, ObjectId::null(gix::hash::Kind::Sha1), &[]);
+        loop {
+            let mut made = None;
+            let result = push::publish(
+                &request,
+                refname,
+                |current| {
+                    let built = commit::commit_tree(repo, tree, current, &message, &self.target.author)
+                        .map_err(|e| push::Error::Pack {
+                            reason: e.to_string(),
+                        })?;
+                    made = Some(built.commit);
+                    Ok((built.commit, built.objects))
+                },
+                self.interrupt,
+            );
+            match result {
+                Ok((PushOutcome::Updated, mut refs)) => {
+                    debug!(tree = ?tree, "Status published on our status ref");
+                    // The refs as they are now: the advertisement predates our update.
+                    refs.retain(|(name, _)| name != refname);
+                    refs.extend(made.map(|id| (refname.to_owned(), id)));
+                    return Ok(Some((tree, refs)));
+                }
+                // A carrier removed or moved our ref between listing and update: publish on what is there now.
+                Ok((PushOutcome::Rejected { .. }, _)) => continue,
+                Err(push::Error::Protocol { reason, .. }) => {
+                    warn!(reason = %reason, "The control repository refuses our status ref; pushing to the branch alone from now on");
+                    self.memory.no_carrying.store(true, Ordering::Relaxed);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Fetch the tip and, unless our directory already holds `files`, push a commit of them that also carries
+    /// every pending published status and removes the status refs it settles (ours, those carried, those
+    /// already on the branch). `expected` (first attempt of a write): what we last saw land, to report rewrites.
+    fn land(
+        &self,
+        files: &Files,
+        changed: &mut Vec<String>,
+        expected: Option<Option<Option<ObjectId>>>,
+    ) -> Result<Landing, Error> {
+        let target = self.target;
+        let root = paths::status_root(&target.cluster);
+        let own_ref = self.own_ref();
+        let fetch_started = Instant::now();
+        let tip = fetch_tip(target, self.scrubber, self.interrupt, own_ref.is_some())?;
+        let fetch_ms = fetch_started.elapsed().as_millis();
+        let repo = tip.source.cache_repo()?;
+        let base = tip.base;
+        let before = commit::subtree(&repo, base, &root)?;
+        let ours = commit::write_tree(&repo, &contents(files))?;
+        if let Some(Some(expected)) = expected
+            && before != expected
+            && before != ours
+        {
+            warn!(
+                branch = %target.branch,
+                "Our status directory on the branch is not what we last pushed: history was rewritten (force-push) or someone edited it; writing current status on top, never force-pushing"
+            );
+        }
+        if before == ours {
+            *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(ours);
+            return Ok(Landing::Present(base));
+        }
+        *changed = changed_bundles(&repo, base, &root, files);
+
+        let mut replace = BTreeMap::from([(root.clone(), ours)]);
+        let mut remote_has = BTreeSet::new();
+        let mut carried = Vec::new();
+        let mut removals = Vec::new();
+        if own_ref.is_some() {
+            let published = published_statuses(&repo, &tip.published)?;
+            let on_branch = |c: &str| {
+                commit::subtree(&repo, base, &paths::status_root(c))
+                    .ok()
+                    .flatten()
+            };
+            let now = jiff::Timestamp::now().as_second();
+            let chosen = carry::select(&target.cluster, &published, on_branch, now, paths::status_root);
+            for p in &published {
+                let path = paths::status_root(&p.cluster);
+                let settled = p.cluster == target.cluster
+                    || chosen.contains_key(&path)
+                    || on_branch(&p.cluster) == p.tree;
+                if let (true, Some(refname), Some(old)) = (
+                    settled,
+                    carry::own_ref(&target.branch, &p.cluster),
+                    tip.published.get(&p.cluster),
+                ) {
+                    removals.push(RefCommand {
+                        refname,
+                        old: Some(*old),
+                        new: None,
+                    });
+                }
+            }
+            for (path, tree) in chosen {
+                carried.push(path.split('/').nth(1).unwrap_or_default().to_owned());
+                remote_has.extend(tree);
+                replace.insert(path, tree);
+            }
+        }
+        let message = commit_message(&target.cluster, changed, &carried);
+        let Some(built) =
+            commit::compose(&repo, Some(base), &replace, &remote_has, &message, &target.author)?
+        else {
+            return Ok(Landing::Present(base));
+        };
+        let started = Instant::now();
+        let request = self.request(&repo, tip.old, built.commit, &built.objects);
+        let outcome = push::push_with(&request, &removals, self.interrupt);
+        if let Some(m) = self.metrics {
+            m.observe_push(started.elapsed().as_secs_f64());
+        }
+        debug!(
+            fetch_ms,
+            push_ms = started.elapsed().as_millis(),
+            ok = matches!(outcome, Ok((PushOutcome::Updated, _))),
+            carried = carried.len(),
+            "Landing attempt"
+        );
+        let outcome = match outcome {
+            Ok((outcome, _)) => outcome,
+            Err(push::Error::Protocol { reason, .. }) if !removals.is_empty() => {
+                warn!(reason = %reason, "The control repository refused removing status refs; pushing to the branch alone from now on");
+                self.memory.no_carrying.store(true, Ordering::Relaxed);
+                return Ok(Landing::Lost(reason));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match outcome {
+            PushOutcome::Updated => {
+                let bytes: u64 = built
+                    .objects
+                    .iter()
+                    .filter_map(|id| repo.find_object(*id).ok().map(|o| o.data.len() as u64))
+                    .sum();
+                if let Some(m) = self.metrics {
+                    m.committed();
+                    m.pushed(bytes, jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+                }
+                *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(ours);
+                info!(commit = %built.commit, bundles = ?changed, carried = ?carried, "Status pushed");
+                Ok(Landing::Pushed(built.commit))
+            }
+            PushOutcome::Rejected { reason, .. } => {
+                if let Some(m) = self.metrics {
+                    m.push_rejected();
+                    m.push_retried();
+                }
+                Ok(Landing::Lost(reason))
+            }
+        }
+    }
+
+    /// Our status landed through another writer (or was there already).
+    fn carried(&self, commit: ObjectId, changed: &mut Vec<String>, losses: u32) -> Written {
+        info!(commit = %commit, retries = losses, "Status carried onto the branch by another writer");
+        pushed(commit, std::mem::take(changed), losses)
+    }
+
+    /// The cache repository (objects are built here).
+    fn cache(&self) -> Result<gix::Repository, Error> {
+        let branch = outpost_agent::source::GitRef::Branch(self.target.branch.clone());
+        Ok(source_for(self.target, self.scrubber, branch)?.cache_repo()?)
+    }
+
+    fn request<'r>(
+        &'r self,
+        repo: &'r gix::Repository,
+        old: Option<ObjectId>,
+        new: ObjectId,
+        objects: &'r [ObjectId],
+    ) -> PushRequest<'r> {
+        PushRequest {
+            url: &self.target.url,
+            auth: &self.target.auth,
+            scrubber: self.scrubber,
+            branch: &self.target.branch,
+            old,
+            new,
+            repo,
+            objects,
+            cache_dir: &self.target.cache_dir,
+        }
+    }
+}
+
+fn pushed(commit: ObjectId, bundles: Vec<String>, retries: u32) -> Written {
+    Written::Pushed {
+        commit,
+        bundles,
+        retries,
+    }
+}
+
+fn contents(files: &Files) -> BTreeMap<String, Vec<u8>> {
+    files
+        .iter()
+        .map(|(p, (_, bytes))| (p.clone(), bytes.clone()))
+        .collect()
+}
+
+fn commit_message(cluster: &str, changed: &[String], carried: &[String]) -> String {
+    format!(
+        "outpost status: {cluster}: {}{}",
+        if changed.is_empty() {
+            "refresh".to_owned()
+        } else {
+            changed.join(", ")
+        },
+        if carried.is_empty() {
+            String::new()
+        } else {
+            format!("; carried: {}", carried.join(", "))
+        }
+    )
+}
+
+/// The published statuses (tree and time of each status ref's commit).
+fn published_statuses(
+    repo: &gix::Repository,
+    refs: &BTreeMap<String, ObjectId>,
+) -> Result<Vec<carry::Published>, Error> {
+    let empty = ObjectId::empty_tree(repo.object_hash());
+    let mut out = Vec::new();
+    for (cluster, commit) in refs {
+        let tree = commit::tree_of(repo, *commit)?;
+        out.push(carry::Published {
+            cluster: cluster.clone(),
+            tree: (tree != empty).then_some(tree),
+            time: commit::time_of(repo, *commit)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Bundles whose status file differs from the one at `base`.
+fn changed_bundles(repo: &gix::Repository, base: ObjectId, root: &str, files: &Files) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (path, (bundle, bytes)) in files {
+        let current = commit::read_file(repo, base, &format!("{root}/{path}"));
+        if current.as_deref() != Some(bytes.as_slice()) {
+            changed.push(bundle.clone());
+        }
+    }
+    changed.sort();
+    changed
+}
