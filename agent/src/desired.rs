@@ -133,9 +133,10 @@ fn crd_scopes(bundles: &[Bundle]) -> BTreeMap<(String, String), bool> {
         .flat_map(|b| &b.manifests)
         .filter(|m| m.group() == "apiextensions.k8s.io" && m.kind == "CustomResourceDefinition")
         .filter_map(|m| {
-            let group = m.body.pointer("/spec/group")?.as_str()?.to_owned();
-            let kind = m.body.pointer("/spec/names/kind")?.as_str()?.to_owned();
-            let namespaced = m.body.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
+            let body = m.value();
+            let group = body.pointer("/spec/group")?.as_str()?.to_owned();
+            let kind = body.pointer("/spec/names/kind")?.as_str()?.to_owned();
+            let namespaced = body.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
             Some(((group, kind), namespaced))
         })
         .collect()
@@ -159,7 +160,7 @@ fn settle(
     id: &str,
 ) -> DesiredObject {
     let key = key_of(&m, None);
-    let mut body = m.body;
+    let mut body = m.value();
     let namespace = namespaced.then(|| {
         m.namespace
             .clone()

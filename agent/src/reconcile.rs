@@ -864,7 +864,7 @@ impl Run {
                     dir: b.dir.clone(),
                     context,
                     app,
-                    trackers: b.trackers.iter().map(|t| t.body.clone()).collect(),
+                    trackers: b.trackers.iter().map(crate::manifest::Manifest::value).collect(),
                     depends_on: b.depends_on.clone(),
                 };
                 (b.name.clone(), info)

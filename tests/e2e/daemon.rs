@@ -101,12 +101,14 @@ async fn hand_edits_and_deletions_are_reverted_but_fields_of_other_managers_are_
         Ok((image == Some("nginx:1.27")).then_some(()))
     })
     .await?;
+    // The metric is counted once the re-apply has returned, a moment after the object is back.
+    eventually(SOON, "the drift metric to count three reverts", || async {
+        let reverted = metric(&agent, "outpost_drift_reverted_total", "bundle=\"app\"").await?;
+        Ok((reverted >= 3.0).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
     let reverted = metric(&agent, "outpost_drift_reverted_total", "bundle=\"app\"").await?;
-    assert!(
-        reverted >= 3.0,
-        "drift metric says {reverted}; log:\n{}",
-        agent.logs()
-    );
 
     // An HPA owns replicas (our manifest leaves them out): not a fight, not reverted.
     let hpa = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 5}});

@@ -66,7 +66,7 @@ async fn api_server_stores_custom_resources() -> Result<()> {
 fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     let docs = outpost_agent::manifest::parse::parse_file("fixture.yaml", text.as_bytes())?;
     Ok(serde_json::from_value(
-        docs.into_iter().next().expect("one document").body,
+        docs.into_iter().next().expect("one document").value(),
     )?)
 }
 

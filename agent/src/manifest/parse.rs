@@ -168,13 +168,14 @@ fn collect(value: Value, origin: Origin, prefix: &str, out: &mut Vec<Manifest>) 
     if !api_version.contains('/') && api_version != "v1" {
         return Err(field_err("apiVersion", "must be `v1` or `group/version`"));
     }
+    let body = serde_json::value::to_raw_value(&value).map_err(|e| field_err("", &e.to_string()))?;
     out.push(Manifest {
         origin,
         api_version,
         kind,
         name,
         namespace,
-        body: value,
+        body,
     });
     Ok(())
 }
@@ -261,7 +262,7 @@ mod tests {
         assert_eq!(ms[0].origin.document, 1);
         assert_eq!(ms[1].origin.document, 2);
         assert_eq!(ms[1].origin.line, 9);
-        assert_eq!(ms[1].body["data"]["k"], "v");
+        assert_eq!(ms[1].value()["data"]["k"], "v");
     }
 
     #[test]
@@ -271,7 +272,7 @@ mod tests {
         assert_eq!(names(&ms), ["Deployment/x/web"]);
         assert_eq!(ms[0].group(), "apps");
         assert_eq!(ms[0].version(), "v1");
-        assert_eq!(ms[0].body["spec"]["replicas"], 2);
+        assert_eq!(ms[0].value()["spec"]["replicas"], 2);
     }
 
     #[test]
