@@ -59,11 +59,17 @@ enum Landing {
 
 /// One write in progress.
 pub struct Job<'a> {
+    /// Where to write.
     pub target: &'a Target,
+    /// Removes credentials from messages.
     pub scrubber: &'a Scrubber,
+    /// `outpost_status_*`.
     pub metrics: Option<&'a StatusMetrics>,
+    /// Raised on shutdown.
     pub interrupt: &'a AtomicBool,
+    /// What the writer remembers between writes.
     pub memory: &'a Memory,
+    /// The newest rendered files (`None`: the watches are not complete).
     pub latest: &'a dyn Fn() -> Option<Files>,
 }
 
@@ -139,54 +145,45 @@ impl Job<'_> {
         let mut reason = String::from("not carried in time");
         let repo = self.cache()?;
         let probe = self.request(&repo, None, ObjectId::null(gix::hash::Kind::Sha1), &[]);
+        let Some((published, mut refs)) = self.publish(&repo, refname, files)? else {
+            return self.retry(files, changed);
+        };
+        let since = Instant::now();
         while Instant::now() < deadline {
-            let Some((published, mut refs)) = self.publish(&repo, refname, files)? else {
-                return self.retry(files, changed);
-            };
-            let since = Instant::now();
-            loop {
-                if !refs.iter().any(|(name, _)| name == refname) {
-                    let branch = format!("refs/heads/{}", self.target.branch);
-                    let commit = refs.iter().find(|(n, _)| *n == branch).map(|(_, id)| *id);
-                    *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(published);
-                    info!(commit = ?commit, "Status carried onto the branch by another writer");
-                    return Ok(Written::Pushed {
-                        commit: commit.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
-                        bundles: std::mem::take(changed),
-                        retries: losses,
-                    });
-                }
-                let first = refs
-                    .iter()
-                    .filter_map(|(name, _)| carry::cluster_of(&self.target.branch, name))
-                    .min();
-                if first == Some(self.target.cluster.as_str()) || since.elapsed() >= FALLBACK {
-                    let alone = refs
-                        .iter()
-                        .filter(|(name, _)| carry::cluster_of(&self.target.branch, name).is_some())
-                        .count()
-                        == 1;
-                    match self.land(files, changed, None)? {
-                        Landing::Present(commit) => return Ok(self.carried(commit, changed, losses)),
-                        Landing::Pushed(commit) => {
-                            // Nobody else was waiting and nobody beat us: the branch is quiet again.
-                            if alone && losses == 0 {
-                                self.memory.contended.store(false, Ordering::Relaxed);
-                            }
-                            return Ok(pushed(commit, changed.clone(), losses));
+            if !refs.iter().any(|(name, _)| name == refname) {
+                let branch = format!("refs/heads/{}", self.target.branch);
+                let commit = refs.iter().find(|(n, _)| *n == branch).map(|(_, id)| *id);
+                *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(published);
+                info!(commit = ?commit, "Status carried onto the branch by another writer");
+                return Ok(Written::Pushed {
+                    commit: commit.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
+                    bundles: std::mem::take(changed),
+                    retries: losses,
+                });
+            }
+            let waiting: Vec<&str> = refs
+                .iter()
+                .filter_map(|(name, _)| carry::cluster_of(&self.target.branch, name))
+                .collect();
+            let first = waiting.iter().min().copied();
+            if first == Some(self.target.cluster.as_str()) || since.elapsed() >= FALLBACK {
+                match self.land(files, changed, None)? {
+                    Landing::Present(commit) => return Ok(self.carried(commit, changed, losses)),
+                    Landing::Pushed(commit) => {
+                        // Nobody else was waiting and nobody beat us: the branch is quiet again.
+                        if waiting.len() == 1 && losses == 0 {
+                            self.memory.contended.store(false, Ordering::Relaxed);
                         }
-                        Landing::Lost(why) => {
-                            losses += 1;
-                            reason = why;
-                        }
+                        return Ok(pushed(commit, changed.clone(), losses));
+                    }
+                    Landing::Lost(why) => {
+                        losses += 1;
+                        reason = why;
                     }
                 }
-                std::thread::sleep(PROBE.mul_f64(0.5 + fastrand::f64()));
-                if Instant::now() >= deadline {
-                    break;
-                }
-                refs = push::advertised(&probe, self.interrupt)?;
             }
+            std::thread::sleep(PROBE.mul_f64(0.5 + fastrand::f64()));
+            refs = push::advertised(&probe, self.interrupt)?;
         }
         Err(Error::Contended {
             url: self.target.url.to_string(),
@@ -207,7 +204,7 @@ impl Job<'_> {
         let tree = commit::write_tree(repo, &contents(files))?;
         let message = format!("outpost status: {}", self.target.cluster);
         let request = self.request(repo, None, ObjectId::null(gix::hash::Kind::Sha1), &[]);
-        loop {
+        for _ in 0..MAX_LOSSES {
             let mut made = None;
             let result = push::publish(
                 &request,
@@ -240,6 +237,11 @@ impl Job<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
+        Err(Error::Contended {
+            url: self.target.url.to_string(),
+            attempts: MAX_LOSSES,
+            reason: format!("{refname} kept moving while we published to it"),
+        })
     }
 
     /// Fetch the tip and, unless our directory already holds `files`, push a commit of them that also carries
