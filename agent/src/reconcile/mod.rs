@@ -8,23 +8,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use futures::StreamExt;
 use kube::Client;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::apply::{Applier, Report};
-use crate::deps;
+use crate::apply::Applier;
 use crate::desired::{self, DesiredObject, DesiredSet};
+use crate::inventory::Inventory;
 use crate::inventory::store::{Loaded, Store, StoreError};
-use crate::inventory::{BundleInfo, Inventory, Member, SyncResult, SyncState};
 use crate::live::{self, LiveIndex};
-use crate::manifest::{Bundle, Layout, layout};
+use crate::manifest::{Bundle, layout};
 use crate::metrics::Metrics;
 use crate::plan::{self, Plan, Refusal, Safety};
-use crate::prune::{self, Candidate, Outcome as PruneOutcome};
 use crate::resolve::Resolver;
 use crate::secret::Scrubber;
 use crate::source::{self, ObjectId, Source};
+
+mod finish;
+mod run;
+mod waves;
+
+use run::Run;
 
 /// Errors listed in one message or sync result before "and N more".
 const MAX_LISTED: usize = 5;
@@ -507,277 +510,6 @@ impl Reconciler {
         let _ = desired;
         live::list(&self.client, &mut self.resolver, &kinds).await
     }
-
-    /// Apply bundle by bundle in dependency waves; bundles whose dependencies are not healthy wait.
-    async fn apply_in_waves(
-        &mut self,
-        run: &mut Run,
-        bundles: &[Bundle],
-        plan: &Plan,
-        desired: &DesiredSet,
-    ) -> Result<()> {
-        let graph: BTreeMap<String, Vec<String>> = bundles
-            .iter()
-            .map(|b| (b.name.clone(), b.depends_on.clone()))
-            .collect();
-        let (waves, blocked) = deps::waves(&graph);
-        for (bundle, e) in blocked {
-            run.fail(&bundle, e.to_string());
-            run.skipped.insert(bundle);
-        }
-        for wave in waves {
-            let mut objects = Vec::new();
-            let mut in_wave = Vec::new();
-            for bundle in &wave {
-                let deps_of = graph.get(bundle).cloned().unwrap_or_default();
-                if let Some(waiting_on) = self.unhealthy_dependency(run, &deps_of, desired).await {
-                    run.waiting.insert(bundle.clone());
-                    run.skipped.insert(bundle.clone());
-                    info!(bundle = %bundle, dependency = %waiting_on, "Waiting for dependency");
-                    continue;
-                }
-                let Some(bp) = plan.bundles.get(bundle) else {
-                    continue;
-                };
-                in_wave.push(bundle.clone());
-                objects.extend(bp.apply.iter().map(|a| a.object.clone()));
-            }
-            // Grow inventories before anything new exists in the cluster (concurrently: parents are independent).
-            let mut grown = Vec::new();
-            for bundle in &in_wave {
-                let Some(bp) = plan.bundles.get(bundle) else {
-                    continue;
-                };
-                let inv = run.inventory(bundle);
-                let mut grew = false;
-                for a in &bp.apply {
-                    if !inv.members.contains_key(&a.object.key) {
-                        inv.members.insert(
-                            a.object.key.clone(),
-                            Member {
-                                api_version: a.object.api_version.clone(),
-                                ..Default::default()
-                            },
-                        );
-                        grew = true;
-                    }
-                }
-                if grew {
-                    grown.push(inv.clone());
-                }
-            }
-            let store = &self.store;
-            let saved: Vec<Result<(), StoreError>> = futures::stream::iter(grown.iter())
-                .map(|inv| store.save(inv))
-                .buffer_unordered(self.settings.apply.concurrency.max(1))
-                .collect()
-                .await;
-            saved.into_iter().collect::<Result<Vec<()>, StoreError>>()?;
-            let report = self.applier.apply(&mut self.resolver, objects).await;
-            self.note_applied(run, report);
-        }
-        Ok(())
-    }
-
-    /// The first dependency that is not healthy, if any.
-    async fn unhealthy_dependency(&self, run: &Run, deps: &[String], desired: &DesiredSet) -> Option<String> {
-        for dep in deps {
-            if run.waiting.contains(dep) || run.failed_bundles.contains(dep) {
-                return Some(format!("{dep} (not synced)"));
-            }
-            let objects = desired.objects.get(dep).map(Vec::as_slice).unwrap_or_default();
-            let health = deps::bundle_health(&self.client, objects).await;
-            if !health.is_ready() {
-                return Some(format!("{dep}: {} ({})", health.status, health.message));
-            }
-        }
-        None
-    }
-
-    /// Record apply results in the run's inventories, metrics and errors.
-    fn note_applied(&self, run: &mut Run, report: Report) {
-        for a in report.applied {
-            if let Some(m) = &self.metrics {
-                m.applied(&a.bundle, 1);
-            }
-            run.applied += 1;
-            run.applied_in
-                .entry(a.bundle.clone())
-                .and_modify(|n| *n += 1)
-                .or_insert(1);
-            let inv = run.inventory(&a.bundle);
-            inv.members.insert(
-                a.key,
-                Member {
-                    api_version: a.api_version,
-                    digest: a.digest,
-                    generation: a.generation,
-                    resource_version: a.resource_version,
-                },
-            );
-        }
-        for f in report.failed {
-            if let Some(m) = &self.metrics {
-                m.apply_error(&f.bundle);
-            }
-            let text = self.scrubber.scrub(&f.to_string());
-            warn!(bundle = %f.bundle, error = %text, "Apply failed");
-            run.fail(&f.bundle, text);
-        }
-    }
-
-    /// Delete what left Git, in bundles that applied cleanly (and in bundles that left Git).
-    async fn prune(&mut self, run: &mut Run, plan: &Plan, live: &LiveIndex) {
-        let mut candidates = Vec::new();
-        for (bundle, bp) in &plan.bundles {
-            if bp.prune.is_empty() {
-                continue;
-            }
-            if run.failed_bundles.contains(bundle) || run.skipped.contains(bundle) {
-                info!(bundle = %bundle, objects = bp.prune.len(), "Prune postponed until the bundle applies cleanly");
-                continue;
-            }
-            for (key, member) in &bp.prune {
-                candidates.push(Candidate {
-                    bundle: bundle.clone(),
-                    applyset_id: self.store.applyset_id(bundle),
-                    key: key.clone(),
-                    member: member.clone(),
-                });
-            }
-        }
-        if candidates.is_empty() {
-            return;
-        }
-        let outcomes = prune::prune(
-            &self.client,
-            &mut self.resolver,
-            candidates,
-            live,
-            self.settings.apply.concurrency,
-        )
-        .await;
-        for (c, outcome) in outcomes {
-            match &outcome {
-                PruneOutcome::Deleted => {
-                    run.pruned += 1;
-                    run.pruned_in
-                        .entry(c.bundle.clone())
-                        .and_modify(|n| *n += 1)
-                        .or_insert(1);
-                    if let Some(m) = &self.metrics {
-                        m.pruned(&c.bundle, 1);
-                    }
-                    info!(bundle = %c.bundle, object = %c.key, "Pruned");
-                }
-                PruneOutcome::Kept => info!(bundle = %c.bundle, object = %c.key, "Kept (prune disabled)"),
-                PruneOutcome::NotOurs => {
-                    info!(bundle = %c.bundle, object = %c.key, "Not pruned: no longer ours")
-                }
-                PruneOutcome::Gone => {}
-                PruneOutcome::Failed(e) => {
-                    let text = self.scrubber.scrub(&format!("prune {}: {e}", c.key));
-                    warn!(bundle = %c.bundle, error = %text, "Prune failed");
-                    run.fail(&c.bundle, text);
-                }
-            }
-            if outcome.settled() {
-                run.inventory(&c.bundle).members.remove(&c.key);
-            }
-        }
-    }
-
-    /// Shrink inventories, write sync results, and remove parents of bundles that left Git and are empty.
-    async fn record(&mut self, run: &mut Run, plan: &Plan) {
-        let now = jiff::Timestamp::now()
-            .round(jiff::Unit::Second)
-            .unwrap_or_else(|_| jiff::Timestamp::now());
-        let bundles: Vec<String> = plan
-            .bundles
-            .keys()
-            .chain(run.infos.keys())
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut writes = Vec::new();
-        for bundle in bundles {
-            if run.corrupt.contains(&bundle) {
-                continue;
-            }
-            let bp = plan.bundles.get(&bundle);
-            if let Some(bp) = bp {
-                for key in &bp.moved {
-                    run.inventory(&bundle).members.remove(key);
-                }
-            }
-            let removed = bp.is_some_and(|bp| bp.removed);
-            let errors = run.errors_in.get(&bundle).cloned().unwrap_or_default();
-            let state = if run.waiting.contains(&bundle) {
-                SyncState::Waiting
-            } else if !errors.is_empty() || run.skipped.contains(&bundle) {
-                SyncState::Failed
-            } else {
-                SyncState::Synced
-            };
-            let applied = run.applied_in.get(&bundle).copied().unwrap_or(0);
-            let pruned = run.pruned_in.get(&bundle).copied().unwrap_or(0);
-            let revision = run.revision.clone();
-            let inv = run.inventory(&bundle);
-            inv.sync = SyncResult {
-                revision: Some(revision),
-                time: Some(now.to_string()),
-                state,
-                applied,
-                pruned,
-                errors: errors
-                    .iter()
-                    .take(MAX_LISTED)
-                    .map(|e| self.scrubber.scrub(e))
-                    .collect(),
-            };
-            let members = inv.members.len() as u64;
-            if removed && inv.members.is_empty() {
-                run.inventories.remove(&bundle);
-                if let Some(m) = &self.metrics {
-                    m.forget_bundle(&bundle);
-                }
-                writes.push(Write::Delete(bundle));
-            } else {
-                if state == SyncState::Synced
-                    && let Some(m) = &self.metrics
-                {
-                    m.synced(&bundle, now.as_millisecond() as f64 / 1000.0, members);
-                }
-                writes.push(Write::Save(bundle, Box::new(inv.clone())));
-            }
-        }
-        // Parents are independent: write them concurrently.
-        let store = &self.store;
-        let results: Vec<(String, Result<(), StoreError>)> = futures::stream::iter(writes)
-            .map(|w| async move {
-                match w {
-                    Write::Delete(bundle) => {
-                        let r = store.delete(&bundle).await;
-                        (bundle, r)
-                    }
-                    Write::Save(bundle, inv) => {
-                        let r = store.save(&inv).await;
-                        (bundle, r)
-                    }
-                }
-            })
-            .buffer_unordered(self.settings.apply.concurrency.max(1))
-            .collect()
-            .await;
-        for (bundle, result) in results {
-            if let Err(e) = result {
-                let text = self.scrubber.scrub(&e.to_string());
-                warn!(bundle = %bundle, error = %text, "Inventory write failed");
-                run.fail(&bundle, text);
-            }
-        }
-    }
 }
 
 /// What the live cluster looks like according to the last sync, when drift watches keep it that way: every
@@ -805,12 +537,6 @@ fn trusted_live_index(loaded: &Loaded, applyset_id: impl Fn(&str) -> String) -> 
     index
 }
 
-/// One inventory write of [`Reconciler::record`].
-enum Write {
-    Save(String, Box<Inventory>),
-    Delete(String),
-}
-
 /// Digest of the files the agent applies (everything below the cluster path except `status/`).
 fn content_digest(files: &[crate::source::SourceFile]) -> String {
     use sha2::{Digest, Sha256};
@@ -821,104 +547,4 @@ fn content_digest(files: &[crate::source::SourceFile]) -> String {
         hasher.update(Sha256::digest(&f.data));
     }
     crate::manifest::digest::hex(&hasher.finalize())
-}
-
-/// State of one sync while it runs.
-struct Run {
-    /// The commit.
-    revision: String,
-    /// Inventories as they evolve (loaded ones, plus new ones for new bundles).
-    inventories: BTreeMap<String, Inventory>,
-    /// Bundle info from Git for desired bundles.
-    infos: BTreeMap<String, BundleInfo>,
-    applied: usize,
-    pruned: usize,
-    applied_in: BTreeMap<String, u64>,
-    pruned_in: BTreeMap<String, u64>,
-    /// Problems in order.
-    errors: Vec<String>,
-    /// Problems by bundle.
-    errors_in: BTreeMap<String, Vec<String>>,
-    /// Bundles with any failure (no prune for them).
-    failed_bundles: BTreeSet<String>,
-    /// Bundles not applied at all this time (blocked or waiting).
-    skipped: BTreeSet<String>,
-    /// Bundles waiting for dependencies.
-    waiting: BTreeSet<String>,
-    /// Bundles whose inventory is unreadable: never written.
-    corrupt: BTreeSet<String>,
-}
-
-impl Run {
-    fn new(revision: &str, loaded: &Loaded, bundles: &[Bundle], cluster: &str) -> Self {
-        let infos: BTreeMap<String, BundleInfo> = bundles
-            .iter()
-            .map(|b| {
-                let (context, app) = match &b.layout {
-                    Layout::Emco { context, app } => (Some(context.clone()), Some(app.clone())),
-                    Layout::Plain => (None, None),
-                };
-                let info = BundleInfo {
-                    bundle: b.name.clone(),
-                    cluster: cluster.to_owned(),
-                    dir: b.dir.clone(),
-                    context,
-                    app,
-                    trackers: b.trackers.iter().map(crate::manifest::Manifest::value).collect(),
-                    depends_on: b.depends_on.clone(),
-                };
-                (b.name.clone(), info)
-            })
-            .collect();
-        let mut inventories = loaded.inventories.clone();
-        for (name, info) in &infos {
-            if loaded.corrupt.contains_key(name) {
-                continue;
-            }
-            inventories
-                .entry(name.clone())
-                .and_modify(|inv| inv.info = info.clone())
-                .or_insert_with(|| Inventory::new(info.clone()));
-        }
-        let mut run = Run {
-            revision: revision.to_owned(),
-            inventories,
-            infos,
-            applied: 0,
-            pruned: 0,
-            applied_in: BTreeMap::new(),
-            pruned_in: BTreeMap::new(),
-            errors: Vec::new(),
-            errors_in: BTreeMap::new(),
-            failed_bundles: BTreeSet::new(),
-            skipped: BTreeSet::new(),
-            waiting: BTreeSet::new(),
-            corrupt: loaded.corrupt.keys().cloned().collect(),
-        };
-        for (bundle, e) in &loaded.corrupt {
-            run.fail(bundle, e.to_string());
-            run.skipped.insert(bundle.clone());
-        }
-        run
-    }
-
-    /// The bundle's inventory, created if new.
-    fn inventory(&mut self, bundle: &str) -> &mut Inventory {
-        let info = self.infos.get(bundle).cloned().unwrap_or_else(|| BundleInfo {
-            bundle: bundle.to_owned(),
-            ..Default::default()
-        });
-        self.inventories
-            .entry(bundle.to_owned())
-            .or_insert_with(|| Inventory::new(info))
-    }
-
-    fn fail(&mut self, bundle: &str, message: String) {
-        self.failed_bundles.insert(bundle.to_owned());
-        self.errors_in
-            .entry(bundle.to_owned())
-            .or_default()
-            .push(message.clone());
-        self.errors.push(message);
-    }
 }
