@@ -245,8 +245,9 @@ pub(crate) fn fetch_tip(
     let (old, published) = if carrying {
         let specs = [
             format!(
-                "+{}:refs/outpost/target",
-                GitRef::Branch(target.branch.clone()).remote_name()
+                "+{}:{}",
+                GitRef::Branch(target.branch.clone()).remote_name(),
+                source::TRACKING_REF
             ),
             carry::refspec(&target.branch),
         ];

@@ -18,6 +18,7 @@ use std::sync::atomic::AtomicBool;
 
 pub use auth::Auth;
 pub use gix::ObjectId;
+pub use remote::TRACKING_REF;
 pub use tree::SourceFile;
 pub use url::RepoUrl;
 

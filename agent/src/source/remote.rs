@@ -14,7 +14,7 @@ use super::{Config, Error, GitRef, ObjectId, RemoteRef, RepoUrl, Result, Update,
 use crate::secret::Scrubber;
 
 /// Local ref the fetched commit is stored under, so the objects stay reachable in the cache.
-const TRACKING_REF: &str = "refs/outpost/target";
+pub const TRACKING_REF: &str = "refs/outpost/target";
 
 /// Pack files in the cache beyond which it is rebuilt: every shallow fetch adds a pack and gix has no gc, so
 /// the cache would otherwise grow with every commit.
