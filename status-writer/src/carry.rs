@@ -61,20 +61,20 @@ pub struct Published {
     pub time: i64,
 }
 
-/// Which other clusters' directories to carry into our commit: path → tree, for every recent published status
-/// that differs from what `on_branch` (cluster → its directory on the tip) holds. Our own cluster is left out.
+/// Which other clusters' directories to carry into our commit: cluster → tree, for every recent published
+/// status that differs from what `on_branch` (cluster → its directory on the tip) holds. Our own cluster is left
+/// out.
 pub fn select(
     own: &str,
     published: &[Published],
     on_branch: impl Fn(&str) -> Option<ObjectId>,
     now: i64,
-    root_of: impl Fn(&str) -> String,
 ) -> BTreeMap<String, Option<ObjectId>> {
     published
         .iter()
         .filter(|p| p.cluster != own && now - p.time <= WINDOW_SECONDS)
         .filter(|p| on_branch(&p.cluster) != p.tree)
-        .map(|p| (root_of(&p.cluster), p.tree))
+        .map(|p| (p.cluster.clone(), p.tree))
         .collect()
 }
 
@@ -144,15 +144,10 @@ mod tests {
             "emptied" => Some(id(5)),
             _ => None,
         };
-        let chosen = select("own", &published, on_branch, now, |c| {
-            format!("clusters/{c}/status")
-        });
+        let chosen = select("own", &published, on_branch, now);
         assert_eq!(
             chosen,
-            BTreeMap::from([
-                ("clusters/emptied/status".to_owned(), None),
-                ("clusters/pending/status".to_owned(), Some(id(2))),
-            ])
+            BTreeMap::from([("emptied".to_owned(), None), ("pending".to_owned(), Some(id(2))),])
         );
     }
 }

@@ -290,11 +290,10 @@ impl Job<'_> {
                     .flatten()
             };
             let now = jiff::Timestamp::now().as_second();
-            let chosen = carry::select(&target.cluster, &published, on_branch, now, paths::status_root);
+            let chosen = carry::select(&target.cluster, &published, on_branch, now);
             for p in &published {
-                let path = paths::status_root(&p.cluster);
                 let settled = p.cluster == target.cluster
-                    || chosen.contains_key(&path)
+                    || chosen.contains_key(&p.cluster)
                     || on_branch(&p.cluster) == p.tree;
                 if let (true, Some(refname), Some(old)) = (
                     settled,
@@ -308,10 +307,10 @@ impl Job<'_> {
                     });
                 }
             }
-            for (path, tree) in chosen {
-                carried.push(path.split('/').nth(1).unwrap_or_default().to_owned());
+            for (cluster, tree) in chosen {
                 remote_has.extend(tree);
-                replace.insert(path, tree);
+                replace.insert(paths::status_root(&cluster), tree);
+                carried.push(cluster);
             }
         }
         let message = commit_message(&target.cluster, changed, &carried);

@@ -249,23 +249,12 @@ fn exchange(
     let pack = pack::build(req.repo, &objects)?;
     let refname = commands[0].refname.clone();
     let tip = tip_of(&advertisement.refs, &refname);
-    // Extra commands whose ref is no longer where they expect are dropped; the first must hold.
-    let extra_count = commands.len() - 1;
-    let first = commands.remove(0);
-    commands.retain(|c| tip_of(&advertisement.refs, &c.refname) == c.old);
-    commands.insert(0, first);
-    if let Some(moved) = commands
-        .iter()
-        .find(|c| tip_of(&advertisement.refs, &c.refname) != c.old)
-    {
+    // The first command must find its ref where it expects; extra commands that do not are dropped.
+    if tip != commands[0].old {
         hang_up(&mut connection);
-        let now = tip_of(&advertisement.refs, &moved.refname);
-        let reason = match now {
-            Some(now) => format!(
-                "{} is at {now} on the server, not where our commit was built",
-                moved.refname
-            ),
-            None => format!("{} does not exist on the server any more", moved.refname),
+        let reason = match tip {
+            Some(tip) => format!("{refname} is at {tip} on the server, not where our commit was built"),
+            None => format!("{refname} does not exist on the server any more"),
         };
         return Ok(Exchanged {
             outcome: PushOutcome::Rejected {
@@ -276,6 +265,10 @@ fn exchange(
             refs,
         });
     }
+    let mut extras = commands.split_off(1);
+    let extra_count = extras.len();
+    extras.retain(|c| tip_of(&advertisement.refs, &c.refname) == c.old);
+    commands.extend(extras);
     let capabilities = advertisement.capabilities;
     if !capabilities.contains("report-status") {
         hang_up(&mut connection);
