@@ -25,7 +25,7 @@ if [ -x "$BIN" ] && [ -s "$BIN" ]; then
   exit 0
 fi
 
-apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make
+apt_install golang-1.19-go golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make
 
 # deb-src for this release, derived from the machine's own source.
 SRC_LIST=/etc/apt/sources.list.d/outpost-deb-src.sources
@@ -68,6 +68,14 @@ if ! cmp -s "$R2_SRC/reflect2.go" "$R2/reflect2.go"; then
   cp "$R2_SRC"/*.s "$R2"/ 2>/dev/null || true
   rm -f "$R2"/*_test.go
 fi
+
+# Kubernetes 1.20 builds only with Debian's Go 1.19 (golang-go on bookworm); a newer Go first on PATH
+# (e.g. /usr/local/go) fails the build, so put Debian's toolchain first explicitly.
+GO119=/usr/lib/go-1.19/bin
+[ -x "$GO119/go" ] || { log "Debian's Go 1.19 is missing at $GO119 (package golang-1.19-go)"; exit 1; }
+export PATH="$GO119:$PATH"
+export GOTOOLCHAIN=local GOFLAGS=
+log "building with $("$GO119/go" version)"
 
 mkdir -p .go/src/k8s.io
 [ -e .go/src/k8s.io/kubernetes ] || ln -s ../../.. .go/src/k8s.io/kubernetes
