@@ -6,18 +6,25 @@ CARGO ?= cargo
 
 .PHONY: setup test lint unit e2e demo bench clean-cache
 
+# Every CI phase prints how long it took (bash's `time`).
 setup:
-	bash tests/env/setup.sh
+	time bash tests/env/setup.sh
 
 lint:
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	$(CARGO) deny check licenses bans
+	time $(CARGO) fmt --all -- --check
+	time $(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	time $(CARGO) deny check licenses bans
 
-# Integration tests run in one binary with libtest (not nextest) so the API server starts once.
+# Status files the e2e tests read from Git, recorded for the Go oracle (tests/src/oracle.rs, tests/oracles).
+export OUTPOST_STATUS_CORPUS ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/status-corpus
+
+# Integration tests run in one binary with libtest (not nextest) so the API server starts once. Then the Go
+# oracles judge what they recorded: rsync's YAML 1.1 reading of every status file (corpus cleared first).
 test: setup lint
-	$(CARGO) build --workspace --bins --locked
-	$(CARGO) test --workspace --locked
+	bash tests/oracles/run.sh clear
+	time $(CARGO) build --workspace --bins --locked
+	time $(CARGO) test --workspace --locked
+	bash tests/oracles/run.sh test
 
 demo: setup
 	$(CARGO) build --workspace --bins --locked

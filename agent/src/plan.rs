@@ -5,7 +5,7 @@
 //! hand; prune inventory members that no bundle wants any more; drop (without deleting) members another bundle
 //! now owns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::desired::{DesiredObject, DesiredSet};
@@ -17,9 +17,10 @@ use crate::object::ObjectKey;
 /// Plans that are refused as a whole: nothing is applied or pruned.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum Refusal {
-    /// No manifests while inventories hold objects.
+    /// No bundle at all (no manifests, no status trackers) while inventories hold objects, and no commit since
+    /// the last applied one announced their deletion.
     #[error(
-        "the cluster path holds no manifests but {members} objects in {bundles} bundles are managed: refusing to delete them all (set --allow-empty if this is intended)"
+        "the cluster path holds no manifests but {members} objects in {bundles} bundles are managed and no commit since the last applied one left their status trackers alone to announce a deletion: refusing to delete them all (set --allow-empty if this is intended)"
     )]
     EmptySource {
         /// Managed objects.
@@ -111,19 +112,30 @@ impl Plan {
 }
 
 /// Build the plan. `applyset_id` gives each bundle's ApplySet id (to detect removed `part-of` labels).
+///
+/// `announced` names bundles whose deletion a commit since their last applied one announced (their directory
+/// held only status trackers, EMCO's termination step): they may be pruned even when the whole cluster path is
+/// gone. A bundle present with trackers and no resources is pruned in any case: that is the announcement.
 pub fn build(
     desired: &DesiredSet,
     loaded: &Loaded,
     live: &LiveIndex,
     safety: Safety,
+    announced: &BTreeSet<String>,
     applyset_id: impl Fn(&str) -> String,
 ) -> Result<Plan, Refusal> {
     let members: usize = loaded.inventories.values().map(|i| i.members.len()).sum();
-    let managed_bundles = loaded.inventories.len() + loaded.corrupt.len();
-    if desired.is_empty() && managed_bundles > 0 && !safety.allow_empty {
+    let no_bundles = desired.objects.is_empty() && desired.failures.is_empty();
+    let unannounced = loaded
+        .inventories
+        .iter()
+        .filter(|(bundle, inv)| !inv.members.is_empty() && !announced.contains(*bundle))
+        .count()
+        + loaded.corrupt.len();
+    if no_bundles && unannounced > 0 && !safety.allow_empty {
         return Err(Refusal::EmptySource {
             members,
-            bundles: managed_bundles,
+            bundles: unannounced,
         });
     }
     let mut plan = Plan::default();
@@ -146,7 +158,7 @@ pub fn build(
         }
     }
     for (bundle, inventory) in &loaded.inventories {
-        let desired_here: std::collections::BTreeSet<&ObjectKey> = desired
+        let desired_here: BTreeSet<&ObjectKey> = desired
             .objects
             .get(bundle)
             .into_iter()
@@ -315,7 +327,7 @@ mod tests {
             ("changed", "11", "id-web"),
             ("edited-by-hand", "99", "id-web"),
         ]);
-        let plan = build(&set, &inv, &live, Safety::default(), id).unwrap();
+        let plan = build(&set, &inv, &live, Safety::default(), &BTreeSet::new(), id).unwrap();
         let web = &plan.bundles["web"];
         let sent: Vec<(&str, Reason)> = web
             .apply
@@ -353,7 +365,15 @@ mod tests {
                 .remove("old")
                 .unwrap(),
         );
-        let plan = build(&set, &inv, &live_with(&[]), Safety::default(), id).unwrap();
+        let plan = build(
+            &set,
+            &inv,
+            &live_with(&[]),
+            Safety::default(),
+            &BTreeSet::new(),
+            id,
+        )
+        .unwrap();
         let names = |v: &Vec<(ObjectKey, Member)>| v.iter().map(|(k, _)| k.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&plan.bundles["web"].prune), ["gone"]);
         assert_eq!(plan.bundles["web"].moved, [key("moved")]);
@@ -370,6 +390,7 @@ mod tests {
             &inv,
             &LiveIndex::default(),
             Safety::default(),
+            &BTreeSet::new(),
             id,
         )
         .unwrap_err();
@@ -388,8 +409,87 @@ mod tests {
             allow_empty: true,
             ..Default::default()
         };
-        let plan = build(&DesiredSet::default(), &inv, &LiveIndex::default(), allowed, id).unwrap();
+        let plan = build(
+            &DesiredSet::default(),
+            &inv,
+            &LiveIndex::default(),
+            allowed,
+            &BTreeSet::new(),
+            id,
+        )
+        .unwrap();
         assert_eq!(plan.prune_count(), 1);
+    }
+
+    #[test]
+    fn a_last_bundle_left_with_only_its_tracker_is_pruned() {
+        // The bundle is in Git (its tracker keeps it there) with no objects: EMCO terminating its last app.
+        let mut set = DesiredSet::default();
+        set.objects.insert("7-web".into(), Vec::new());
+        let inv = loaded("7-web", vec![("a", member("d", "1")), ("b", member("d", "2"))]);
+        let plan = build(
+            &set,
+            &inv,
+            &LiveIndex::default(),
+            Safety::default(),
+            &BTreeSet::new(),
+            id,
+        )
+        .unwrap();
+        assert_eq!(plan.prune_count(), 2);
+        assert!(
+            !plan.bundles["7-web"].removed,
+            "the inventory stays while the tracker does"
+        );
+    }
+
+    #[test]
+    fn a_vanished_path_is_pruned_only_for_bundles_whose_deletion_was_announced() {
+        let mut inv = loaded("7-web", vec![("a", member("d", "1"))]);
+        inv.inventories
+            .extend(loaded("7-db", vec![("b", member("d", "2"))]).inventories);
+        let empty = DesiredSet::default();
+        let only_web = BTreeSet::from(["7-web".to_owned()]);
+        let err = build(
+            &empty,
+            &inv,
+            &LiveIndex::default(),
+            Safety::default(),
+            &only_web,
+            id,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Refusal::EmptySource {
+                    members: 2,
+                    bundles: 1
+                }
+            ),
+            "{err}"
+        );
+        let both = BTreeSet::from(["7-web".to_owned(), "7-db".to_owned()]);
+        let plan = build(&empty, &inv, &LiveIndex::default(), Safety::default(), &both, id).unwrap();
+        assert_eq!(plan.prune_count(), 2);
+        assert!(plan.bundles["7-web"].removed && plan.bundles["7-db"].removed);
+    }
+
+    #[test]
+    fn a_vanished_path_with_nothing_managed_is_no_refusal() {
+        // Inventories left empty by an earlier termination go quietly; a fresh install has none at all.
+        let inv = loaded("7-web", vec![]);
+        let plan = build(
+            &DesiredSet::default(),
+            &inv,
+            &LiveIndex::default(),
+            Safety::default(),
+            &BTreeSet::new(),
+            id,
+        )
+        .unwrap();
+        assert!(plan.bundles["7-web"].removed);
+        assert_eq!(plan.prune_count(), 0);
     }
 
     #[test]
@@ -407,7 +507,15 @@ mod tests {
             max_prune_ratio: Some(0.5),
             ..Default::default()
         };
-        let err = build(&set, &inv, &live_with(&[("a", "1", "id-web")]), safety, id).unwrap_err();
+        let err = build(
+            &set,
+            &inv,
+            &live_with(&[("a", "1", "id-web")]),
+            safety,
+            &BTreeSet::new(),
+            id,
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -423,7 +531,17 @@ mod tests {
             max_prune_ratio: Some(0.7),
             ..Default::default()
         };
-        assert!(build(&set, &inv, &live_with(&[("a", "1", "id-web")]), lenient, id).is_ok());
+        assert!(
+            build(
+                &set,
+                &inv,
+                &live_with(&[("a", "1", "id-web")]),
+                lenient,
+                &BTreeSet::new(),
+                id
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -438,7 +556,15 @@ mod tests {
                 reason: "bad".into(),
             },
         );
-        let plan = build(&set, &inv, &LiveIndex::default(), Safety::default(), id).unwrap();
+        let plan = build(
+            &set,
+            &inv,
+            &LiveIndex::default(),
+            Safety::default(),
+            &BTreeSet::new(),
+            id,
+        )
+        .unwrap();
         assert!(!plan.bundles.contains_key("web"));
     }
 

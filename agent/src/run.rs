@@ -93,7 +93,12 @@ pub async fn run(args: Args) -> Result<(), Error> {
         }
         Mode::Status => {
             let store = crate::inventory::store::Store::new(client.clone(), &args.namespace, &args.cluster);
-            crate::cmd::status::run(client, &store, &mut std::io::stdout())
+            let source_state = crate::inventory::source_state::SourceStateStore::new(
+                client.clone(),
+                &args.namespace,
+                &args.cluster,
+            );
+            crate::cmd::status::run(client, &store, &source_state, &mut std::io::stdout())
                 .await
                 .map_err(reconcile::Error::from)?;
             return Ok(());
@@ -210,6 +215,13 @@ pub async fn run(args: Args) -> Result<(), Error> {
                         jittered(args.interval)
                     }
                     Outcome::Synced { .. } => {
+                        timer.finish(ReconcileResult::Success);
+                        readiness.set_ready(role);
+                        last_full_sync = Instant::now();
+                        jittered(args.interval)
+                    }
+                    Outcome::Empty { .. } => {
+                        // Waiting for content is a healthy state: ready, polled at the normal pace.
                         timer.finish(ReconcileResult::Success);
                         readiness.set_ready(role);
                         last_full_sync = Instant::now();

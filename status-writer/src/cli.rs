@@ -17,8 +17,13 @@ pub struct Args {
     #[command(flatten)]
     pub git: GitArgs,
 
-    /// Branch to push status to (EMCO's git2go mode uses one named after the cluster; created from the
-    /// repository's default branch when missing).
+    /// Branch to push status to: a name, or a template with {cluster}, {cid}, {app} and {bundle} (EMCO git2go
+    /// mode: {cluster}; EMCO github mode: {cluster}-{cid}-{app}). Created from the default branch when missing.
+    ///
+    /// {cluster} is --cluster, {bundle} the bundle name, {cid} and {app} the context id and app of an EMCO
+    /// bundle. For a plain-layout bundle {app} is the bundle name and {cid} is empty; an empty {cid} between two
+    /// separators (-, _, . or /) takes one along: {cluster}-{cid}-{app} gives plain bundle web {cluster}-web.
+    /// Unknown placeholders and templates that do not give valid branch names are refused at startup.
     #[arg(long = "git-branch", env = "OUTPOST_GIT_BRANCH", default_value = "main")]
     pub git_branch: String,
 

@@ -1,5 +1,5 @@
-//! One write, from rendered files to status on the control branch (blocking; see [`crate::carry`] for the
-//! scheme).
+//! One write to one branch, from rendered files to status on that branch (blocking; see [`crate::carry`] for
+//! the scheme, and [`crate::fanout`] for how a write is spread over the branches the template names).
 //!
 //! Uncontended, a write is one fetch and one push: fetch the tip and the published status refs, stop when our
 //! directory already holds these files, otherwise push one commit with our directory and every pending published
@@ -17,6 +17,7 @@ use outpost_agent::metrics::StatusMetrics;
 use outpost_agent::secret::Scrubber;
 use tracing::{debug, info, warn};
 
+use crate::memory::BranchMemory;
 use crate::push::{self, PushOutcome, PushRequest, RefCommand};
 use crate::writer::{Error, Files, Target, Written, fetch_tip, source_for};
 use crate::{carry, commit, paths};
@@ -35,18 +36,6 @@ pub(crate) const FALLBACK: Duration = Duration::from_secs(3);
 /// Longest a contended write keeps trying.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// State a writer keeps between writes.
-#[derive(Default)]
-pub struct Memory {
-    /// Our status directory as we last saw it land (`Some(None)`: landed empty), to notice history rewrites
-    /// and to know a status has changed without fetching.
-    pub landed: std::sync::Mutex<Option<Option<ObjectId>>>,
-    /// The server refused status refs: push to the branch alone.
-    pub no_carrying: AtomicBool,
-    /// The last write lost a race: publish first next time.
-    pub contended: AtomicBool,
-}
-
 /// How one attempt to land ended.
 enum Landing {
     /// Our directory on the tip already holds this status.
@@ -57,28 +46,30 @@ enum Landing {
     Lost(String),
 }
 
-/// One write in progress.
+/// One write to one branch in progress.
 pub struct Job<'a> {
     /// Where to write.
     pub target: &'a Target,
+    /// The branch (one expansion of the target's template).
+    pub branch: &'a str,
     /// Removes credentials from messages.
     pub scrubber: &'a Scrubber,
     /// `outpost_status_*`.
     pub metrics: Option<&'a StatusMetrics>,
     /// Raised on shutdown.
     pub interrupt: &'a AtomicBool,
-    /// What the writer remembers between writes.
-    pub memory: &'a Memory,
-    /// The newest rendered files (`None`: the watches are not complete).
+    /// What the writer remembers of this branch between writes.
+    pub memory: &'a BranchMemory,
+    /// The server refused status refs (shared by every branch).
+    pub no_carrying: &'a AtomicBool,
+    /// The newest rendered files for this branch, asked before every retry (`None`: the watches are not
+    /// complete; keep the files).
     pub latest: &'a dyn Fn() -> Option<Files>,
 }
 
 impl Job<'_> {
-    /// Write the newest status; see the module text.
-    pub fn run(&self) -> Result<Written, Error> {
-        let Some(mut files) = (self.latest)() else {
-            return Ok(Written::Unchanged);
-        };
+    /// Write `files` (the newest status of this branch's bundles); see the module text.
+    pub fn run(&self, mut files: Files) -> Result<Written, Error> {
         let landed = *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner());
         let mut changed = Vec::new();
         let own_ref = self.own_ref();
@@ -104,8 +95,8 @@ impl Job<'_> {
 
     /// Our status ref, unless carrying is off.
     fn own_ref(&self) -> Option<String> {
-        carry::own_ref(&self.target.branch, &self.target.cluster)
-            .filter(|_| !self.memory.no_carrying.load(Ordering::Relaxed))
+        carry::own_ref(self.branch, &self.target.cluster)
+            .filter(|_| !self.no_carrying.load(Ordering::Relaxed))
     }
 
     /// Keep landing ourselves, backing off between lost races (no status refs).
@@ -151,10 +142,10 @@ impl Job<'_> {
         let since = Instant::now();
         while Instant::now() < deadline {
             if !refs.iter().any(|(name, _)| name == refname) {
-                let branch = format!("refs/heads/{}", self.target.branch);
+                let branch = format!("refs/heads/{}", self.branch);
                 let commit = refs.iter().find(|(n, _)| *n == branch).map(|(_, id)| *id);
-                *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(published);
-                info!(commit = ?commit, "Status carried onto the branch by another writer");
+                self.memory.record_landed(published, files);
+                info!(branch = %self.branch, commit = ?commit, "Status carried onto the branch by another writer");
                 return Ok(Written::Pushed {
                     commit: commit.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
                     bundles: std::mem::take(changed),
@@ -163,7 +154,7 @@ impl Job<'_> {
             }
             let waiting: Vec<&str> = refs
                 .iter()
-                .filter_map(|(name, _)| carry::cluster_of(&self.target.branch, name))
+                .filter_map(|(name, _)| carry::cluster_of(self.branch, name))
                 .collect();
             let first = waiting.iter().min().copied();
             if first == Some(self.target.cluster.as_str()) || since.elapsed() >= FALLBACK {
@@ -231,7 +222,7 @@ impl Job<'_> {
                 Ok((PushOutcome::Rejected { .. }, _)) => continue,
                 Err(push::Error::Protocol { reason, .. }) => {
                     warn!(reason = %reason, "The control repository refuses our status ref; pushing to the branch alone from now on");
-                    self.memory.no_carrying.store(true, Ordering::Relaxed);
+                    self.no_carrying.store(true, Ordering::Relaxed);
                     return Ok(None);
                 }
                 Err(e) => return Err(e.into()),
@@ -257,10 +248,21 @@ impl Job<'_> {
         let root = paths::status_root(&target.cluster);
         let own_ref = self.own_ref();
         let fetch_started = Instant::now();
-        let tip = fetch_tip(target, self.scrubber, self.interrupt, own_ref.is_some())?;
+        let tip = fetch_tip(
+            target,
+            self.branch,
+            self.scrubber,
+            self.interrupt,
+            own_ref.is_some(),
+        )?;
         let fetch_ms = fetch_started.elapsed().as_millis();
         let repo = tip.source.cache_repo()?;
         let base = tip.base;
+        if files.is_empty() && tip.old.is_none() {
+            // Nothing to write, nothing to remove: never create a branch (EMCO deletes app branches itself).
+            self.memory.record_landed(None, files);
+            return Ok(Landing::Present(base));
+        }
         let before = commit::subtree(&repo, base, &root)?;
         let ours = commit::write_tree(&repo, &contents(files))?;
         if let Some(Some(expected)) = expected
@@ -268,12 +270,12 @@ impl Job<'_> {
             && before != ours
         {
             warn!(
-                branch = %target.branch,
+                branch = %self.branch,
                 "Our status directory on the branch is not what we last pushed: history was rewritten (force-push) or someone edited it; writing current status on top, never force-pushing"
             );
         }
         if before == ours {
-            *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(ours);
+            self.memory.record_landed(ours, files);
             return Ok(Landing::Present(base));
         }
         *changed = changed_bundles(&repo, base, &root, files);
@@ -297,7 +299,7 @@ impl Job<'_> {
                     || on_branch(&p.cluster) == p.tree;
                 if let (true, Some(refname), Some(old)) = (
                     settled,
-                    carry::own_ref(&target.branch, &p.cluster),
+                    carry::own_ref(self.branch, &p.cluster),
                     tip.published.get(&p.cluster),
                 ) {
                     removals.push(RefCommand {
@@ -336,7 +338,7 @@ impl Job<'_> {
             Ok((outcome, _)) => outcome,
             Err(push::Error::Protocol { reason, .. }) if !removals.is_empty() => {
                 warn!(reason = %reason, "The control repository refused removing status refs; pushing to the branch alone from now on");
-                self.memory.no_carrying.store(true, Ordering::Relaxed);
+                self.no_carrying.store(true, Ordering::Relaxed);
                 return Ok(Landing::Lost(reason));
             }
             Err(e) => return Err(e.into()),
@@ -352,8 +354,8 @@ impl Job<'_> {
                     m.committed();
                     m.pushed(bytes, jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
                 }
-                *self.memory.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(ours);
-                info!(commit = %built.commit, bundles = ?changed, carried = ?carried, "Status pushed");
+                self.memory.record_landed(ours, files);
+                info!(branch = %self.branch, commit = %built.commit, bundles = ?changed, carried = ?carried, "Status pushed");
                 Ok(Landing::Pushed(built.commit))
             }
             PushOutcome::Rejected { reason, .. } => {
@@ -368,13 +370,13 @@ impl Job<'_> {
 
     /// Our status landed through another writer (or was there already).
     fn carried(&self, commit: ObjectId, changed: &mut Vec<String>, losses: u32) -> Written {
-        info!(commit = %commit, retries = losses, "Status carried onto the branch by another writer");
+        info!(branch = %self.branch, commit = %commit, retries = losses, "Status carried onto the branch by another writer");
         pushed(commit, std::mem::take(changed), losses)
     }
 
     /// The cache repository (objects are built here).
     fn cache(&self) -> Result<gix::Repository, Error> {
-        let branch = outpost_agent::source::GitRef::Branch(self.target.branch.clone());
+        let branch = outpost_agent::source::GitRef::Branch(self.branch.to_owned());
         Ok(source_for(self.target, self.scrubber, branch)?.cache_repo()?)
     }
 
@@ -389,7 +391,7 @@ impl Job<'_> {
             url: &self.target.url,
             auth: &self.target.auth,
             scrubber: self.scrubber,
-            branch: &self.target.branch,
+            branch: self.branch,
             old,
             new,
             repo,

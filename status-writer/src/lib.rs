@@ -3,10 +3,13 @@
 //! fast-forward only.
 #![forbid(unsafe_code)]
 
+pub mod branch;
 pub mod carry;
 pub mod cli;
 pub mod commit;
+pub mod fanout;
 pub mod land;
+pub mod memory;
 pub mod paths;
 pub mod push;
 pub mod render;

@@ -11,6 +11,7 @@ use outpost_agent::metrics::{self, StatusMetrics};
 use outpost_agent::secret::Scrubber;
 use tracing::{Instrument, error, info, info_span};
 
+use crate::branch::{self, BranchTemplate};
 use crate::cli::Args;
 use crate::commit::Author;
 use crate::watch::Index;
@@ -26,6 +27,9 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(120);
 /// Why the status writer could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// `--git-branch` is unusable.
+    #[error(transparent)]
+    Branch(#[from] branch::Error),
     /// `--git-url` is unusable.
     #[error(transparent)]
     Url(#[from] outpost_agent::source::url::Error),
@@ -52,7 +56,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let target = Target {
         url: args.git.repo_url()?,
         auth: args.git.auth(),
-        branch: args.git_branch.clone(),
+        branch: BranchTemplate::parse(&args.git_branch, &args.cluster)?,
         cluster: args.cluster.clone(),
         namespace: args.namespace.clone(),
         author: Author {
@@ -169,10 +173,12 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 backoff = error_backoff();
                 retry_in = None;
                 readiness.set_ready(role);
-                if let Written::Pushed { retries, .. } = written
-                    && retries > 0
-                {
-                    info!(retries, "Status landed after rejections");
+                for (branch, written) in written {
+                    if let Written::Pushed { retries, .. } = written
+                        && retries > 0
+                    {
+                        info!(branch = %branch, retries, "Status landed after rejections");
+                    }
                 }
             }
             Err(e) => {

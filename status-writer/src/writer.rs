@@ -1,7 +1,8 @@
-//! The writer: render every bundle and land the files on the control branch ([`crate::land`]: one commit on the
-//! tip, pushed fast-forward only, rebuilt on the new tip after a lost race, carried by or carrying other
-//! clusters' writers). Never force-pushes; our paths are this cluster's only, so rebuilding never touches another
-//! cluster's status.
+//! The writer: render every bundle, group the files by the branch `--git-branch` names for each bundle
+//! ([`crate::branch`]), and land each branch's files on it ([`crate::fanout`] visits the branches,
+//! [`crate::land`] makes one commit on a branch's tip, pushed fast-forward only, rebuilt on the new tip after a
+//! lost race, carried by or carrying other clusters' writers). Never force-pushes; our paths are this cluster's
+//! only, so rebuilding never touches another cluster's status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +12,12 @@ use gix::ObjectId;
 use outpost_agent::metrics::StatusMetrics;
 use outpost_agent::secret::Scrubber;
 use outpost_agent::source::{self, Auth, GitRef, RepoUrl, Source};
+use tracing::warn;
 
+use crate::branch::BranchTemplate;
 use crate::commit::{self, Author};
-use crate::land::{Job, Memory};
+use crate::fanout::Fanout;
+use crate::memory::Memory;
 use crate::push;
 use crate::watch::{Snapshot, bundle_pods};
 use crate::{carry, paths, render};
@@ -47,7 +51,7 @@ pub enum Error {
     Task(String),
 }
 
-/// What one write did.
+/// What one write did on one branch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Written {
     /// The branch already holds exactly this status.
@@ -70,8 +74,8 @@ pub struct Target {
     pub url: RepoUrl,
     /// Credentials.
     pub auth: Auth,
-    /// Branch to push to.
-    pub branch: String,
+    /// Which branch each bundle's status goes to (`--git-branch`).
+    pub branch: BranchTemplate,
     /// This cluster.
     pub cluster: String,
     /// Agent namespace (documents default to it).
@@ -82,21 +86,38 @@ pub struct Target {
     pub cache_dir: std::path::PathBuf,
 }
 
-/// Status files: path relative to the cluster's status root → (bundle, bytes).
+/// Status files of one branch: path relative to the cluster's status root → (bundle, bytes).
 pub type Files = BTreeMap<String, (String, Vec<u8>)>;
+
+/// Status files by branch.
+pub type Branches = BTreeMap<String, Files>;
+
+/// What one write did, per branch it visited (a branch whose status had not changed may be left out).
+pub type Report = BTreeMap<String, Written>;
 
 /// Renders status documents.
 #[derive(Clone)]
 pub struct Renderer {
     namespace: String,
+    branch: BranchTemplate,
     metrics: Option<StatusMetrics>,
 }
 
 impl Renderer {
-    /// Render every bundle of `snapshot` into status files (paths relative to the cluster's status root).
-    pub fn render_all(&self, snapshot: &Snapshot) -> Files {
-        let mut files = BTreeMap::new();
+    /// Render every bundle of `snapshot` into status files (paths relative to the cluster's status root), grouped
+    /// by the branch the template names for each bundle. A bundle whose branch name is invalid is reported and
+    /// left out.
+    pub fn render_all(&self, snapshot: &Snapshot) -> Branches {
+        let mut branches = Branches::new();
+        let mut rendered = 0;
         for (bundle, inventory) in &snapshot.inventories {
+            let branch = match self.branch.expand(&inventory.info) {
+                Ok(branch) => branch,
+                Err(e) => {
+                    warn!(bundle = %bundle, error = %e, "Status not written");
+                    continue;
+                }
+            };
             let pods = bundle_pods(snapshot, inventory);
             let live: BTreeMap<_, _> = inventory
                 .members
@@ -109,15 +130,16 @@ impl Renderer {
                 live: &live,
                 pods: &pods,
             };
-            files.insert(
+            branches.entry(branch).or_default().insert(
                 paths::relative_path(&inventory.info),
                 (bundle.clone(), render::render(&view)),
             );
+            rendered += 1;
         }
         if let Some(m) = &self.metrics {
-            m.rendered(files.len() as u64);
+            m.rendered(rendered);
         }
-        files
+        branches
     }
 }
 
@@ -148,8 +170,8 @@ impl Writer {
         }
     }
 
-    /// Render every bundle of `snapshot` into status files (paths relative to the cluster's status root).
-    pub fn render_all(&self, snapshot: &Snapshot) -> Files {
+    /// Render every bundle of `snapshot` into status files, grouped by branch (see [`Renderer::render_all`]).
+    pub fn render_all(&self, snapshot: &Snapshot) -> Branches {
         self.renderer().render_all(snapshot)
     }
 
@@ -157,29 +179,32 @@ impl Writer {
     pub fn renderer(&self) -> Renderer {
         Renderer {
             namespace: self.target.namespace.clone(),
+            branch: self.target.branch.clone(),
             metrics: self.metrics.clone(),
         }
     }
 
-    /// Write `files` to the branch: commit if anything changed, push, retry on rejection. Blocking work runs
-    /// on the blocking pool.
-    pub async fn write(&self, files: Files) -> Result<Written, Error> {
-        self.write_latest(move || Some(files.clone())).await
+    /// Write `branches` (every bundle's files, by branch): on each branch, commit if anything changed, push,
+    /// retry on rejection; remove our status from branches whose bundles left. Blocking work runs on the
+    /// blocking pool.
+    pub async fn write(&self, branches: Branches) -> Result<Report, Error> {
+        self.write_latest(move || Some(branches.clone())).await
     }
 
-    /// Like [`Writer::write`], asking `latest` for the files before every attempt, so a retry after a lost race
-    /// carries the newest status rather than the one the write started with (`None`: keep the previous files).
+    /// Like [`Writer::write`], asking `latest` for the files first and again before every retry, so a retry
+    /// after a lost race carries the newest status rather than the one the write started with (`None`: the
+    /// watches are not complete; write nothing at first, keep the previous files on a retry).
     pub async fn write_latest(
         &self,
-        latest: impl Fn() -> Option<Files> + Send + 'static,
-    ) -> Result<Written, Error> {
+        latest: impl Fn() -> Option<Branches> + Send + 'static,
+    ) -> Result<Report, Error> {
         let target = self.target.clone();
         let scrubber = self.scrubber.clone();
         let metrics = self.metrics.clone();
         let interrupt = self.interrupt.clone();
         let memory = self.memory.clone();
         tokio::task::spawn_blocking(move || {
-            Job {
+            Fanout {
                 target: &target,
                 scrubber: &scrubber,
                 metrics: metrics.as_ref(),
@@ -233,30 +258,31 @@ pub(crate) struct Tip {
     pub(crate) published: BTreeMap<String, ObjectId>,
 }
 
-/// Fetch the branch tip and, when `carrying`, every status ref published for the branch (one ref listing, one
-/// pack). When the branch does not exist, the default branch's tip (the branch is then created).
+/// Fetch the tip of `name` and, when `carrying`, every status ref published for the branch (one ref listing,
+/// one pack). When the branch does not exist, the default branch's tip (the branch is then created).
 pub(crate) fn fetch_tip(
     target: &Target,
+    name: &str,
     scrubber: &Scrubber,
     interrupt: &AtomicBool,
     carrying: bool,
 ) -> Result<Tip, Error> {
-    let branch = source_for(target, scrubber, GitRef::Branch(target.branch.clone()))?;
+    let branch = source_for(target, scrubber, GitRef::Branch(name.to_owned()))?;
     let (old, published) = if carrying {
         let specs = [
             format!(
                 "+{}:{}",
-                GitRef::Branch(target.branch.clone()).remote_name(),
+                GitRef::Branch(name.to_owned()).remote_name(),
                 source::TRACKING_REF
             ),
-            carry::refspec(&target.branch),
+            carry::refspec(name),
         ];
         let refs = branch.fetch_refs(&specs, interrupt)?;
         let old = refs.iter().find(|r| r.spec == 0).map(|r| r.id);
         let published = refs
             .iter()
             .filter(|r| r.spec == 1)
-            .filter_map(|r| Some((carry::cluster_of(&target.branch, &r.name)?.to_owned(), r.id)))
+            .filter_map(|r| Some((carry::cluster_of(name, &r.name)?.to_owned(), r.id)))
             .collect();
         (old, published)
     } else {

@@ -1,5 +1,6 @@
 //! The writer against a real bare repository (through file://, as for a local control repo): carrying other
-//! clusters' published statuses, and leaving stale ones alone. The git CLI only makes fixtures and checks.
+//! clusters' published statuses, and leaving stale ones alone; status spread over per-bundle branches. The git
+//! CLI only makes fixtures and checks.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,10 +11,14 @@ use outpost_tests::{TestRepo, git_servers, unique};
 use super::*;
 
 fn writer(repo: &TestRepo, cluster: &str) -> Writer {
+    writer_to(repo, cluster, "main")
+}
+
+fn writer_to(repo: &TestRepo, cluster: &str, template: &str) -> Writer {
     let target = Target {
         url: RepoUrl::Local(repo.bare.clone()),
         auth: Auth::default(),
-        branch: "main".into(),
+        branch: BranchTemplate::parse(template, cluster).unwrap(),
         cluster: cluster.into(),
         namespace: "outpost".into(),
         author: Author {
@@ -25,11 +30,20 @@ fn writer(repo: &TestRepo, cluster: &str) -> Writer {
     Writer::new(target, Scrubber::default(), None, Arc::default())
 }
 
-fn status(tick: &str) -> BTreeMap<String, (String, Vec<u8>)> {
+fn status(tick: &str) -> Files {
     BTreeMap::from([(
         "b/b-status.yaml".to_owned(),
         ("b".to_owned(), format!("tick: {tick}\n").into_bytes()),
     )])
+}
+
+/// Write `status(tick)` to main and say what happened there.
+async fn write_main(writer: &Writer, tick: &str) -> Written {
+    let mut report = writer
+        .write(Branches::from([("main".to_owned(), status(tick))]))
+        .await
+        .unwrap();
+    report.remove("main").expect("main is always visited")
 }
 
 fn git(bare: &Path, args: &[&str]) -> String {
@@ -40,10 +54,14 @@ fn git(bare: &Path, args: &[&str]) -> String {
 }
 
 fn on_main(bare: &Path, path: &str) -> Option<String> {
+    on_branch(bare, "main", path)
+}
+
+fn on_branch(bare: &Path, branch: &str, path: &str) -> Option<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(bare)
-        .args(["show", &format!("refs/heads/main:{path}")])
+        .args(["show", &format!("refs/heads/{branch}:{path}")])
         .output()
         .unwrap();
     out.status
@@ -87,10 +105,7 @@ async fn a_winner_carries_recently_published_statuses_and_never_stale_ones() {
 
     // b lost a race and published its status; a's next commit carries it and removes b's status ref.
     let b_ref = publish(&bare, "b", "tick: 1\n", None);
-    assert!(matches!(
-        a.write(status("1")).await.unwrap(),
-        Written::Pushed { .. }
-    ));
+    assert!(matches!(write_main(&a, "1").await, Written::Pushed { .. }));
     assert_eq!(on_main(&bare, b_path).as_deref(), Some("tick: 1\n"));
     assert_eq!(on_main(&bare, a_path).as_deref(), Some("tick: 1\n"));
     let message = git(&bare, &["log", "-1", "--format=%s", "refs/heads/main"]);
@@ -100,14 +115,11 @@ async fn a_winner_carries_recently_published_statuses_and_never_stale_ones() {
     assert_eq!(git(&bare, &["rev-parse", "refs/heads/main~1"]), initial);
 
     // b then finds its status on the branch: nothing to push.
-    assert_eq!(b.write(status("1")).await.unwrap(), Written::Unchanged);
+    assert_eq!(write_main(&b, "1").await, Written::Unchanged);
 
     // A status published long ago (a cluster that is gone) is not carried.
     let b_ref = publish(&bare, "b", "tick: old\n", Some("2001-01-01T00:00:00Z"));
-    assert!(matches!(
-        a.write(status("2")).await.unwrap(),
-        Written::Pushed { .. }
-    ));
+    assert!(matches!(write_main(&a, "2").await, Written::Pushed { .. }));
     assert_eq!(
         on_main(&bare, b_path).as_deref(),
         Some("tick: 1\n"),
@@ -127,20 +139,15 @@ async fn a_contended_writer_publishes_waits_for_the_first_in_line_then_lands_eve
     repo.commit("initial").unwrap();
     let bare = repo.bare.clone();
     let a = writer(&repo, "a");
-    assert!(matches!(
-        a.write(status("1")).await.unwrap(),
-        Written::Pushed { .. }
-    ));
+    assert!(matches!(write_main(&a, "1").await, Written::Pushed { .. }));
     // a lost a race last time; "0first" (first in line by name) published and went quiet.
     a.memory
+        .branch("main")
         .contended
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let first = publish(&bare, "0first", "tick: 0\n", None);
     let started = std::time::Instant::now();
-    assert!(matches!(
-        a.write(status("2")).await.unwrap(),
-        Written::Pushed { .. }
-    ));
+    assert!(matches!(write_main(&a, "2").await, Written::Pushed { .. }));
     // a waited for "0first" to land everyone, then did it itself, carrying it.
     assert!(
         started.elapsed() >= crate::land::FALLBACK,
@@ -163,12 +170,14 @@ async fn a_contended_writer_publishes_waits_for_the_first_in_line_then_lands_eve
         "our own status ref is still there"
     );
     // Next write: alone in line, it lands without waiting, and the branch counts as quiet again.
-    assert!(a.memory.contended.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(
+        a.memory
+            .branch("main")
+            .contended
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     let started = std::time::Instant::now();
-    assert!(matches!(
-        a.write(status("3")).await.unwrap(),
-        Written::Pushed { .. }
-    ));
+    assert!(matches!(write_main(&a, "3").await, Written::Pushed { .. }));
     assert!(
         started.elapsed() < crate::land::FALLBACK,
         "{:?}",
@@ -178,5 +187,156 @@ async fn a_contended_writer_publishes_waits_for_the_first_in_line_then_lands_eve
         on_main(&bare, "clusters/a/status/b/b-status.yaml").as_deref(),
         Some("tick: 3\n")
     );
-    assert!(!a.memory.contended.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(
+        !a.memory
+            .branch("main")
+            .contended
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+/// A snapshot of bundles with no members: `(bundle, Some((cid, app)))` for EMCO bundles, `None` for plain ones.
+fn snapshot(bundles: &[(&str, Option<(&str, &str)>)]) -> Snapshot {
+    let inventories = bundles
+        .iter()
+        .map(|(bundle, emco)| {
+            let info = outpost_agent::inventory::BundleInfo {
+                bundle: (*bundle).to_owned(),
+                cluster: "p+c".into(),
+                context: emco.map(|(cid, _)| cid.to_owned()),
+                app: emco.map(|(_, app)| app.to_owned()),
+                ..Default::default()
+            };
+            (
+                (*bundle).to_owned(),
+                outpost_agent::inventory::Inventory::new(info),
+            )
+        })
+        .collect();
+    Snapshot {
+        inventories,
+        complete: true,
+        ..Default::default()
+    }
+}
+
+const WEB: (&str, Option<(&str, &str)>) = ("100-web", Some(("100", "web")));
+const DB: (&str, Option<(&str, &str)>) = ("200-db", Some(("200", "db")));
+const WEB_PATH: &str = "clusters/p+c/status/100/app/web/100-web-status.yaml";
+const DB_PATH: &str = "clusters/p+c/status/200/app/db/200-db-status.yaml";
+
+#[test]
+fn rendered_status_is_grouped_by_the_branch_the_template_names() {
+    let renderer = |template: &str| Renderer {
+        namespace: "outpost".into(),
+        branch: BranchTemplate::parse(template, "p+c").unwrap(),
+        metrics: None,
+    };
+    let all = snapshot(&[WEB, DB, ("monitoring", None), ("x.lock", None)]);
+    let layout = |branches: Branches| -> Vec<(String, Vec<String>)> {
+        branches
+            .into_iter()
+            .map(|(branch, files)| (branch, files.into_keys().collect()))
+            .collect()
+    };
+    let owned = |rows: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+        rows.iter()
+            .map(|(b, paths)| (b.to_string(), paths.iter().map(|p| p.to_string()).collect()))
+            .collect()
+    };
+    // EMCO's github mode: one branch per app; a plain bundle stands in for the app; a bundle whose branch name
+    // would be invalid is left out.
+    assert_eq!(
+        layout(renderer("{cluster}-{cid}-{app}").render_all(&all)),
+        owned(&[
+            ("p+c-100-web", &["100/app/web/100-web-status.yaml"]),
+            ("p+c-200-db", &["200/app/db/200-db-status.yaml"]),
+            ("p+c-monitoring", &["monitoring/monitoring-status.yaml"]),
+        ])
+    );
+    // EMCO's git2go mode, and a plain name: every bundle on one branch.
+    let every = [
+        "100/app/web/100-web-status.yaml",
+        "200/app/db/200-db-status.yaml",
+        "monitoring/monitoring-status.yaml",
+        "x.lock/x.lock-status.yaml",
+    ];
+    assert_eq!(
+        layout(renderer("{cluster}").render_all(&all)),
+        owned(&[("p+c", &every)])
+    );
+    assert_eq!(
+        layout(renderer("main").render_all(&all)),
+        owned(&[("main", &every)])
+    );
+}
+
+#[tokio::test]
+async fn each_branch_gets_its_bundles_status_and_loses_it_when_the_bundle_leaves() {
+    let repo = git_servers().create_repo(&unique("branches")).unwrap();
+    repo.write("README.md", "control\n").unwrap();
+    repo.commit("initial").unwrap();
+    let bare = repo.bare.clone();
+    let template = "{cluster}-{cid}-{app}";
+    let (web_branch, db_branch) = ("p+c-100-web", "p+c-200-db");
+    let w = writer_to(&repo, "p+c", template);
+    let both = snapshot(&[WEB, DB]);
+    let report = w.write(w.render_all(&both)).await.unwrap();
+    assert_eq!(report.keys().collect::<Vec<_>>(), [web_branch, db_branch]);
+    assert!(
+        report.values().all(|w| matches!(w, Written::Pushed { .. })),
+        "{report:?}"
+    );
+    assert!(on_branch(&bare, web_branch, WEB_PATH).is_some());
+    assert!(
+        on_branch(&bare, web_branch, DB_PATH).is_none(),
+        "db's status on web's branch"
+    );
+    assert!(on_branch(&bare, db_branch, DB_PATH).is_some());
+    assert!(on_main(&bare, WEB_PATH).is_none(), "main was written to");
+    // Created from the default branch.
+    assert_eq!(
+        on_branch(&bare, web_branch, "README.md").as_deref(),
+        Some("control\n")
+    );
+
+    // Unchanged status: no branch is even fetched.
+    assert_eq!(w.write(w.render_all(&both)).await.unwrap(), Report::new());
+
+    // db leaves: its file is removed from its branch; web's branch is left alone.
+    let web_tip = git(&bare, &["rev-parse", web_branch]);
+    let report = w.write(w.render_all(&snapshot(&[WEB]))).await.unwrap();
+    assert_eq!(report.keys().collect::<Vec<_>>(), [db_branch]);
+    assert!(
+        on_branch(&bare, db_branch, DB_PATH).is_none(),
+        "db's status stayed"
+    );
+    assert_eq!(
+        on_branch(&bare, db_branch, "README.md").as_deref(),
+        Some("control\n")
+    );
+    assert_eq!(git(&bare, &["rev-parse", web_branch]), web_tip);
+
+    // A writer that starts afresh removes status of a bundle that left while no writer ran.
+    w.write(w.render_all(&both)).await.unwrap();
+    assert!(on_branch(&bare, db_branch, DB_PATH).is_some());
+    let fresh = writer_to(&repo, "p+c", template);
+    let report = fresh.write(fresh.render_all(&snapshot(&[WEB]))).await.unwrap();
+    assert!(
+        matches!(report.get(db_branch), Some(Written::Pushed { .. })),
+        "{report:?}"
+    );
+    assert_eq!(report.get(web_branch), Some(&Written::Unchanged));
+    assert!(
+        on_branch(&bare, db_branch, DB_PATH).is_none(),
+        "db's status stayed"
+    );
+
+    // A branch that is gone (EMCO deletes an app's branch) is not created again just to remove nothing.
+    fresh.write(fresh.render_all(&both)).await.unwrap();
+    assert!(on_branch(&bare, db_branch, DB_PATH).is_some());
+    git(&bare, &["update-ref", "-d", &format!("refs/heads/{db_branch}")]);
+    let report = fresh.write(fresh.render_all(&snapshot(&[WEB]))).await.unwrap();
+    assert_eq!(report.get(db_branch), Some(&Written::Unchanged));
+    assert!(git(&bare, &["for-each-ref", &format!("refs/heads/{db_branch}")]).is_empty());
 }

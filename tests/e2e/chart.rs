@@ -46,19 +46,15 @@ fn lint(values: &Path) -> Result<()> {
 
 /// Render the chart: every manifest as JSON.
 fn render(release: &str, namespace: &str, values: &Path) -> Result<Vec<Value>> {
-    let py = tools::helm_python()?;
-    let out = run(
-        py.to_str().context("path")?,
-        &[
-            s(&helm_script()),
-            "template",
-            s(&chart_dir()),
-            release,
-            namespace,
-            s(values),
-        ],
-        None,
-    )?;
+    render_layers(release, namespace, &[values])
+}
+
+/// Render the chart with several values files, later ones overriding earlier ones (as `helm -f a -f b`).
+fn render_layers(release: &str, namespace: &str, values: &[&Path]) -> Result<Vec<Value>> {
+    let (py, script, chart) = (tools::helm_python()?, helm_script(), chart_dir());
+    let mut args = vec![s(&script), "template", s(&chart), release, namespace];
+    args.extend(values.iter().map(|v| s(v)));
+    let out = run(py.to_str().context("path")?, &args, None)?;
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(&out).with_context(|| format!("rendered YAML:\n{out}"))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
@@ -397,5 +393,358 @@ fn a_local_path_mirror_needs_no_url_for_the_agent() -> Result<()> {
     );
     let mounts = serde_json::to_string(&cs[0]["volumeMounts"])?;
     assert!(mounts.contains("/srv/git/r.git"), "{mounts}");
+    Ok(())
+}
+
+/// EMCO's monitor chart defaults, verbatim (emco-base `deployments/helm/monitor/values.yaml` at f12558f): an EMCO
+/// user's values file is this file edited, or layered under their own.
+const EMCO_MONITOR_DEFAULTS: &str = r#"# SPDX-License-Identifier: Apache-2.0
+# Copyright (c) 2022 Intel Corporation
+
+repository: registry.gitlab.com/project-emco/core/emco-base/
+image: emco-monitor
+emcoTag: "latest" # can be overridden with $ helm install --set emcoTag=22.03 emco-monitor (...)
+
+workingDir: /opt/emco/monitor
+git:
+  enabled: false
+  gittype: ""
+
+noProxyHosts: ""
+httpProxy: ""
+httpsProxy: ""
+"#;
+
+fn emco_example() -> PathBuf {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/emco-monitor-values.yaml"
+    ))
+    .to_owned()
+}
+
+/// The container of this name.
+fn container<'a>(docs: &'a [Value], name: &str) -> Result<&'a Value> {
+    containers(docs)
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .with_context(|| format!("no {name} container"))
+}
+
+/// Assert literal env values of one container (`None`: the variable must be absent).
+fn assert_env(c: &Value, expected: &[(&str, Option<&str>)]) {
+    for (name, value) in expected {
+        assert_eq!(
+            env_var(c, name).as_deref(),
+            *value,
+            "{} container, {name}: {}",
+            c["name"],
+            c["env"]
+        );
+    }
+}
+
+/// The chart's appVersion, the default image tag.
+fn app_version() -> Result<String> {
+    let chart = std::fs::read_to_string(chart_dir().join("Chart.yaml"))?;
+    let chart: Value = serde_saphyr::from_str(&chart)?;
+    Ok(chart["appVersion"].as_str().context("appVersion")?.to_owned())
+}
+
+/// Lint, render and server-side dry-run one set of values files in a fresh namespace.
+async fn render_and_dry_run(client: &kube::Client, name: &str, layers: &[&Path]) -> Result<Vec<Value>> {
+    let (py, script, chart) = (tools::helm_python()?, helm_script(), chart_dir());
+    let mut args = vec![s(&script), "lint", s(&chart)];
+    args.extend(layers.iter().map(|v| s(v)));
+    run(py.to_str().context("path")?, &args, None).with_context(|| format!("lint {name}"))?;
+    let ns = create_namespace(client, "emco").await?;
+    let docs = render_layers(&unique(name), &ns, layers).with_context(|| format!("render {name}"))?;
+    dry_run(client, &docs, &ns)
+        .await
+        .with_context(|| format!("dry-run {name}"))?;
+    Ok(docs)
+}
+
+#[tokio::test]
+async fn an_emco_monitor_values_file_installs_outpost_with_the_same_meaning() -> Result<()> {
+    let client = kube_env().client().await?;
+    let image = format!("ghcr.io/outpost-dev/outpost:{}", app_version()?);
+    let defaults = values_file(EMCO_MONITOR_DEFAULTS)?;
+    let example = emco_example();
+    // The example alone, and layered over EMCO's own chart defaults, mean the same.
+    for (name, layers) in [
+        ("emco-example", vec![example.as_path()]),
+        ("emco-over-defaults", vec![defaults.as_path(), example.as_path()]),
+    ] {
+        let docs = render_and_dry_run(&client, name, &layers).await?;
+        let (agent, writer) = (container(&docs, "agent")?, container(&docs, "status-writer")?);
+        // git2go mode: EMCO's monitor clones git.giturl as given; git.repo only names its clone directory.
+        let url = "https://git.example.com/fleet-owner/emco-fleet";
+        assert_env(
+            agent,
+            &[
+                ("OUTPOST_GIT_URL", Some(url)),
+                ("OUTPOST_GIT_REF", Some("main")),
+                ("OUTPOST_GIT_USERNAME", Some("fleet-owner")),
+                ("OUTPOST_GIT_TOKEN_FILE", Some("/etc/outpost/git/token")),
+                ("OUTPOST_CLUSTER", Some("provider1+edge-17")),
+            ],
+        );
+        // One repository holds resources and status; rsync's git2go mode reads the branch named after the cluster.
+        assert_env(
+            writer,
+            &[
+                ("OUTPOST_GIT_URL", Some(url)),
+                ("OUTPOST_GIT_BRANCH", Some("{cluster}")),
+                ("OUTPOST_GIT_USERNAME", Some("fleet-owner")),
+                ("OUTPOST_GIT_TOKEN_FILE", Some("/etc/outpost/status-git/token")),
+                ("OUTPOST_CLUSTER", Some("provider1+edge-17")),
+            ],
+        );
+        for c in [agent, writer] {
+            assert_env(
+                c,
+                &[
+                    ("HTTP_PROXY", Some("http://proxy.example.com:3128")),
+                    ("HTTPS_PROXY", Some("http://proxy.example.com:3129")),
+                    (
+                        "NO_PROXY",
+                        Some(
+                            "kubernetes.default.svc,.svc,.cluster.local,git.internal.example.com,10.0.0.0/8",
+                        ),
+                    ),
+                ],
+            );
+            // EMCO's image, repository, emcoTag and workingDir are ignored.
+            assert_eq!(c["image"], image.as_str(), "{name}: {c}");
+            assert_eq!(c["imagePullPolicy"], "IfNotPresent", "{name}");
+            let text = serde_json::to_string(c)?;
+            for ignored in ["emco-monitor", "registry.gitlab.com", "/opt/emco", "22.09"] {
+                assert!(
+                    !text.contains(ignored),
+                    "{name}: {ignored} reached the pod: {text}"
+                );
+            }
+        }
+        // The token stays in the Secret.
+        for doc in docs.iter().filter(|d| d["kind"] != "Secret") {
+            assert!(
+                !serde_json::to_string(doc)?.contains("replace-with-a-token"),
+                "{doc}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn emco_github_mode_uses_the_owner_and_repository_name_as_emcos_monitor_does() -> Result<()> {
+    let client = kube_env().client().await?;
+    let example = emco_example();
+    // EMCO's monitor in github mode talks to github.com for owner git.username and repository git.repo; it never
+    // reads git.giturl. rsync then reads one status branch per cluster and app.
+    let github = values_file(
+        "git:\n  gittype: GitHub\n  giturl: https://git.example.com/not-read\n  repo: fleet\n  username: owner-1\n  gitbranch: edge\n",
+    )?;
+    let docs = render_and_dry_run(&client, "emco-github", &[example.as_path(), github.as_path()]).await?;
+    let (agent, writer) = (container(&docs, "agent")?, container(&docs, "status-writer")?);
+    assert_env(
+        agent,
+        &[
+            ("OUTPOST_GIT_URL", Some("https://github.com/owner-1/fleet")),
+            ("OUTPOST_GIT_REF", Some("edge")),
+            ("OUTPOST_GIT_USERNAME", Some("owner-1")),
+        ],
+    );
+    assert_env(
+        writer,
+        &[
+            ("OUTPOST_GIT_URL", Some("https://github.com/owner-1/fleet")),
+            ("OUTPOST_GIT_BRANCH", Some("{cluster}-{cid}-{app}")),
+        ],
+    );
+    // Our own names override: a status branch and a separate control repository.
+    let own = values_file(
+        "git:\n  gittype: github\n  repo: fleet\n  username: owner-1\nstatusGit:\n  branch: status-{cluster}\n  repo: https://control.example.invalid/status.git\n",
+    )?;
+    let docs = render_and_dry_run(&client, "emco-own", &[example.as_path(), own.as_path()]).await?;
+    assert_env(
+        container(&docs, "agent")?,
+        &[("OUTPOST_GIT_URL", Some("https://github.com/owner-1/fleet"))],
+    );
+    assert_env(
+        container(&docs, "status-writer")?,
+        &[
+            (
+                "OUTPOST_GIT_URL",
+                Some("https://control.example.invalid/status.git"),
+            ),
+            ("OUTPOST_GIT_BRANCH", Some("status-{cluster}")),
+        ],
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn emco_git_enabled_false_turns_off_only_the_status_writer() -> Result<()> {
+    let client = kube_env().client().await?;
+    let example = emco_example();
+    let off = values_file("git:\n  enabled: false\n")?;
+    let docs = render_and_dry_run(&client, "emco-off", &[example.as_path(), off.as_path()]).await?;
+    let names: Vec<&Value> = containers(&docs).iter().map(|c| &c["name"]).collect();
+    assert_eq!(names, ["agent"], "the agent alone runs");
+    assert_env(
+        container(&docs, "agent")?,
+        &[
+            (
+                "OUTPOST_GIT_URL",
+                Some("https://git.example.com/fleet-owner/emco-fleet"),
+            ),
+            ("OUTPOST_GIT_REF", Some("main")),
+            ("HTTPS_PROXY", Some("http://proxy.example.com:3129")),
+        ],
+    );
+    Ok(())
+}
+
+#[test]
+fn misspelt_values_are_rejected_not_ignored() -> Result<()> {
+    // EMCO-style values; indented lines go into git:, the others are top-level keys.
+    let emco = "git:\n  giturl: https://git.example.invalid/o/r\n  repo: r\n  clustername: c1\n";
+    let cases = [
+        ("  gitbrach: main\n", "gitbrach"),
+        ("  gittype: gihub\n", "gihub"),
+        ("  ssh:\n    privatekey: x\n", "privatekey"),
+        ("gitt:\n  repo: x\n", "gitt"),
+        ("httpsproxy: http://p.invalid\n", "httpsproxy"),
+        ("statusGit:\n  brnch: x\n", "brnch"),
+        ("outpostImage:\n  tga: v1\n", "tga"),
+        ("image:\n  repository: r\n  tga: v1\n", "tga"),
+        ("metrics:\n  serviceMonitor:\n    enabeld: true\n", "enabeld"),
+        ("resources:\n  agnet: {}\n", "agnet"),
+        (
+            "securityContext:\n  readOnlyRootFileSystem: true\n",
+            "readOnlyRootFileSystem",
+        ),
+    ];
+    for (extra, word) in cases {
+        let values = format!("{emco}{extra}");
+        let file = values_file(&values)?;
+        let err = render("typo", "ns", &file).expect_err(&format!("accepted {word}:\n{values}"));
+        assert!(format!("{err:#}").contains(word), "{word}: {err:#}");
+        assert!(lint(&file).is_err(), "lint accepted {word}");
+    }
+    // EMCO's keys, all of them, are accepted (emcoTag as --set makes it: a number).
+    let defaults = values_file(EMCO_MONITOR_DEFAULTS)?;
+    let tag = values_file("emcoTag: 22.03\n")?;
+    let example = emco_example();
+    render_layers(
+        "emco",
+        "ns",
+        &[defaults.as_path(), example.as_path(), tag.as_path()],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn conflicting_or_misread_emco_values_are_refused_with_the_reason() -> Result<()> {
+    let cases = [
+        (
+            "git:\n  giturl: https://h.invalid/o/r\n  repo: https://h.invalid/o/r\n  clustername: c1\n",
+            "repository name",
+        ),
+        (
+            "git:\n  giturl: https://h.invalid/o/r\n  gittype: github\n  clustername: c1\n",
+            "git.repo",
+        ),
+        (
+            "git:\n  giturl: https://h.invalid/o/r\n  branch: a\n  gitbranch: b\n  clustername: c1\n",
+            "disagree",
+        ),
+    ];
+    for (values, reason) in cases {
+        let file = values_file(values)?;
+        let err = render("bad", "ns", &file).expect_err(values);
+        assert!(format!("{err:#}").contains(reason), "{values}: {err:#}");
+    }
+    Ok(())
+}
+
+#[test]
+fn existing_outpost_values_render_as_before() -> Result<()> {
+    // Outpost's own names: git.repo a URL, git.branch, git.proxy, statusGit.*, and the image map the chart used
+    // before outpostImage. The expected values are what the chart rendered before EMCO's names were added.
+    let file = values_file(&format!(
+        "git:\n  repo: https://git.example.invalid/fleet/resources.git\n  branch: release-1\n  username: robot\n  token: {TOKEN}\n  clustername: provider1+edge-7\n  proxy: http://proxy.invalid:3128\n  noProxy: git.internal.invalid\nstatusGit:\n  repo: https://control.example.invalid/status.git\nimage:\n  repository: registry.example.invalid/outpost\n  tag: v9\n  pullPolicy: Always\n"
+    ))?;
+    lint(&file)?;
+    let docs = render("rel", "ns", &file)?;
+    let proxies = [
+        ("HTTPS_PROXY", Some("http://proxy.invalid:3128")),
+        ("HTTP_PROXY", Some("http://proxy.invalid:3128")),
+        (
+            "NO_PROXY",
+            Some("kubernetes.default.svc,.svc,.cluster.local,git.internal.invalid"),
+        ),
+    ];
+    let agent = container(&docs, "agent")?;
+    assert_env(
+        agent,
+        &[
+            (
+                "OUTPOST_GIT_URL",
+                Some("https://git.example.invalid/fleet/resources.git"),
+            ),
+            ("OUTPOST_GIT_REF", Some("release-1")),
+            ("OUTPOST_GIT_USERNAME", Some("robot")),
+            ("OUTPOST_GIT_TOKEN_FILE", Some("/etc/outpost/git/token")),
+        ],
+    );
+    assert_env(agent, &proxies);
+    let writer = container(&docs, "status-writer")?;
+    assert_env(
+        writer,
+        &[
+            (
+                "OUTPOST_GIT_URL",
+                Some("https://control.example.invalid/status.git"),
+            ),
+            ("OUTPOST_GIT_BRANCH", Some("release-1")),
+            ("OUTPOST_GIT_USERNAME", Some("robot")),
+        ],
+    );
+    assert_env(writer, &proxies);
+    for c in [agent, writer] {
+        assert_eq!(c["image"], "registry.example.invalid/outpost:v9", "{c}");
+        assert_eq!(c["imagePullPolicy"], "Always", "{c}");
+    }
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .context("deployment")?;
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["annotations"]["checksum/values"], "6677c15838da67c7",
+        "existing installs keep their pod template hash (it changes when a key is added to git.* in values.yaml)"
+    );
+    // Defaults: one repository and one branch for both, no proxy, Outpost's image.
+    let docs = render("rel", "ns", &values_file(&base(""))?)?;
+    let url = Some("https://git.example.invalid/fleet/resources.git");
+    assert_env(
+        container(&docs, "agent")?,
+        &[
+            ("OUTPOST_GIT_URL", url),
+            ("OUTPOST_GIT_REF", Some("main")),
+            ("HTTPS_PROXY", None),
+            ("NO_PROXY", None),
+        ],
+    );
+    assert_env(
+        container(&docs, "status-writer")?,
+        &[("OUTPOST_GIT_URL", url), ("OUTPOST_GIT_BRANCH", Some("main"))],
+    );
+    assert_eq!(
+        container(&docs, "agent")?["image"],
+        format!("ghcr.io/outpost-dev/outpost:{}", app_version()?).as_str()
+    );
     Ok(())
 }

@@ -26,9 +26,14 @@ where
 
 /// Names of the ConfigMaps in `ns` that carry an ApplySet part-of label, sorted.
 pub async fn managed_config_maps(client: &kube::Client, ns: &str) -> Result<Vec<String>> {
+    labelled_config_maps(client, ns, "applyset.kubernetes.io/part-of").await
+}
+
+/// Names of the ConfigMaps in `ns` selected by `selector`, sorted.
+pub async fn labelled_config_maps(client: &kube::Client, ns: &str, selector: &str) -> Result<Vec<String>> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let mut names: Vec<String> = api
-        .list(&ListParams::default().labels("applyset.kubernetes.io/part-of"))
+        .list(&ListParams::default().labels(selector))
         .await?
         .items
         .into_iter()

@@ -7,10 +7,14 @@
 mod chart;
 mod common;
 mod daemon;
+mod emco;
+mod emco_rsync;
 mod fixtures;
 mod foundation;
 mod packaging;
 mod resilience;
 mod safety;
 mod status;
+mod status_branches;
+mod status_yaml11;
 mod sync;

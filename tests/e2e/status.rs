@@ -19,7 +19,7 @@ use crate::fixtures;
 const LANDS: Duration = Duration::from_secs(60);
 
 /// The file at `path` on `main` of the served repository, if any.
-fn file_on_branch(repo: &TestRepo, branch: &str, path: &str) -> Option<String> {
+pub(crate) fn file_on_branch(repo: &TestRepo, branch: &str, path: &str) -> Option<String> {
     let bare = repo.bare.to_str()?;
     run(
         "git",
@@ -27,6 +27,7 @@ fn file_on_branch(repo: &TestRepo, branch: &str, path: &str) -> Option<String> {
         None,
     )
     .ok()
+    .inspect(|text| outpost_tests::oracle::record_status(path, text))
 }
 
 /// Number of commits on a branch.

@@ -45,10 +45,11 @@ async fn an_emco_layout_with_two_contexts_syncs_completely() -> Result<()> {
         .write(&app("100", "monitor", "gizmo+Widget.yaml"), &emco_json(&fixtures::widget(&group, &ns_web, "gizmo", 2)))?
         .write(&app("200", "db", "ns+Namespace.yaml"), &emco_json(&fixtures::namespace(&ns_db)))?
         .write(&app("200", "db", "db+ConfigMap.yaml"), &emco_json(&fixtures::config_map(&ns_db, "db", "d")))?
-        // What rsync writes for Flux at the cluster root, and Flux's own directory: never applied (the Flux
-        // kinds do not even exist in this API server, so applying them would fail the sync).
-        .write(&format!("{root}/100.yaml"), "{\"apiVersion\":\"source.toolkit.fluxcd.io/v1\",\"kind\":\"GitRepository\",\"metadata\":{\"name\":\"x\",\"namespace\":\"flux-system\"}}")?
-        .write(&format!("{root}/kust100.yaml"), "{\"apiVersion\":\"kustomize.toolkit.fluxcd.io/v1\",\"kind\":\"Kustomization\",\"metadata\":{\"name\":\"x\",\"namespace\":\"flux-system\"}}")?
+        // What rsync writes for Flux at the cluster root (a GitRepository and a Kustomization whose path points
+        // into this cluster's context/), and Flux's own directory: never applied (the Flux kinds do not even
+        // exist in this API server, so applying them would fail the sync).
+        .write(&format!("{root}/100.yaml"), "{\"apiVersion\":\"source.toolkit.fluxcd.io/v1beta1\",\"kind\":\"GitRepository\",\"metadata\":{\"name\":\"100\",\"namespace\":\"flux-system\"}}")?
+        .write(&format!("{root}/kust100.yaml"), &format!("{{\"apiVersion\":\"kustomize.toolkit.fluxcd.io/v1beta2\",\"kind\":\"Kustomization\",\"metadata\":{{\"name\":\"kust100\",\"namespace\":\"flux-system\"}},\"spec\":{{\"path\":\"{root}/context/100\",\"sourceRef\":{{\"kind\":\"GitRepository\",\"name\":\"100\"}}}}}}"))?
         .write(&format!("{root}/flux-system/gotk-components.yaml"), "{\"apiVersion\":\"source.toolkit.fluxcd.io/v1\",\"kind\":\"GitRepository\",\"metadata\":{\"name\":\"y\"}}")?
         .write(&format!("{root}/status/100/app/web/100-web-status.yaml"), &fixtures::config_map(&ns_web, "from-status-dir", "x"))?;
     repo.commit("EMCO rsync output")?;

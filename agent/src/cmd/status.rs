@@ -8,15 +8,27 @@ use kube::api::{Api, DynamicObject};
 
 use crate::health::{self, Health};
 use crate::inventory::Inventory;
+use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Store, StoreError};
 use crate::resolve::Resolver;
 
 /// Longest error shown in the table; the full text is in the inventory's `outpost.dev/sync` annotation.
 const MAX_ERROR: usize = 80;
 
-/// Print the table to `out`; returns the number of bundles.
-pub async fn run(client: Client, store: &Store, out: &mut (impl Write + Send)) -> Result<usize, StoreError> {
+/// Print the table to `out`, after the agent's waiting state when it waits for content; returns the number of
+/// bundles.
+pub async fn run(
+    client: Client,
+    store: &Store,
+    source_state: &SourceStateStore,
+    out: &mut (impl Write + Send),
+) -> Result<usize, StoreError> {
     let loaded = store.load().await?;
+    if let Some(state) = source_state.load().await?
+        && state.phase == Phase::Waiting
+    {
+        let _ = writeln!(out, "Waiting: {} (since {})", state.message, state.time);
+    }
     let mut resolver = Resolver::new(client.clone());
     let mut rows = vec![[
         "BUNDLE".to_owned(),

@@ -6,6 +6,7 @@
 //! and trackers for the status writer, and the last sync result. [`store`] reads and writes parents.
 
 pub mod applyset;
+pub mod source_state;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -70,7 +71,15 @@ pub struct BundleInfo {
     /// Bundles that must be healthy before this one is applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// When the agent first saw the bundle (RFC 3339), kept for its lifetime: between two bundles of one EMCO
+    /// app defining the same object, the newer takes it ([`crate::manifest::contest`]). Inventories written
+    /// before this field existed read as [`FIRST_SEEN_UNKNOWN`], older than any bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
 }
+
+/// `first_seen` of inventories that predate it: sorts before every timestamp.
+pub const FIRST_SEEN_UNKNOWN: &str = "0";
 
 /// Outcome of the last reconcile of a bundle.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

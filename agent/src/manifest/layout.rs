@@ -1,7 +1,7 @@
 //! Repository layout contract (DESIGN §2): which files of `clusters/<cluster>/` form which bundle.
 //!
-//! - EMCO layout: `context/<cid>/app/<app>/**` is bundle `<cid>-<app>`; Flux files rsync writes at the root
-//!   (`<cid>.yaml`, `kust<cid>.yaml`) and `flux-system/` are ignored.
+//! - EMCO layout: `context/<cid>/app/<app>/**` is bundle `<cid>-<app>`; the Flux files rsync writes at the root
+//!   (`<cid>.yaml`, `kust<cid>.yaml`, recognised by content in [`super::flux`]) and `flux-system/` are ignored.
 //! - Plain layout: every other top-level directory is a bundle named after it; root files form `_root`.
 //! - `status/` belongs to status writers and is never applied.
 //!
@@ -121,6 +121,8 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
     let mut by_name: BTreeMap<String, Bundle> = BTreeMap::new();
     let mut configs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut errors = Vec::new();
+    // Root files are held back until all are parsed: whether one is EMCO's Flux root file depends on the others.
+    let mut root_files: Vec<Vec<Manifest>> = Vec::new();
     for file in files {
         let repo_path = format!("{}/{}", root.trim_end_matches('/'), file.path);
         if let Some(bundle) = config_file_bundle(&file.path, &emco_contexts) {
@@ -144,24 +146,26 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
                 continue;
             }
         };
-        let bundle = by_name.entry(name.clone()).or_insert_with(|| Bundle {
-            name,
-            dir,
-            layout,
-            manifests: Vec::new(),
-            trackers: Vec::new(),
-            depends_on: Vec::new(),
-        });
-        for m in manifests {
-            if m.api_version == TRACKER_API_VERSION && m.kind == TRACKER_KIND {
-                bundle.trackers.push(m);
-            } else {
-                bundle.manifests.push(m);
-            }
+        if name == ROOT_BUNDLE {
+            root_files.push(manifests);
+            continue;
         }
+        add(&mut by_name, name, dir, layout, manifests);
     }
     if !errors.is_empty() {
         return Err(Error::Parse(errors));
+    }
+    let flux_roots = super::flux::emco_root_files(root, &root_files);
+    for (i, manifests) in root_files.into_iter().enumerate() {
+        if !flux_roots.contains(&i) {
+            add(
+                &mut by_name,
+                ROOT_BUNDLE.to_owned(),
+                String::new(),
+                Layout::Plain,
+                manifests,
+            );
+        }
     }
     for (name, depends_on) in configs {
         if let Some(bundle) = by_name.get_mut(&name) {
@@ -169,6 +173,31 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
         }
     }
     Ok(by_name.into_values().collect())
+}
+
+/// Add a file's documents to its bundle: trackers apart, everything else to apply.
+fn add(
+    by_name: &mut BTreeMap<String, Bundle>,
+    name: String,
+    dir: String,
+    layout: Layout,
+    docs: Vec<Manifest>,
+) {
+    let bundle = by_name.entry(name.clone()).or_insert_with(|| Bundle {
+        name,
+        dir,
+        layout,
+        manifests: Vec::new(),
+        trackers: Vec::new(),
+        depends_on: Vec::new(),
+    });
+    for m in docs {
+        if is_tracker(&m) {
+            bundle.trackers.push(m);
+        } else {
+            bundle.manifests.push(m);
+        }
+    }
 }
 
 /// The bundle whose `outpost.yaml` this is, if it is one (`<dir>/outpost.yaml` or
@@ -207,12 +236,7 @@ fn classify(path: &str, emco_contexts: &BTreeSet<String>) -> Option<(String, Str
         return None; // hidden files and directories (.outpostignore, .git*)
     }
     match parts.as_slice() {
-        [file] => {
-            if is_flux_root_file(file, emco_contexts) {
-                return None;
-            }
-            Some((ROOT_BUNDLE.to_owned(), String::new(), Layout::Plain))
-        }
+        [_file] => Some((ROOT_BUNDLE.to_owned(), String::new(), Layout::Plain)),
         [STATUS_DIR, ..] | [FLUX_DIR, ..] => None,
         [EMCO_CONTEXT_DIR, cid, "app", app, _, ..] => Some((
             format!("{cid}-{app}"),
@@ -229,39 +253,37 @@ fn classify(path: &str, emco_contexts: &BTreeSet<String>) -> Option<(String, Str
     }
 }
 
-/// `<cid>.yaml` and `kust<cid>.yaml` at the cluster root, for a context that exists.
-fn is_flux_root_file(file: &str, emco_contexts: &BTreeSet<String>) -> bool {
-    let Some(stem) = file.strip_suffix(".yaml") else {
-        return false;
-    };
-    let cid = stem.strip_prefix("kust").unwrap_or(stem);
-    emco_contexts.contains(cid) || emco_contexts.contains(stem)
+/// A `ResourceBundleState` status tracker declaration (kept for the status writer, never applied).
+pub fn is_tracker(m: &Manifest) -> bool {
+    m.api_version == TRACKER_API_VERSION && m.kind == TRACKER_KIND
+}
+
+/// Whether the files of one bundle directory (paths relative to it) hold status trackers and nothing to apply:
+/// EMCO's request to delete the app. A file that does not parse makes the answer no.
+pub fn is_tracker_only(dir: &str, files: &[SourceFile]) -> bool {
+    let mut trackers = 0;
+    for f in files {
+        let hidden = f.path.split('/').any(|p| p.starts_with('.'));
+        if hidden || f.path == BUNDLE_CONFIG_FILE || !is_manifest_file(&f.path) {
+            continue;
+        }
+        let Ok(docs) = parse_file(&format!("{dir}/{}", f.path), &f.data) else {
+            return false;
+        };
+        for m in &docs {
+            if !is_tracker(m) {
+                return false;
+            }
+            trackers += 1;
+        }
+    }
+    trackers > 0
 }
 
 /// YAML and JSON files are manifests; anything else (README.md, scripts) is ignored.
 fn is_manifest_file(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
-}
-
-/// Fail when two manifests describe the same object after namespaces were settled (`key` gives identity).
-pub fn check_duplicates<'a>(
-    manifests: impl IntoIterator<Item = &'a Manifest>,
-    key: impl Fn(&Manifest) -> String,
-) -> Result<(), Error> {
-    let mut seen: BTreeMap<String, &Manifest> = BTreeMap::new();
-    for m in manifests {
-        let k = key(m);
-        if let Some(first) = seen.get(&k) {
-            return Err(Error::Duplicate {
-                object: m.display_name(),
-                first: first.origin.clone(),
-                second: m.origin.clone(),
-            });
-        }
-        seen.insert(k, m);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -308,11 +330,11 @@ mod tests {
         let files = [
             file(
                 "123.yaml",
-                "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: g}",
+                "apiVersion: source.toolkit.fluxcd.io/v1beta1\nkind: GitRepository\nmetadata: {name: \"123\"}",
             ),
             file(
                 "kust123.yaml",
-                "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: k}",
+                "apiVersion: kustomize.toolkit.fluxcd.io/v1beta2\nkind: Kustomization\nmetadata: {name: kust123}\nspec: {path: clusters/p+c/context/123, sourceRef: {kind: GitRepository, name: \"123\"}}",
             ),
             file("flux-system/gotk.yaml", CM),
             file("context/123/app/web/web+Deployment.yaml", CM),
@@ -344,20 +366,38 @@ mod tests {
         assert!(text.contains("clusters/c/a/x.yaml"), "{text}");
         assert!(text.contains("clusters/c/b/y.yaml"), "{text}");
     }
+}
+
+#[cfg(test)]
+mod tracker_tests {
+    use super::*;
+
+    fn file(path: &str, data: &str) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    const TRACKER: &str = r#"{"apiVersion":"k8splugin.io/v1alpha1","kind":"ResourceBundleState","metadata":{"name":"7-web","namespace":"default"}}"#;
 
     #[test]
-    fn duplicates_name_both_places() {
-        let files = [file("a/x.yaml", CM), file("b/y.yaml", CM)];
-        let all: Vec<Manifest> = bundles("c", &files)
-            .unwrap()
-            .into_iter()
-            .flat_map(|b| b.manifests)
-            .collect();
-        let err = check_duplicates(&all, |m| m.display_name()).unwrap_err();
-        assert!(
-            err.to_string().contains("c/a/x.yaml") && err.to_string().contains("c/b/y.yaml"),
-            "{err}"
-        );
+    fn a_directory_with_only_its_tracker_is_a_deletion_request() {
+        let only = [file("7-web.yaml", TRACKER), file("README.md", "notes")];
+        assert!(is_tracker_only("context/7/app/web", &only));
+        let with_resource = [
+            file("7-web.yaml", TRACKER),
+            file(
+                "web+ConfigMap.yaml",
+                r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"web"}}"#,
+            ),
+        ];
+        assert!(!is_tracker_only("context/7/app/web", &with_resource));
+        assert!(!is_tracker_only("context/7/app/web", &[]));
+        assert!(!is_tracker_only(
+            "d",
+            &[file("7-web.yaml", TRACKER), file("x.yaml", "kind: [")]
+        ));
     }
 }
 

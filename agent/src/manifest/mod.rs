@@ -4,7 +4,9 @@
 //! Data enters as [`SourceFile`](crate::source::SourceFile)s and leaves as [`Bundle`]s of [`Manifest`]s. Any
 //! error fails the whole set: the caller must then apply and prune nothing.
 
+pub mod contest;
 pub mod digest;
+pub mod flux;
 pub mod ignore;
 pub mod layout;
 pub mod normalize;

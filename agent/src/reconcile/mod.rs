@@ -14,9 +14,10 @@ use tracing::info;
 use crate::apply::Applier;
 use crate::desired::{self, DesiredObject, DesiredSet};
 use crate::inventory::Inventory;
+use crate::inventory::source_state::{Phase, SourceState, SourceStateStore};
 use crate::inventory::store::{Loaded, Store, StoreError};
 use crate::live::{self, LiveIndex};
-use crate::manifest::{Bundle, layout};
+use crate::manifest::{Bundle, contest, layout};
 use crate::metrics::Metrics;
 use crate::plan::{self, Plan, Refusal, Safety};
 use crate::resolve::Resolver;
@@ -24,6 +25,7 @@ use crate::secret::Scrubber;
 use crate::source::{self, ObjectId, Source};
 
 mod finish;
+mod history;
 mod run;
 mod waves;
 
@@ -38,9 +40,10 @@ pub enum Error {
     /// The repository could not be read.
     #[error(transparent)]
     Source(#[from] source::Error),
-    /// The commit has no directory for this cluster.
+    /// The commit has no directory for this cluster while objects are managed and no commit announced their
+    /// deletion.
     #[error(
-        "{path} does not exist at commit {commit}: check --cluster and the repository layout; nothing was changed (set --allow-empty to delete everything instead)"
+        "{path} does not exist at commit {commit} but objects are managed and no commit since the last applied one announced their deletion (EMCO leaves an app's status tracker alone first): check --cluster and the repository layout; nothing was changed (set --allow-empty to delete everything instead)"
     )]
     MissingClusterPath {
         /// `clusters/<cluster>`.
@@ -105,6 +108,14 @@ pub enum Outcome {
         applied: usize,
         /// Objects deleted.
         pruned: usize,
+    },
+    /// The cluster path is missing or has nothing to apply, and nothing is managed: waiting for content (every
+    /// install before EMCO's first deployment). Not an error.
+    Empty {
+        /// The commit.
+        commit: ObjectId,
+        /// The path does not exist at all (rather than existing without manifests).
+        missing: bool,
     },
     /// Some bundles wait for dependencies to become healthy; reconcile again soon.
     Waiting {
@@ -185,6 +196,12 @@ pub struct Reconciler {
     pending_content: Option<String>,
     /// What the last sync left, for drift correction.
     last_report: Option<Arc<SyncReport>>,
+    /// Whether the cluster path was missing in the commit being synced.
+    pending_missing: bool,
+    /// Shutdown flag of the running reconcile, for blocking Git work started from inside a sync.
+    interrupt: Option<Arc<AtomicBool>>,
+    /// Where the waiting state is recorded, and the phase recorded last (written only on change).
+    source_state: (SourceStateStore, Option<Phase>),
     /// Drift watches run (the daemon): they revert missing and changed objects as it happens, so a sync can
     /// trust the inventories it wrote last and skip re-reading them and listing the live objects.
     watched: bool,
@@ -200,6 +217,10 @@ impl Reconciler {
             applier: Applier::new(client.clone(), settings.apply.clone()),
             resolver: Resolver::new(client.clone()),
             store: Store::new(client.clone(), &settings.namespace, &settings.cluster),
+            source_state: (
+                SourceStateStore::new(client.clone(), &settings.namespace, &settings.cluster),
+                None,
+            ),
             client,
             settings,
             scrubber,
@@ -208,6 +229,8 @@ impl Reconciler {
             last_synced: None,
             last_content: None,
             pending_content: None,
+            pending_missing: false,
+            interrupt: None,
             last_report: None,
             watched: false,
             full_sync: true,
@@ -260,6 +283,7 @@ impl Reconciler {
     ) -> Result<std::result::Result<(ObjectId, Vec<Bundle>), ObjectId>> {
         let source = self.source.clone();
         let started = std::time::Instant::now();
+        self.interrupt = Some(interrupt.clone());
         let update = tokio::task::spawn_blocking(move || source.update(&interrupt))
             .await
             .map_err(|e| Error::Task(e.to_string()))?;
@@ -282,16 +306,10 @@ impl Reconciler {
         let files = tokio::task::spawn_blocking(move || source.read_dir(commit, &dir))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
-        let files = match files {
-            Some(files) => files,
-            None if self.settings.safety.allow_empty => Vec::new(),
-            None => {
-                return Err(Error::MissingClusterPath {
-                    path,
-                    commit: commit.to_string(),
-                });
-            }
-        };
+        // A missing path is judged with the inventories (in `sync`): waiting when nothing is managed, refused
+        // when objects are and no commit announced their deletion.
+        self.pending_missing = files.is_none();
+        let files = files.unwrap_or_default();
         let content = content_digest(&files);
         if !force && self.last_content.as_ref() == Some(&content) {
             // Only files the agent never applies changed (status written by status writers).
@@ -312,16 +330,8 @@ impl Reconciler {
             files = files.len(),
             "Commit phases"
         );
-        layout::check_duplicates(bundles.iter().flat_map(|b| &b.manifests), |m| {
-            format!(
-                "{}/{}/{}/{}",
-                m.group(),
-                m.kind,
-                m.namespace.as_deref().unwrap_or(""),
-                m.name
-            )
-        })
-        .map_err(manifests_err)?;
+        // Real duplicates reject the commit; one app's update in flight is settled in `sync`.
+        contest::find(&bundles).map_err(manifests_err)?;
         Ok(Ok((commit, bundles)))
     }
 
@@ -336,13 +346,13 @@ impl Reconciler {
         let mut bundles = bundles;
         let desired = desired::build(&mut bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
         let live = self.live_index(&loaded, &desired).await;
-        let plan = plan::build(&desired, &loaded, &live, self.settings.safety, |b| {
+        let announced = self
+            .announced_if_empty(&commit.to_string(), &bundles, &loaded)
+            .await;
+        let plan = plan::build(&desired, &loaded, &live, self.settings.safety, &announced, |b| {
             store.applyset_id(b)
         })
-        .map_err(|source| Error::Refused {
-            commit: commit.to_string(),
-            source,
-        })?;
+        .map_err(|source| self.refusal(&commit.to_string(), source))?;
         let failures = desired
             .failures
             .values()
@@ -364,6 +374,32 @@ impl Reconciler {
         };
         let bundle_count = bundles.len();
         let report = self.sync(&commit.to_string(), bundles).await?;
+        if bundle_count == 0 && report.errors.is_empty() && report.inventories.is_empty() {
+            let missing = self.pending_missing;
+            self.last_synced = Some(commit);
+            self.last_content = self.pending_content.take();
+            self.last_report = Some(Arc::new(report));
+            let message = if missing {
+                format!(
+                    "{} does not exist at commit {commit}; nothing is managed: waiting for content",
+                    self.cluster_path()
+                )
+            } else {
+                format!(
+                    "{} holds nothing to apply at commit {commit}; nothing is managed: waiting for content",
+                    self.cluster_path()
+                )
+            };
+            self.record_phase(Phase::Waiting, &commit.to_string(), message.clone())
+                .await;
+            info!(commit = %commit, "{message}");
+            return Ok(Outcome::Empty { commit, missing });
+        }
+        if report.errors.is_empty() {
+            let message = format!("following {}", self.cluster_path());
+            self.record_phase(Phase::Following, &commit.to_string(), message)
+                .await;
+        }
         let outcome = if !report.errors.is_empty() {
             let mut summary = report
                 .errors
@@ -415,17 +451,19 @@ impl Reconciler {
             None => self.store.load().await?,
         };
         let t_load = started.elapsed();
+        self.settle_contested(&mut bundles, &loaded);
         let store = self.store.clone();
         let desired = desired::build(&mut bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
         let bundles = &bundles[..];
         let t_desired = started.elapsed();
+        let announced = self.announced_if_empty(revision, bundles, &loaded).await;
         let live = if trusted {
             trusted_live_index(&loaded, |b| store.applyset_id(b))
         } else {
             self.live_index(&loaded, &desired).await
         };
         let t_live = started.elapsed();
-        let plan = match plan::build(&desired, &loaded, &live, self.settings.safety, |b| {
+        let plan = match plan::build(&desired, &loaded, &live, self.settings.safety, &announced, |b| {
             store.applyset_id(b)
         }) {
             Ok(plan) => plan,
@@ -437,10 +475,7 @@ impl Reconciler {
                             .await;
                     }
                 }
-                return Err(Error::Refused {
-                    commit: revision.to_owned(),
-                    source,
-                });
+                return Err(self.refusal(revision, source));
             }
         };
         let mut run = Run::new(revision, &loaded, bundles, &self.settings.cluster);
@@ -493,6 +528,78 @@ impl Reconciler {
         // Trust this result next time only if nothing went wrong.
         self.full_sync = !report.errors.is_empty();
         Ok(report)
+    }
+
+    /// Give each object that two bundles of one EMCO app define to the newer bundle ([`contest`]).
+    fn settle_contested(&self, bundles: &mut [Bundle], loaded: &Loaded) {
+        let Ok(contested) = contest::find(bundles) else {
+            return; // rejected in `fetch_commit` already
+        };
+        if contested.is_empty() {
+            return;
+        }
+        let first_seen = |bundle: &str| {
+            loaded.inventories.get(bundle).map(|inv| {
+                inv.info
+                    .first_seen
+                    .clone()
+                    .unwrap_or_else(|| crate::inventory::FIRST_SEEN_UNKNOWN.to_owned())
+            })
+        };
+        for (object, winner, losers) in contest::settle(bundles, &contested, first_seen) {
+            info!(object = %object, bundle = %winner, from = ?losers, "Taken over by the newer bundle of its app");
+        }
+    }
+
+    /// When Git holds no bundle at all while objects are managed: the bundles whose deletion a skipped commit
+    /// announced ([`history`]). Empty otherwise (nothing to decide, or `--allow-empty` decides).
+    async fn announced_if_empty(
+        &self,
+        revision: &str,
+        bundles: &[Bundle],
+        loaded: &Loaded,
+    ) -> BTreeSet<String> {
+        let managed = loaded.inventories.values().any(|i| !i.members.is_empty());
+        if !bundles.is_empty() || !managed || self.settings.safety.allow_empty {
+            return BTreeSet::new();
+        }
+        match ObjectId::from_hex(revision.as_bytes()) {
+            Ok(tip) => self.announced_deletions(tip, loaded).await,
+            Err(_) => BTreeSet::new(),
+        }
+    }
+
+    /// The error for a refused plan: a missing path says so.
+    fn refusal(&self, revision: &str, source: Refusal) -> Error {
+        match source {
+            Refusal::EmptySource { .. } if self.pending_missing => Error::MissingClusterPath {
+                path: self.cluster_path(),
+                commit: revision.to_owned(),
+            },
+            source => Error::Refused {
+                commit: revision.to_owned(),
+                source,
+            },
+        }
+    }
+
+    /// Record the agent's phase where `status` and the status writer read it, when it changed.
+    async fn record_phase(&mut self, phase: Phase, revision: &str, message: String) {
+        if self.source_state.1 == Some(phase) {
+            return;
+        }
+        let state = SourceState {
+            phase,
+            revision: revision.to_owned(),
+            message,
+            time: jiff::Timestamp::now().to_string(),
+        };
+        match self.source_state.0.save(&state).await {
+            Ok(()) => self.source_state.1 = Some(phase),
+            Err(e) => {
+                tracing::warn!(error = %self.scrubber.scrub(&e.to_string()), "Cannot record the agent's state")
+            }
+        }
     }
 
     /// Live metadata of every kind we manage or are about to manage.

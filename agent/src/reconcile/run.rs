@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::inventory::store::Loaded;
-use crate::inventory::{BundleInfo, Inventory};
+use crate::inventory::{BundleInfo, FIRST_SEEN_UNKNOWN, Inventory};
 use crate::manifest::{Bundle, Layout};
 
 /// State of one sync while it runs.
@@ -50,19 +50,29 @@ impl Run {
                     app,
                     trackers: b.trackers.iter().map(crate::manifest::Manifest::value).collect(),
                     depends_on: b.depends_on.clone(),
+                    first_seen: None,
                 };
                 (b.name.clone(), info)
             })
             .collect();
         let mut inventories = loaded.inventories.clone();
+        let now = jiff::Timestamp::now().to_string();
         for (name, info) in &infos {
             if loaded.corrupt.contains_key(name) {
                 continue;
             }
             inventories
                 .entry(name.clone())
-                .and_modify(|inv| inv.info = info.clone())
-                .or_insert_with(|| Inventory::new(info.clone()));
+                .and_modify(|inv| {
+                    let first_seen = inv.info.first_seen.take();
+                    inv.info = info.clone();
+                    inv.info.first_seen = first_seen.or_else(|| Some(FIRST_SEEN_UNKNOWN.to_owned()));
+                })
+                .or_insert_with(|| {
+                    let mut info = info.clone();
+                    info.first_seen = Some(now.clone());
+                    Inventory::new(info)
+                });
         }
         let mut run = Run {
             revision: revision.to_owned(),

@@ -6,6 +6,7 @@
 //! All gix work is blocking: callers run it in `spawn_blocking` and pass an interrupt flag tied to shutdown.
 
 pub mod auth;
+mod history;
 mod local;
 mod remote;
 mod ssh;
@@ -239,6 +240,24 @@ impl Source {
             RepoUrl::Local(path) => local::open(path),
             RepoUrl::Remote { .. } => remote::open_cache(&self.config),
         }
+    }
+
+    /// The commits from `tip` back to `base` (both included, newest first), at most `max`; `None` when `base`
+    /// is not among them (further back, or not an ancestor: history was rewritten). A network cache is
+    /// deepened to `max` commits first when its shallow history does not reach `base`. Blocking.
+    pub fn history(
+        &self,
+        tip: ObjectId,
+        base: ObjectId,
+        max: usize,
+        interrupt: &AtomicBool,
+    ) -> Result<Option<Vec<ObjectId>>> {
+        let found = history::walk(&self.cache_repo()?, tip, base, max);
+        if found.is_some() || !matches!(self.config.url, RepoUrl::Remote { .. }) {
+            return Ok(found);
+        }
+        remote::deepen(&self.config, &self.scrubber, interrupt, max as u32)?;
+        Ok(history::walk(&self.cache_repo()?, tip, base, max))
     }
 
     /// The files below `dir` (a path inside the repository) at `commit`, or `None` when `dir` does not exist

@@ -75,6 +75,24 @@ pub(super) fn fetch(
     refspecs: &[String],
     have: impl FnOnce(&gix::Repository, &[RemoteRef]) -> bool,
 ) -> Result<(Vec<RemoteRef>, bool)> {
+    fetch_at_depth(config, scrubber, interrupt, refspecs, 1, have)
+}
+
+/// Fetch the configured reference with `depth` commits of history (to read commits an agent skipped).
+pub(super) fn deepen(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, depth: u32) -> Result<()> {
+    let refspec = format!("+{}:{TRACKING_REF}", config.reference.remote_name());
+    fetch_at_depth(config, scrubber, interrupt, &[refspec], depth, |_, _| false).map(|_| ())
+}
+
+/// [`fetch`] with a chosen depth.
+fn fetch_at_depth(
+    config: &Config,
+    scrubber: &Scrubber,
+    interrupt: &AtomicBool,
+    refspecs: &[String],
+    depth: u32,
+    have: impl FnOnce(&gix::Repository, &[RemoteRef]) -> bool,
+) -> Result<(Vec<RemoteRef>, bool)> {
     let RepoUrl::Remote { url, embedded } = &config.url else {
         unreachable!("remote::fetch called for a local repository");
     };
@@ -141,7 +159,7 @@ pub(super) fn fetch(
     if found.is_empty() || have(&repo, &found) {
         return Ok((found, false));
     }
-    let depth = std::num::NonZeroU32::new(1).expect("1 is not zero");
+    let depth = std::num::NonZeroU32::new(depth.max(1)).expect("at least 1");
     prepare
         .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth))
         .receive(gix::progress::Discard, interrupt)

@@ -49,16 +49,97 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{- define "outpost.image" -}}
-{{ printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{/*
+Outpost's image: outpostImage.*, overridden field by field by an image map (this chart's earlier name). An image
+string is EMCO's monitor image name and is ignored, like EMCO's repository, emcoTag and workingDir.
+*/}}
+{{- define "outpost.legacyImage" -}}
+{{- $image := index .Values "image" -}}
+{{- if kindIs "map" $image }}{{ toJson $image }}{{ else }}{}{{ end -}}
 {{- end -}}
 
-{{/* Env for proxies, shared by both containers. */}}
+{{- define "outpost.image" -}}
+{{- $legacy := include "outpost.legacyImage" . | fromJson -}}
+{{- $repository := default .Values.outpostImage.repository (get $legacy "repository") -}}
+{{- $tag := default .Values.outpostImage.tag (get $legacy "tag") -}}
+{{ printf "%s:%s" $repository (default .Chart.AppVersion $tag) }}
+{{- end -}}
+
+{{- define "outpost.imagePullPolicy" -}}
+{{- $legacy := include "outpost.legacyImage" . | fromJson -}}
+{{- default .Values.outpostImage.pullPolicy (get $legacy "pullPolicy") -}}
+{{- end -}}
+
+{{/* EMCO's github mode; EMCO compares case-insensitively and takes any other git.gittype for git2go. */}}
+{{- define "outpost.emcoGithub" -}}
+{{- if eq (lower .Values.git.gittype) "github" -}}true{{- else -}}false{{- end -}}
+{{- end -}}
+
+{{/*
+The repository the agent follows (and, unless statusGit.repo says otherwise, the status writer's control
+repository). With git.giturl it is found exactly as EMCO's monitor finds it (src/monitor/pkg/gitops/gitsupport):
+git2go mode clones git.giturl as given and uses git.repo only to name its clone directory; github mode talks to
+github.com's API for owner git.username and repository git.repo and never reads git.giturl.
+*/}}
+{{- define "outpost.repoURL" -}}
+{{- if .Values.git.giturl -}}
+{{- if contains "://" .Values.git.repo -}}
+{{- fail (printf "git.repo is a repository name when git.giturl is set (EMCO's meaning), not a URL: %s" .Values.git.repo) -}}
+{{- end -}}
+{{- if eq (include "outpost.emcoGithub" .) "true" -}}
+{{- printf "https://github.com/%s/%s" .Values.git.username (required "git.repo (the repository name) is required with git.gittype=github" .Values.git.repo) -}}
+{{- else -}}
+{{- .Values.git.giturl -}}
+{{- end -}}
+{{- else -}}
+{{- .Values.git.repo -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The branch the agent follows: git.gitbranch (EMCO's name) when set, else git.branch. */}}
+{{- define "outpost.branch" -}}
+{{- $emco := .Values.git.gitbranch -}}
+{{- if and $emco (ne .Values.git.branch "main") (ne .Values.git.branch $emco) -}}
+{{- fail (printf "git.branch (%s) and git.gitbranch (%s, EMCO's name for it) disagree: set one" .Values.git.branch $emco) -}}
+{{- end -}}
+{{- default .Values.git.branch $emco -}}
+{{- end -}}
+
+{{/*
+The status writer's branch, a template the writer fills in ({cluster}, {cid}, {app}, {bundle}). statusGit.branch
+wins; else EMCO's layout, where rsync reads status: one branch per cluster in git2go mode, one per cluster and app
+in github mode (src/rsync/pkg/gitops/emcogit2go, emcogithub); else the agent's branch.
+*/}}
+{{- define "outpost.statusBranch" -}}
+{{- if .Values.statusGit.branch -}}
+{{- .Values.statusGit.branch -}}
+{{- else if eq (include "outpost.emcoGithub" .) "true" -}}
+{cluster}-{cid}-{app}
+{{- else if .Values.git.giturl -}}
+{cluster}
+{{- else -}}
+{{- include "outpost.branch" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Env for proxies, shared by both containers: EMCO's httpProxy/httpsProxy per scheme, else git.proxy for both. The
+in-cluster names are never proxied; git.noProxy and EMCO's noProxyHosts are added to them.
+*/}}
 {{- define "outpost.proxyEnv" -}}
-{{- if .Values.git.proxy }}
-- {name: HTTPS_PROXY, value: {{ .Values.git.proxy | quote }}}
-- {name: HTTP_PROXY, value: {{ .Values.git.proxy | quote }}}
-- {name: NO_PROXY, value: {{ printf "kubernetes.default.svc,.svc,.cluster.local%s" (ternary (printf ",%s" .Values.git.noProxy) "" (ne .Values.git.noProxy "")) | quote }}}
+{{- $https := default .Values.git.proxy .Values.httpsProxy }}
+{{- $http := default .Values.git.proxy .Values.httpProxy }}
+{{- if or $https $http }}
+{{- $noProxy := list "kubernetes.default.svc" ".svc" ".cluster.local" }}
+{{- with .Values.git.noProxy }}{{ $noProxy = append $noProxy . }}{{ end }}
+{{- with .Values.noProxyHosts }}{{ $noProxy = append $noProxy . }}{{ end }}
+{{- if $https }}
+- {name: HTTPS_PROXY, value: {{ $https | quote }}}
+{{- end }}
+{{- if $http }}
+- {name: HTTP_PROXY, value: {{ $http | quote }}}
+{{- end }}
+- {name: NO_PROXY, value: {{ join "," $noProxy | quote }}}
 {{- end }}
 {{- end -}}
 
