@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::cmd::status::Format as StatusFormat;
 use crate::logging::LogFormat;
 use crate::secret::Secret;
 use crate::source::{self, Auth, GitRef, RepoUrl};
@@ -158,6 +159,10 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Output of `status`: table, json or yaml (every object with its health).
+    #[arg(long, short = 'o', env = "OUTPOST_OUTPUT", value_enum, default_value_t = StatusFormat::Table)]
+    pub output: StatusFormat,
+
     /// Leader election.
     #[command(flatten)]
     pub lease: crate::lease::LeaseArgs,
@@ -232,6 +237,23 @@ mod tests {
         assert!(!args.allow_empty);
         assert_eq!(args.max_prune_ratio, None);
         assert_eq!(args.resync_interval, Duration::from_secs(3600));
+        assert_eq!(args.output, StatusFormat::Table);
+    }
+
+    #[test]
+    fn status_output_takes_a_short_flag() {
+        let args = Args::try_parse_from([
+            "outpost-agent",
+            "status",
+            "-o",
+            "json",
+            "--git-url",
+            "https://h/r.git",
+            "--cluster",
+            "c",
+        ])
+        .unwrap();
+        assert_eq!((args.mode, args.output), (Mode::Status, StatusFormat::Json));
     }
 
     #[test]

@@ -5,12 +5,18 @@
 //! object, dispatching on API group and kind; [`aggregate`] folds many into one for a bundle. Everything
 //! here is pure: no API calls, no clock, so callers decide when to re-read and how long to wait.
 //!
-//! The rule that shapes every branch: Unknown, or a controller that has not yet observed the latest
-//! `generation`, is never ready.
+//! The rules are kstatus's (`sigs.k8s.io/cli-utils/pkg/kstatus/status`), which judges the same live objects
+//! in the e2e tests (tests/oracles/kstatus); where we are deliberately stricter, README's Health section
+//! says so and why, and the oracle lists the case. The rule that shapes every branch: Unknown, or a
+//! controller that has not yet observed the latest `generation`, is never ready.
+
+mod workloads;
 
 use std::fmt;
 
 use serde_json::Value;
+
+use self::workloads::{daemon_set, deployment, job, observed, replica_set, stateful_set};
 
 /// Where an object stands, in kstatus terms. `Ord` is declaration order (for sorting and map keys), not
 /// severity: [`aggregate`] ranks Failed > InProgress > Unknown > Current.
@@ -106,6 +112,7 @@ pub fn of_object(obj: &Value) -> Health {
         ("", "Pod") => pod(obj),
         ("", "PersistentVolumeClaim") => match text(obj, "/status/phase") {
             Some("Bound") => current("bound"),
+            // The volume is gone; nothing brings it back (kstatus: InProgress).
             Some("Lost") => failed("claim lost its volume"),
             phase => progressing(format!("phase {}", phase.unwrap_or("not reported"))),
         },
@@ -121,7 +128,7 @@ pub fn of_object(obj: &Value) -> Health {
             Some(c) if c.status == "False" => progressing(c.describe("not available")),
             _ => health(Status::Unknown, "availability not reported"),
         },
-        _ => by_conditions(obj),
+        _ => by_ready_condition(obj),
     }
 }
 
@@ -156,7 +163,9 @@ pub fn aggregate<'a>(items: impl IntoIterator<Item = (&'a str, &'a Health)>) -> 
     }
 }
 
-/// Checks every kind shares: deletion in progress, and a controller lagging the latest generation.
+/// Checks every kind shares, before any kind's own rules (as kstatus orders them): deletion in progress, a
+/// controller that has not observed the latest generation, and the kstatus conditions `Stalled` and
+/// `Reconciling`.
 fn generic(obj: &Value) -> Option<Health> {
     if obj
         .pointer("/metadata/deletionTimestamp")
@@ -164,11 +173,22 @@ fn generic(obj: &Value) -> Option<Health> {
     {
         return Some(progressing("being deleted"));
     }
-    let generation = int(obj, "/metadata/generation")?;
-    match int(obj, "/status/observedGeneration") {
-        Some(seen) if seen < generation => Some(lagging(generation, seen)),
-        _ => None,
+    if let (Some(generation), Some(seen)) = (
+        int(obj, "/metadata/generation"),
+        int(obj, "/status/observedGeneration"),
+    ) && seen != generation
+    {
+        return Some(lagging(generation, seen));
     }
+    // Stalled outranks Reconciling whatever their order: conditions are a map keyed by type, and their order
+    // in the list means nothing (kstatus takes whichever comes first).
+    if let Some(c) = condition(obj, "Stalled").filter(|c| c.status == "True") {
+        return Some(failed(c.describe("stalled")));
+    }
+    if let Some(c) = condition(obj, "Reconciling").filter(|c| c.status == "True") {
+        return Some(progressing(c.describe("reconciling")));
+    }
+    None
 }
 
 fn lagging(generation: i64, seen: i64) -> Health {
@@ -177,146 +197,16 @@ fn lagging(generation: i64, seen: i64) -> Health {
     ))
 }
 
-/// Workload controllers always report `observedGeneration`; until they do, their counts describe nothing.
-fn observed(obj: &Value) -> Option<Health> {
-    let status_missing = obj.pointer("/status").is_none_or(Value::is_null);
-    let generation = int(obj, "/metadata/generation");
-    if status_missing || (generation.is_some() && int(obj, "/status/observedGeneration").is_none()) {
-        let target = generation.map_or_else(String::new, |g| format!(" generation {g}"));
-        return Some(progressing(format!("waiting for controller to observe{target}")));
-    }
-    None
-}
-
-fn deployment(obj: &Value) -> Health {
-    if let Some(c) = condition(obj, "Progressing")
-        && c.status == "False"
-        && c.reason == "ProgressDeadlineExceeded"
-    {
-        return failed(c.describe("progress deadline exceeded"));
-    }
-    let want = int(obj, "/spec/replicas").unwrap_or(1);
-    let replicas = count(obj, "/status/replicas");
-    let updated = count(obj, "/status/updatedReplicas");
-    let ready = count(obj, "/status/readyReplicas");
-    let available = count(obj, "/status/availableReplicas");
-    if let Some(h) = replica_counts(want, replicas, Some(updated), ready, available) {
-        return h;
-    }
-    if let Some(c) = condition(obj, "Available")
-        && c.status == "False"
-    {
-        return progressing(c.describe("not available"));
-    }
-    current(format!("{ready}/{want} replicas ready"))
-}
-
-/// The replica arithmetic Deployments and ReplicaSets share; `None` means all counts reached `want`.
-fn replica_counts(want: i64, replicas: i64, updated: Option<i64>, ready: i64, avail: i64) -> Option<Health> {
-    Some(progressing(match updated {
-        Some(updated) if updated < want => format!("{updated}/{want} replicas updated"),
-        _ if replicas > want => format!("{} old replicas pending termination", replicas - want),
-        _ if ready < want => format!("{ready}/{want} replicas ready"),
-        _ if avail < want => format!("{avail}/{want} replicas available"),
-        _ => return None,
-    }))
-}
-
-fn stateful_set(obj: &Value) -> Health {
-    let want = int(obj, "/spec/replicas").unwrap_or(1);
-    let replicas = count(obj, "/status/replicas");
-    let ready = count(obj, "/status/readyReplicas");
-    if replicas > want {
-        return progressing(format!("{} replicas pending termination", replicas - want));
-    }
-    if ready < want {
-        return progressing(format!("{ready}/{want} replicas ready"));
-    }
-    let done = current(format!("{ready}/{want} replicas ready"));
-    // OnDelete: Pods change only when someone deletes them, so there is no rollout to wait for.
-    if text(obj, "/spec/updateStrategy/type").is_some_and(|t| t != "RollingUpdate") {
-        return done;
-    }
-    let updated = count(obj, "/status/updatedReplicas");
-    let partition = int(obj, "/spec/updateStrategy/rollingUpdate/partition").unwrap_or(0);
-    if partition > 0 {
-        // Ordinals below the partition keep the old revision on purpose; only the rest must update.
-        let expected = (want - partition).max(0);
-        return if updated < expected {
-            progressing(format!(
-                "{updated}/{expected} replicas updated (partition {partition})"
-            ))
-        } else {
-            done
-        };
-    }
-    let update_revision = text(obj, "/status/updateRevision");
-    if update_revision.is_some() && update_revision != text(obj, "/status/currentRevision") {
-        return progressing(format!("{updated}/{want} replicas updated to the new revision"));
-    }
-    let current_replicas = count(obj, "/status/currentReplicas");
-    if current_replicas < want {
-        return progressing(format!(
-            "{current_replicas}/{want} replicas at the current revision"
-        ));
-    }
-    done
-}
-
-fn daemon_set(obj: &Value) -> Health {
-    let desired = count(obj, "/status/desiredNumberScheduled");
-    if desired == 0 {
-        return current("no nodes to schedule on");
-    }
-    let updated = count(obj, "/status/updatedNumberScheduled");
-    let available = count(obj, "/status/numberAvailable");
-    let ready = count(obj, "/status/numberReady");
-    if updated < desired {
-        progressing(format!("{updated}/{desired} pods updated"))
-    } else if ready < desired {
-        progressing(format!("{ready}/{desired} pods ready"))
-    } else if available < desired {
-        progressing(format!("{available}/{desired} pods available"))
-    } else {
-        current(format!("{ready}/{desired} pods ready"))
-    }
-}
-
-fn replica_set(obj: &Value) -> Health {
-    if let Some(c) = condition(obj, "ReplicaFailure")
-        && c.status == "True"
-    {
-        return failed(c.describe("replica failure"));
-    }
-    let want = int(obj, "/spec/replicas").unwrap_or(1);
-    let ready = count(obj, "/status/readyReplicas");
-    let (replicas, available) = (
-        count(obj, "/status/replicas"),
-        count(obj, "/status/availableReplicas"),
-    );
-    replica_counts(want, replicas, None, ready, available)
-        .unwrap_or_else(|| current(format!("{ready}/{want} replicas ready")))
-}
-
-fn job(obj: &Value) -> Health {
-    if let Some(c) = condition(obj, "Failed").filter(|c| c.status == "True") {
-        return failed(c.describe("job failed"));
-    }
-    if condition(obj, "Complete").is_some_and(|c| c.status == "True") {
-        return current("complete");
-    }
-    if obj.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
-        return current("suspended");
-    }
-    let (active, succeeded) = (count(obj, "/status/active"), count(obj, "/status/succeeded"));
-    progressing(format!("running: {active} active, {succeeded} succeeded"))
-}
-
 fn pod(obj: &Value) -> Health {
     let phase = text(obj, "/status/phase");
+    let ready = condition(obj, "Ready").is_some_and(|c| c.status == "True");
     match phase {
         Some("Succeeded") => return current("succeeded"),
+        // A Pod we applied is the workload itself: its failure is the news (kstatus: Current, "completed").
         Some("Failed") => return failed(text(obj, "/status/message").unwrap_or("pod failed")),
+        Some("Running") if ready => return current("running and ready"),
+        // The node stopped reporting: nothing here to judge (kstatus cannot compute it either).
+        Some("Unknown") => return health(Status::Unknown, "phase Unknown: node not reporting"),
         _ => {}
     }
     for list in ["/status/initContainerStatuses", "/status/containerStatuses"] {
@@ -329,8 +219,14 @@ fn pod(obj: &Value) -> Health {
             }
         }
     }
-    if phase == Some("Running") && condition(obj, "Ready").is_some_and(|c| c.status == "True") {
-        return current("running and ready");
+    if phase == Some("Pending")
+        && let Some(c) = condition(obj, "PodScheduled")
+        && c.status == "False"
+        && c.reason == "Unschedulable"
+    {
+        // The scheduler tried every node and says why none fits. kstatus waits 15 s from creation before
+        // calling it Failed; health reads no clock, so it says so at once.
+        return failed(c.describe("unschedulable"));
     }
     progressing(match phase {
         Some("Running") => "running, not ready".to_owned(),
@@ -342,6 +238,7 @@ fn service(obj: &Value) -> Health {
     if text(obj, "/spec/type") != Some("LoadBalancer") {
         return current("service");
     }
+    // kstatus is content with a cluster IP; a LoadBalancer is there to be reached from outside.
     let ingress = obj
         .pointer("/status/loadBalancer/ingress")
         .and_then(Value::as_array);
@@ -358,29 +255,29 @@ fn crd(obj: &Value) -> Health {
     }
     match condition(obj, "Established") {
         Some(c) if c.status == "True" => current("established"),
+        // "Installing" is the API server's normal way there; any other reason is a refusal.
+        Some(c) if c.status == "False" && c.reason != "Installing" => failed(c.describe("not established")),
         _ => progressing("waiting for the CRD to be established"),
     }
 }
 
-/// Any other kind: the kstatus condition conventions (Stalled, Reconciling, Ready); no status at all
-/// (ConfigMap, Secret, RBAC, …) means there is nothing to wait for.
-fn by_conditions(obj: &Value) -> Health {
-    if let Some(c) = condition(obj, "Stalled").filter(|c| c.status == "True") {
-        return failed(c.describe("stalled"));
-    }
-    if let Some(c) = condition(obj, "Reconciling").filter(|c| c.status == "True") {
-        return progressing(c.describe("reconciling"));
-    }
+/// Any other kind: its `Ready` condition if it has one; no status at all (ConfigMap, Secret, RBAC, …) means
+/// there is nothing to wait for. (`Stalled` and `Reconciling` were judged for every kind in [`generic`].)
+fn by_ready_condition(obj: &Value) -> Health {
     let Some(ready) = condition(obj, "Ready") else {
         return current("no readiness to wait for");
     };
     match ready.status {
+        // A Ready=True the controller wrote for an older generation says nothing about this one (kstatus
+        // does not look at a condition's observedGeneration).
         "True" => match (int(obj, "/metadata/generation"), ready.observed_generation) {
             (Some(generation), Some(seen)) if seen < generation => lagging(generation, seen),
             _ => current(ready.describe("ready")),
         },
         "False" => progressing(ready.describe("not ready")),
-        _ => health(Status::Unknown, ready.describe("readiness unknown")),
+        "Unknown" => progressing(ready.describe("readiness unknown")),
+        // Not a condition status at all: nothing we can judge (kstatus ignores the condition: Current).
+        other => health(Status::Unknown, format!("Ready condition has status {other:?}")),
     }
 }
 

@@ -1,4 +1,6 @@
-//! Health rules, kind by kind, on objects as the API server returns them.
+//! Health rules, kind by kind, on objects as the API server returns them. The e2e oracle
+//! (tests/e2e/health_oracle.rs, tests/oracles/kstatus) checks the same rules against kstatus on live objects;
+//! these tests pin the messages and the cases a live API server cannot produce.
 
 use serde_json::json;
 
@@ -15,9 +17,24 @@ fn workload(kind: &str, spec: Value, status: Value) -> Value {
            "spec": spec, "status": status})
 }
 
+/// The conditions the Deployment controller keeps on a finished rollout.
+fn rolled_out() -> Value {
+    json!([{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+           {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}])
+}
+
 fn deployment_status(replicas: i64, updated: i64, ready: i64, available: i64) -> Value {
     json!({"observedGeneration": 2, "replicas": replicas, "updatedReplicas": updated,
-           "readyReplicas": ready, "availableReplicas": available})
+           "readyReplicas": ready, "availableReplicas": available, "conditions": rolled_out()})
+}
+
+/// A Deployment as the API server defaults it (progressDeadlineSeconds 600).
+fn deployment(replicas: i64, status: Value) -> Value {
+    workload(
+        "Deployment",
+        json!({"replicas": replicas, "progressDeadlineSeconds": 600}),
+        status,
+    )
 }
 
 fn with_conditions(api_version: &str, kind: &str, conditions: Value) -> Value {
@@ -27,12 +44,7 @@ fn with_conditions(api_version: &str, kind: &str, conditions: Value) -> Value {
 
 #[test]
 fn deployment_with_all_replicas_ready_is_current() {
-    let obj = workload(
-        "Deployment",
-        json!({"replicas": 3}),
-        deployment_status(3, 3, 3, 3),
-    );
-    let h = of_object(&obj);
+    let h = of_object(&deployment(3, deployment_status(3, 3, 3, 3)));
     assert_eq!(
         h,
         Health {
@@ -45,44 +57,47 @@ fn deployment_with_all_replicas_ready_is_current() {
 
 #[test]
 fn deployment_without_replicas_defaults_to_one() {
+    let spec = json!({"progressDeadlineSeconds": 600});
     assert_eq!(
-        status_of(workload("Deployment", json!({}), deployment_status(1, 1, 1, 1))),
+        status_of(workload(
+            "Deployment",
+            spec.clone(),
+            deployment_status(1, 1, 1, 1)
+        )),
         Current
     );
     assert_eq!(
-        status_of(workload("Deployment", json!({}), deployment_status(0, 0, 0, 0))),
+        status_of(workload("Deployment", spec, deployment_status(0, 0, 0, 0))),
         InProgress
     );
 }
 
 #[test]
 fn deployment_mid_rollout_is_in_progress() {
-    let spec = json!({"replicas": 3});
-    let h = of_object(&workload(
-        "Deployment",
-        spec.clone(),
-        deployment_status(4, 2, 3, 3),
-    ));
+    let message = |s| of_object(&deployment(3, s)).message;
+    assert_eq!(message(deployment_status(2, 2, 2, 2)), "2/3 replicas created");
+    assert_eq!(message(deployment_status(4, 2, 3, 3)), "2/3 replicas updated");
+    assert_eq!(
+        message(deployment_status(4, 3, 3, 3)),
+        "1 old replicas pending termination"
+    );
+    assert_eq!(
+        message(deployment_status(3, 3, 3, 2)),
+        "2/3 updated replicas available"
+    );
+    let h = of_object(&deployment(3, deployment_status(3, 3, 2, 2)));
     assert_eq!(
         (h.status, h.message.as_str()),
-        (InProgress, "2/3 replicas updated")
+        (InProgress, "2/3 updated replicas available")
     );
-    let old_left = of_object(&workload(
-        "Deployment",
-        spec.clone(),
-        deployment_status(4, 3, 3, 3),
-    ));
-    assert_eq!(old_left.message, "1 old replicas pending termination");
-    let not_ready = of_object(&workload("Deployment", spec, deployment_status(3, 3, 2, 2)));
-    assert_eq!(not_ready.message, "2/3 replicas ready");
 }
 
 #[test]
 fn deployment_with_available_false_is_in_progress() {
     let mut status = deployment_status(1, 1, 1, 1);
-    status["conditions"] =
-        json!([{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]);
-    let h = of_object(&workload("Deployment", json!({"replicas": 1}), status));
+    status["conditions"][0] =
+        json!({"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"});
+    let h = of_object(&deployment(1, status));
     assert_eq!(
         (h.status, h.message.as_str()),
         (InProgress, "MinimumReplicasUnavailable")
@@ -90,11 +105,47 @@ fn deployment_with_available_false_is_in_progress() {
 }
 
 #[test]
+fn deployment_is_current_only_once_the_controller_says_the_new_replica_set_is_available() {
+    // Progressing=False for a reason other than the deadline: counts look done, the controller says not.
+    let mut status = deployment_status(1, 1, 1, 1);
+    status["conditions"][1] = json!({"type": "Progressing", "status": "False",
+        "reason": "ReplicaSetCreateError", "message": "quota exceeded"});
+    let h = of_object(&deployment(1, status.clone()));
+    assert_eq!(
+        (h.status, h.message.as_str()),
+        (InProgress, "ReplicaSetCreateError: quota exceeded")
+    );
+    // Still rolling out.
+    status["conditions"][1] = json!({"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"});
+    assert_eq!(status_of(deployment(1, status.clone())), InProgress);
+    // No conditions yet.
+    status["conditions"] = json!([]);
+    assert_eq!(
+        of_object(&deployment(1, status.clone())),
+        progressing("rollout progress not reported")
+    );
+    // Without a progress deadline the controller keeps no Progressing condition: Available decides.
+    let no_deadline = |status: Value| {
+        workload(
+            "Deployment",
+            json!({"replicas": 1, "progressDeadlineSeconds": 2147483647}),
+            status,
+        )
+    };
+    assert_eq!(
+        of_object(&no_deadline(status.clone())),
+        progressing("availability not reported")
+    );
+    status["conditions"] = json!([{"type": "Available", "status": "True"}]);
+    assert_eq!(status_of(no_deadline(status)), Current);
+}
+
+#[test]
 fn deployment_past_its_progress_deadline_is_failed() {
     let mut status = deployment_status(2, 1, 1, 1);
-    status["conditions"] = json!([{"type": "Progressing", "status": "False",
-        "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-1\" has timed out"}]);
-    let h = of_object(&workload("Deployment", json!({"replicas": 2}), status));
+    status["conditions"][1] = json!({"type": "Progressing", "status": "False",
+        "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-1\" has timed out"});
+    let h = of_object(&deployment(2, status));
     assert_eq!(h.status, Failed);
     assert!(
         h.message.starts_with("ProgressDeadlineExceeded: "),
@@ -107,7 +158,7 @@ fn deployment_past_its_progress_deadline_is_failed() {
 fn deployment_with_stale_observed_generation_is_not_current() {
     let mut status = deployment_status(1, 1, 1, 1);
     status["observedGeneration"] = json!(1);
-    let h = of_object(&workload("Deployment", json!({"replicas": 1}), status));
+    let h = of_object(&deployment(1, status));
     assert_eq!(h.status, InProgress);
     assert_eq!(
         h.message,
@@ -135,23 +186,30 @@ fn deployment_without_status_or_observed_generation_is_in_progress() {
 
 #[test]
 fn object_being_deleted_is_in_progress() {
-    let mut obj = workload(
-        "Deployment",
-        json!({"replicas": 1}),
-        deployment_status(1, 1, 1, 1),
-    );
+    let mut obj = deployment(1, deployment_status(1, 1, 1, 1));
     obj["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
     assert_eq!(of_object(&obj), progressing("being deleted"));
 }
 
 #[test]
+fn stalled_and_reconciling_conditions_apply_to_every_kind() {
+    let mut obj = deployment(1, deployment_status(1, 1, 1, 1));
+    obj["status"]["conditions"] = json!([{"type": "Stalled", "status": "True", "message": "stuck"}]);
+    assert_eq!(of_object(&obj), failed("stuck"));
+    obj["status"]["conditions"] = json!([{"type": "Reconciling", "status": "True", "reason": "Busy"}]);
+    assert_eq!(of_object(&obj), progressing("Busy"));
+}
+
+#[test]
 fn stateful_set_is_current_only_when_rolled_out() {
+    // No partition (an explicit RollingUpdate without rollingUpdate, as 1.20 leaves it): revisions decide.
     // currentRevision is r1 throughout; `update_revision` r2 means a rollout has begun.
     let status = |ready, current, updated, update_revision| {
         json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": ready, "currentReplicas": current,
                "updatedReplicas": updated, "currentRevision": "r1", "updateRevision": update_revision})
     };
-    let sts = |s| of_object(&workload("StatefulSet", json!({"replicas": 3}), s));
+    let spec = json!({"replicas": 3, "updateStrategy": {"type": "RollingUpdate"}});
+    let sts = |s| of_object(&workload("StatefulSet", spec.clone(), s));
     assert_eq!(sts(status(3, 3, 3, "r1")), current("3/3 replicas ready"));
     assert_eq!(sts(status(2, 3, 3, "r1")).message, "2/3 replicas ready");
     assert_eq!(
@@ -162,67 +220,90 @@ fn stateful_set_is_current_only_when_rolled_out() {
         sts(status(3, 2, 3, "r1")).message,
         "2/3 replicas at the current revision"
     );
+    let mut fewer = status(3, 3, 3, "r1");
+    fewer["replicas"] = json!(2);
+    assert_eq!(sts(fewer).message, "2/3 replicas created");
+    let mut more = status(3, 3, 3, "r1");
+    more["replicas"] = json!(4);
+    assert_eq!(sts(more).message, "1 replicas pending termination");
 }
 
 #[test]
 fn stateful_set_with_partition_only_waits_for_ordinals_above_it() {
-    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
-    let spec = json!({"replicas": 3, "updateStrategy": strategy});
+    let spec = |partition| {
+        json!({"replicas": 3,
+               "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}})
+    };
     let status = |updated| {
         json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "currentReplicas": 3 - updated,
                "updatedReplicas": updated, "currentRevision": "r1", "updateRevision": "r2"})
     };
+    assert_eq!(status_of(workload("StatefulSet", spec(2), status(1))), Current);
+    assert_eq!(status_of(workload("StatefulSet", spec(2), status(0))), InProgress);
+    // Partition 0 (the API server's default): every Pod updated and ready is done, even before the
+    // controller records the new revision as current.
+    assert_eq!(status_of(workload("StatefulSet", spec(0), status(3))), Current);
     assert_eq!(
-        status_of(workload("StatefulSet", spec.clone(), status(1))),
-        Current
+        of_object(&workload("StatefulSet", spec(0), status(2))).message,
+        "2/3 replicas updated (partition 0)"
     );
-    assert_eq!(status_of(workload("StatefulSet", spec, status(0))), InProgress);
+}
+
+#[test]
+fn stateful_set_on_delete_still_waits_for_its_pods() {
+    let spec = json!({"replicas": 2, "updateStrategy": {"type": "OnDelete"}});
+    let status = |ready| {
+        json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": ready,
+               "currentRevision": "r1", "updateRevision": "r2"})
+    };
+    assert_eq!(
+        of_object(&workload("StatefulSet", spec.clone(), status(0))).message,
+        "0/2 replicas ready"
+    );
+    assert_eq!(status_of(workload("StatefulSet", spec, status(2))), Current);
 }
 
 #[test]
 fn daemon_set_is_current_when_every_node_runs_the_new_pod() {
     let status = |desired, updated, available| {
-        json!({"observedGeneration": 2, "desiredNumberScheduled": desired,
+        json!({"observedGeneration": 2, "desiredNumberScheduled": desired, "currentNumberScheduled": desired,
                "updatedNumberScheduled": updated, "numberAvailable": available, "numberReady": available})
     };
+    let ds = |s| of_object(&workload("DaemonSet", json!({}), s));
+    assert_eq!(ds(status(3, 3, 3)).status, Current);
+    assert_eq!(ds(status(3, 2, 3)).message, "2/3 pods updated");
+    assert_eq!(ds(status(3, 3, 1)).message, "1/3 pods available");
+    let mut unscheduled = status(3, 3, 3);
+    unscheduled["currentNumberScheduled"] = json!(2);
+    assert_eq!(ds(unscheduled).message, "2/3 pods scheduled");
+    assert_eq!(ds(status(0, 0, 0)), current("no nodes to schedule on"));
     assert_eq!(
-        status_of(workload("DaemonSet", json!({}), status(3, 3, 3))),
-        Current
+        ds(json!({"observedGeneration": 2})),
+        progressing("desired number of pods not reported")
     );
-    assert_eq!(
-        status_of(workload("DaemonSet", json!({}), status(3, 2, 3))),
-        InProgress
-    );
-    assert_eq!(
-        status_of(workload("DaemonSet", json!({}), status(3, 3, 1))),
-        InProgress
-    );
-    let no_nodes = workload("DaemonSet", json!({}), status(0, 0, 0));
-    assert_eq!(of_object(&no_nodes), current("no nodes to schedule on"));
 }
 
 #[test]
-fn replica_set_counts_ready_replicas_and_fails_on_replica_failure() {
+fn replica_set_counts_labelled_available_and_ready_replicas() {
     let spec = json!({"replicas": 2});
     let status = |ready| {
-        json!({"observedGeneration": 2, "replicas": 2,
+        json!({"observedGeneration": 2, "replicas": 2, "fullyLabeledReplicas": 2,
                "readyReplicas": ready, "availableReplicas": ready})
     };
-    assert_eq!(
-        status_of(workload("ReplicaSet", spec.clone(), status(2))),
-        Current
-    );
-    assert_eq!(
-        status_of(workload("ReplicaSet", spec.clone(), status(1))),
-        InProgress
-    );
+    let rs = |s| of_object(&workload("ReplicaSet", spec.clone(), s));
+    assert_eq!(rs(status(2)), current("2/2 replicas ready"));
+    assert_eq!(rs(status(1)).message, "1/2 replicas available");
+    let mut unlabelled = status(2);
+    unlabelled["fullyLabeledReplicas"] = json!(1);
+    assert_eq!(rs(unlabelled).message, "1/2 replicas labelled");
+    // Pod creation failed (quota, admission): the controller retries, so it is not final.
     let mut failing = status(0);
     failing["conditions"] = json!([{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}]);
-    assert_eq!(status_of(workload("ReplicaSet", spec, failing)), Failed);
+    assert_eq!(rs(failing), progressing("FailedCreate"));
 }
 
 #[test]
-fn job_follows_its_complete_and_failed_conditions() {
+fn job_is_current_only_when_complete() {
     let complete = with_conditions("batch/v1", "Job", json!([{"type": "Complete", "status": "True"}]));
     assert_eq!(status_of(complete), Current);
     let failed = with_conditions(
@@ -237,11 +318,14 @@ fn job_follows_its_complete_and_failed_conditions() {
             message: "BackoffLimitExceeded".into()
         }
     );
-    let mut running = with_conditions("batch/v1", "Job", json!([]));
-    running["status"]["active"] = json!(1);
-    assert_eq!(of_object(&running).message, "running: 1 active, 0 succeeded");
-    running["spec"] = json!({"suspend": true});
-    assert_eq!(status_of(running), Current);
+    let mut job = with_conditions("batch/v1", "Job", json!([]));
+    assert_eq!(of_object(&job), progressing("not started"));
+    job["status"]["startTime"] = json!("2024-01-01T00:00:00Z");
+    job["status"]["active"] = json!(1);
+    assert_eq!(of_object(&job), progressing("running: 1 active, 0 succeeded"));
+    let mut suspended = with_conditions("batch/v1", "Job", json!([]));
+    suspended["spec"] = json!({"suspend": true});
+    assert_eq!(of_object(&suspended), progressing("suspended"));
 }
 
 #[test]
@@ -256,9 +340,27 @@ fn pod_health_follows_phase_readiness_and_container_state() {
     assert_eq!(status_of(pod(json!({"phase": "Succeeded"}))), Current);
     assert_eq!(status_of(pod(json!({"phase": "Failed"}))), Failed);
     assert_eq!(status_of(pod(json!({"phase": "Pending"}))), InProgress);
+    assert_eq!(status_of(pod(json!({"phase": "Unknown"}))), Unknown);
+    assert_eq!(status_of(pod(json!({}))), InProgress);
     let crashing = pod(json!({"phase": "Running", "containerStatuses": [
         {"name": "app", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}));
     assert_eq!(of_object(&crashing), failed("container app: CrashLoopBackOff"));
+    let no_image = pod(json!({"phase": "Pending", "initContainerStatuses": [
+        {"name": "init", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}));
+    assert_eq!(of_object(&no_image), failed("container init: ImagePullBackOff"));
+}
+
+#[test]
+fn unschedulable_pod_is_failed_and_other_scheduling_waits_are_in_progress() {
+    let pending = |reason: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": reason, "message": "0/3 nodes fit"}]}})
+    };
+    assert_eq!(
+        of_object(&pending("Unschedulable")),
+        failed("Unschedulable: 0/3 nodes fit")
+    );
+    assert_eq!(status_of(pending("SchedulerError")), InProgress);
 }
 
 #[test]
@@ -285,20 +387,29 @@ fn load_balancer_service_waits_for_ingress() {
 }
 
 #[test]
-fn crd_is_current_once_established_and_failed_on_name_conflict() {
+fn crd_is_current_once_established_and_failed_when_refused() {
     let crd = |c: Value| with_conditions("apiextensions.k8s.io/v1", "CustomResourceDefinition", c);
     assert_eq!(
         status_of(crd(json!([{"type": "Established", "status": "True"}]))),
         Current
     );
     assert_eq!(
-        status_of(crd(json!([{"type": "Established", "status": "False"}]))),
+        status_of(crd(
+            json!([{"type": "Established", "status": "False", "reason": "Installing"}])
+        )),
         InProgress
     );
+    assert_eq!(status_of(crd(json!([]))), InProgress);
     assert_eq!(
-        status_of(crd(json!([{"type": "NamesAccepted", "status": "False"}]))),
+        status_of(crd(
+            json!([{"type": "Established", "status": "False", "reason": "NotAccepted"}])
+        )),
         Failed
     );
+    // A rename that conflicts leaves the old Established=True in place.
+    let conflict = json!([{"type": "Established", "status": "True"},
+                          {"type": "NamesAccepted", "status": "False", "reason": "KindConflict"}]);
+    assert_eq!(of_object(&crd(conflict)), failed("KindConflict"));
 }
 
 #[test]
@@ -336,15 +447,20 @@ fn custom_resource_follows_its_ready_condition() {
         InProgress
     );
     assert_eq!(
-        status_of(cr(json!([{"type": "Ready", "status": "Unknown"}]))),
-        Unknown
+        of_object(&cr(json!([{"type": "Ready", "status": "Unknown"}]))),
+        progressing("readiness unknown")
+    );
+    assert_eq!(
+        of_object(&cr(json!([{"type": "Ready", "status": "Maybe"}]))),
+        health(Unknown, "Ready condition has status \"Maybe\"")
     );
     let reconciling = json!([{"type": "Ready", "status": "True"}, {"type": "Reconciling", "status": "True"}]);
     assert_eq!(status_of(cr(reconciling)), InProgress);
+    assert_eq!(status_of(cr(json!([]))), Current);
 }
 
 #[test]
-fn custom_resource_ready_with_stale_observed_generation_is_in_progress() {
+fn custom_resource_with_stale_observed_generation_is_in_progress() {
     let mut cr = with_conditions(
         "example.com/v1",
         "Widget",
@@ -353,6 +469,10 @@ fn custom_resource_ready_with_stale_observed_generation_is_in_progress() {
     cr["metadata"]["generation"] = json!(4);
     cr["status"]["observedGeneration"] = json!(3);
     assert_eq!(status_of(cr.clone()), InProgress);
+    // An observedGeneration ahead of the generation is no better (kstatus: any mismatch).
+    cr["status"]["observedGeneration"] = json!(5);
+    assert_eq!(status_of(cr.clone()), InProgress);
+    // Ready=True written for an older generation says nothing about this one.
     cr["status"]["observedGeneration"] = json!(4);
     cr["status"]["conditions"][0]["observedGeneration"] = json!(3);
     assert_eq!(
@@ -362,11 +482,17 @@ fn custom_resource_ready_with_stale_observed_generation_is_in_progress() {
 }
 
 #[test]
-fn stalled_custom_resource_is_failed() {
+fn stalled_custom_resource_is_failed_whatever_the_condition_order() {
     let stalled = json!([{"type": "Ready", "status": "False"},
                          {"type": "Stalled", "status": "True", "message": "bad spec"}]);
     let h = of_object(&with_conditions("example.com/v1", "Widget", stalled));
     assert_eq!(h, failed("bad spec"));
+    let both = json!([{"type": "Reconciling", "status": "True"},
+                      {"type": "Stalled", "status": "True", "reason": "Broken"}]);
+    assert_eq!(
+        of_object(&with_conditions("example.com/v1", "Widget", both)),
+        failed("Broken")
+    );
 }
 
 #[test]

@@ -98,7 +98,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 &args.namespace,
                 &args.cluster,
             );
-            crate::cmd::status::run(client, &store, &source_state, &mut std::io::stdout())
+            crate::cmd::status::run(client, &store, &source_state, args.output, &mut std::io::stdout())
                 .await
                 .map_err(reconcile::Error::from)?;
             return Ok(());

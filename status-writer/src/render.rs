@@ -94,7 +94,7 @@ pub fn render(view: &BundleView<'_>) -> Vec<u8> {
                 key.to_string(),
                 Health {
                     status: health::Status::InProgress,
-                    message: "not present in the cluster".into(),
+                    message: "not created yet".into(),
                 },
             ));
             continue;

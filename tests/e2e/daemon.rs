@@ -434,6 +434,14 @@ async fn with_leader_election_only_one_agent_acts_and_a_standby_takes_over() -> 
     };
     let mut first = start("agent-0")?;
     first.wait_ready(Duration::from_secs(60)).await?;
+    // A standby answers /readyz too: wait until the first holds the Lease, or the second could win it.
+    eventually(
+        Duration::from_secs(60),
+        "the first agent to hold the Lease",
+        || async { Ok(readyz(&first).await.contains("leader").then_some(())) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", first.logs()))?;
     let second = start("agent-1")?;
     second.wait_ready(Duration::from_secs(60)).await?;
     assert!(readyz(&first).await.contains("leader"), "{}", first.logs());

@@ -382,8 +382,12 @@ async fn hooks_keep_status_flowing_and_nothing_is_pruned_before_rsync_removes_it
         doc["status"]["jobStatuses"][0]["metadata"]["name"], "pre",
         "{doc}"
     );
-    // Play the Job controller: the hook succeeds; rsync reads that from the status.
-    let done = serde_json::json!({"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}});
+    // Play the Job controller: the hook succeeds; rsync reads that from the status. Current API servers accept
+    // Complete only with the start and completion times and SuccessCriteriaMet beside it, as the controller
+    // writes them; 1.20 takes the same status.
+    let done = serde_json::json!({"status": {"succeeded": 1,
+        "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:01Z",
+        "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}});
     jobs.patch_status("pre", &PatchParams::default(), &Patch::Merge(&done))
         .await?;
     write_status(&writer)?;

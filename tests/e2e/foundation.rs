@@ -27,7 +27,7 @@ fn widget_api(client: &kube::Client, group: &str, ns: &str) -> Api<DynamicObject
 
 #[tokio::test]
 async fn api_server_stores_custom_resources() -> Result<()> {
-    // Guards the reflect2 swap in tests/env/kube-apiserver.sh: without it the first custom-resource write
+    // Guards the reflect2 swap in tests/env/kube-1.20.sh: without it the first custom-resource write
     // crashes kube-apiserver 1.20 built with Go >= 1.18.
     let env = kube_env();
     let client = env.client().await?;

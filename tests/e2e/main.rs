@@ -11,6 +11,7 @@ mod emco;
 mod emco_rsync;
 mod fixtures;
 mod foundation;
+mod health_oracle;
 mod packaging;
 mod resilience;
 mod safety;

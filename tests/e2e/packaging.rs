@@ -156,20 +156,41 @@ async fn https_proxy_is_honoured_for_git_and_no_proxy_bypasses_it() -> Result<()
         &fixtures::config_map(&ns, "a", "1"),
     )?;
     repo.commit("one")?;
-    // A proxy nobody listens on: if it is used, the fetch fails.
-    let dead = outpost_tests::process::free_port();
+    // A proxy that hangs up on every connection: if it is used, the fetch fails. It holds its port for the
+    // whole test (a port that is merely free could be taken by another test's server meanwhile) and counts
+    // the connections, so the test sees the proxy was really tried.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let proxy_port = proxy.local_addr()?.port();
+    let tried = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = tried.clone();
+    std::thread::spawn(move || {
+        for conn in proxy.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
     let mut cmd = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
-    cmd.env("HTTPS_PROXY", format!("http://127.0.0.1:{dead}"));
+    cmd.env("HTTPS_PROXY", format!("http://127.0.0.1:{proxy_port}"));
     let out = cmd.once()?;
     let text = output_text(&out);
     assert!(!out.status.success(), "the proxy was not used: {text}");
     assert!(text.contains("cannot reach"), "{text}");
+    assert!(
+        tried.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the agent failed without trying the proxy: {text}"
+    );
+    let tried_before = tried.load(std::sync::atomic::Ordering::SeqCst);
     cmd.env("NO_PROXY", "127.0.0.1");
     let out = cmd.once()?;
     assert!(
         out.status.success(),
         "NO_PROXY was not honoured: {}",
         output_text(&out)
+    );
+    assert_eq!(
+        tried.load(std::sync::atomic::Ordering::SeqCst),
+        tried_before,
+        "the proxy was used despite NO_PROXY"
     );
     Ok(())
 }

@@ -187,7 +187,8 @@ async fn status_lands_at_the_emco_path_with_the_emco_schema_and_ready_follows_th
     let generation = deploys.get("web").await?.metadata.generation.unwrap_or(1);
     let status = serde_json::json!({"status": {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
         "readyReplicas": 1, "availableReplicas": 1,
-        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]}});
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}});
     deploys
         .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
         .await?;

@@ -1,16 +1,19 @@
 //! Full syncs: the EMCO layout, a sequence of commits that add, change, delete and move things, and kubectl's
 //! view of our ApplySet inventories.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use outpost_agent::inventory::applyset;
 use outpost_tests::agent::{AgentCommand, Transport, create_namespace, output_text};
 use outpost_tests::{git_servers, kube_env, tools, unique};
 
-use crate::common::{config_value, inventory_bundles, managed_config_maps};
+use crate::common::{config_value, eventually, inventory_bundles, managed_config_maps};
 use crate::fixtures;
 
 /// A YAML fixture as the single-line JSON EMCO's rsync writes.
@@ -314,4 +317,133 @@ async fn plan_previews_the_next_sync_and_status_lists_bundles() -> Result<()> {
         "{text}"
     );
     Ok(())
+}
+
+/// A Deployment whose container port leaves `protocol` to its default.
+fn deployment_with_port(ns: &str, name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n        ports:\n        - containerPort: 8080\n"
+    )
+}
+
+#[tokio::test]
+async fn ports_without_a_protocol_sync_on_old_and_new_servers_and_never_show_as_a_change() -> Result<()> {
+    // Servers before 1.21 refuse a server-side apply of a port without `protocol` (it is part of the list's
+    // key and they do not default it while building the patch); newer ones default it. The agent fills in
+    // `TCP` (manifest::normalize) so both work, and must then see no difference on either.
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "ports").await?;
+    let info = client.apiserver_version().await?;
+    let minor: u32 = info.minor.trim_end_matches('+').parse()?;
+
+    // The server itself, without the agent: which behaviour are we on?
+    let raw: serde_json::Value = serde_yaml_fixture(&fixtures::service(&ns, "raw"))?;
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &ns);
+    let raw_apply = services
+        .patch("raw", &PatchParams::apply("raw-test"), &Patch::Apply(&raw))
+        .await;
+    if minor < 21 {
+        let err = raw_apply.expect_err("a 1.20 server applied a port without protocol");
+        assert!(err.to_string().contains("protocol"), "{err}");
+    } else {
+        let live = raw_apply?;
+        let port = &live.spec.unwrap_or_default().ports.unwrap_or_default()[0];
+        assert_eq!(
+            port.protocol.as_deref(),
+            Some("TCP"),
+            "{}: no default",
+            info.git_version
+        );
+    }
+
+    // The agent applies the same manifests on every version.
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("ports"))?;
+    let base = format!("clusters/{cluster}/app");
+    repo.write(&format!("{base}/svc.yaml"), &fixtures::service(&ns, "web"))?
+        .write(
+            &format!("{base}/deploy.yaml"),
+            &deployment_with_port(&ns, "web", "nginx:1.27"),
+        )?;
+    repo.commit("ports without protocol")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let out = agent.once()?;
+    anyhow::ensure!(out.status.success(), "{}", output_text(&out));
+    let svc = services.get("web").await?;
+    assert_eq!(
+        svc.spec.clone().unwrap_or_default().ports.unwrap_or_default()[0]
+            .protocol
+            .as_deref(),
+        Some("TCP")
+    );
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
+    let deploy = deploys.get("web").await?;
+
+    // No difference: plan has nothing to update ...
+    let out = agent.subcommand("plan")?;
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("0 to create, 0 to update, 0 to prune"),
+        "{}: plan sees a change in what it just applied:\n{text}",
+        info.git_version
+    );
+    // ... and drift correction reverts a hand edit of the port once, then finds nothing more to revert.
+    let daemon = agent.spawn("1h")?;
+    daemon.wait_ready(Duration::from_secs(60)).await?;
+    let edit = serde_json::json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}});
+    services
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&edit))
+        .await?;
+    let target = |s: k8s_openapi::api::core::v1::Service| {
+        let port = s.spec.unwrap_or_default().ports.unwrap_or_default().remove(0);
+        (port.target_port, port.protocol)
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the port edit to be reverted",
+        || async {
+            let now = target(services.get("web").await?);
+            Ok((now == (Some(IntOrString::Int(8080)), Some("TCP".into()))).then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", daemon.logs()))?;
+    let reverted = || async {
+        let (_, body) = daemon.get("/metrics").await?;
+        anyhow::Ok(
+            body.lines()
+                .filter(|l| l.starts_with("outpost_drift_reverted_total") && l.contains("bundle=\"app\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>(),
+        )
+    };
+    eventually(Duration::from_secs(10), "the revert to be counted", || async {
+        Ok((reverted().await? >= 1.0).then_some(()))
+    })
+    .await?;
+    // Long enough for a spurious re-apply loop to show (the watch reacts within a second).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        reverted().await?,
+        1.0,
+        "{}: drift loop; log:\n{}",
+        info.git_version,
+        daemon.logs()
+    );
+    assert_eq!(
+        deploys.get("web").await?.metadata.resource_version,
+        deploy.metadata.resource_version,
+        "{}: the agent rewrote the Deployment; log:\n{}",
+        info.git_version,
+        daemon.logs()
+    );
+    Ok(())
+}
+
+/// A YAML fixture as JSON, parsed with the agent's own manifest parser.
+fn serde_yaml_fixture(yaml: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(&emco_json(yaml))?)
 }

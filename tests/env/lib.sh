@@ -65,3 +65,27 @@ derived_source() {
   printf 'Types: %s\nURIs: %s\nSuites: %s\nComponents: main\n' "$types" "$uris" "$suites"
   if [ -n "$signed" ]; then printf 'Signed-By: %s\n' "$signed"; fi
 }
+
+# The machine's current Go toolchain (/usr/local/go, else the first go on PATH), checked against the `go`
+# line of the go.mod given; never Debian's Go 1.19 (/usr/lib/go-1.19), which only builds kube-apiserver 1.20.
+# Prints the go binary. GO=/path/to/go picks another.
+modern_go() {
+  local gomod="$1" go="${GO:-}" need have
+  if [ -z "$go" ]; then
+    if [ -x /usr/local/go/bin/go ]; then go=/usr/local/go/bin/go; else go="$(command -v go || true)"; fi
+  fi
+  [ -n "$go" ] || { log "no Go toolchain found (expected /usr/local/go/bin/go or go on PATH)"; return 1; }
+  need="$(sed -n 's/^go //p' "$gomod")"
+  have="$(GOTOOLCHAIN=local "$go" env GOVERSION)"
+  have="${have#go}"
+  if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]; then
+    log "$go is Go $have; $gomod needs Go $need or newer (set GO=/path/to/go)"
+    return 1
+  fi
+  echo "$go"
+}
+
+# The version a go.mod requires of a module: `gomod_version go.mod k8s.io/kubernetes` prints v1.36.3.
+gomod_version() {
+  awk -v m="$2" '($1 == m || ($1 == "require" && $2 == m)) { print ($1 == m ? $2 : $3); exit }' "$1"
+}

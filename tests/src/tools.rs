@@ -8,8 +8,59 @@ use anyhow::{Result, bail};
 /// The command that installs and builds everything (see README).
 pub const SETUP_COMMAND: &str = "bash tests/env/setup.sh";
 
-/// kube-apiserver version the setup script builds.
-pub const KUBE_VERSION: &str = "1.20.2";
+/// A Kubernetes version the tests run on: a kube-apiserver and the etcd it is tested with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KubeVersion {
+    /// What `OUTPOST_TEST_KUBE_VERSION` calls it (the minor release).
+    pub name: &'static str,
+    /// The kube-apiserver release; the setup scripts cache it as `kube-apiserver-<apiserver>`.
+    pub apiserver: &'static str,
+    /// Where its etcd comes from.
+    pub etcd: Etcd,
+}
+
+/// The etcd a [`KubeVersion`] runs on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Etcd {
+    /// Built from `go.etcd.io/etcd/server/v3` by `tests/env/kube-current.sh`, cached as `etcd-<version>`.
+    Built(&'static str),
+    /// Debian's `etcd-server` package, on PATH.
+    Debian,
+}
+
+/// The default: the release `tests/env/kube-current.sh` builds from the Go modules pinned in
+/// `tests/env/kube-current/go.mod` and `tests/env/etcd-current/go.mod` (a unit test keeps them in step).
+pub const CURRENT: KubeVersion = KubeVersion {
+    name: "1.36",
+    apiserver: "1.36.3",
+    etcd: Etcd::Built("3.6.16"),
+};
+
+/// The compatibility version, because edge fleets lag: 1.20.2 as Debian bookworm's `kubernetes` source package
+/// builds it (`tests/env/kube-1.20.sh`), on Debian's etcd.
+pub const COMPAT: KubeVersion = KubeVersion {
+    name: "1.20",
+    apiserver: "1.20.2",
+    etcd: Etcd::Debian,
+};
+
+/// Every version `OUTPOST_TEST_KUBE_VERSION` can name.
+pub const KUBE_VERSIONS: [&KubeVersion; 2] = [&CURRENT, &COMPAT];
+
+/// The version under test: `OUTPOST_TEST_KUBE_VERSION` (`1.36`, `1.20`), else [`CURRENT`].
+pub fn kube_version() -> Result<&'static KubeVersion> {
+    match std::env::var("OUTPOST_TEST_KUBE_VERSION") {
+        Err(_) => Ok(&CURRENT),
+        Ok(name) if name.is_empty() => Ok(&CURRENT),
+        Ok(name) => match KUBE_VERSIONS.into_iter().find(|v| v.name == name) {
+            Some(v) => Ok(v),
+            None => bail!(
+                "OUTPOST_TEST_KUBE_VERSION={name} is not one the test environment builds; use one of {}",
+                KUBE_VERSIONS.map(|v| v.name).join(", ")
+            ),
+        },
+    }
+}
 
 /// The cache directory of the setup scripts.
 pub fn cache_dir() -> PathBuf {
@@ -44,22 +95,23 @@ fn on_path(name: &str, what: &str) -> Result<PathBuf> {
     bail!("{what} ({name}) not found on PATH: run `{SETUP_COMMAND}` first")
 }
 
-/// kube-apiserver: `OUTPOST_TEST_KUBE_APISERVER` or the cached build.
-pub fn kube_apiserver() -> Result<PathBuf> {
+/// kube-apiserver: `OUTPOST_TEST_KUBE_APISERVER` or the cached build of `version`.
+pub fn kube_apiserver(version: &KubeVersion) -> Result<PathBuf> {
     match std::env::var("OUTPOST_TEST_KUBE_APISERVER") {
         Ok(p) => existing(PathBuf::from(p), "OUTPOST_TEST_KUBE_APISERVER"),
         Err(_) => existing(
-            cache_dir().join(format!("kube-apiserver-{KUBE_VERSION}")),
-            "kube-apiserver",
+            cache_dir().join(format!("kube-apiserver-{}", version.apiserver)),
+            &format!("kube-apiserver {}", version.apiserver),
         ),
     }
 }
 
-/// etcd: `OUTPOST_TEST_ETCD` or Debian's.
-pub fn etcd() -> Result<PathBuf> {
-    match std::env::var("OUTPOST_TEST_ETCD") {
-        Ok(p) => existing(PathBuf::from(p), "OUTPOST_TEST_ETCD"),
-        Err(_) => on_path("etcd", "etcd (Debian etcd-server)"),
+/// etcd: `OUTPOST_TEST_ETCD`, else the one `version` runs on (the cached build or Debian's).
+pub fn etcd(version: &KubeVersion) -> Result<PathBuf> {
+    match (std::env::var("OUTPOST_TEST_ETCD"), &version.etcd) {
+        (Ok(p), _) => existing(PathBuf::from(p), "OUTPOST_TEST_ETCD"),
+        (Err(_), Etcd::Built(v)) => existing(cache_dir().join(format!("etcd-{v}")), &format!("etcd {v}")),
+        (Err(_), Etcd::Debian) => on_path("etcd", "etcd (Debian etcd-server)"),
     }
 }
 
@@ -141,4 +193,35 @@ fn newest_source(workspace: &std::path::Path, name: &str, built: std::time::Syst
             .and_then(|m| m.modified())
             .is_ok_and(|m| m > built)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The version a wrapper go.mod under tests/env pins for `module`.
+    fn pinned(wrapper: &str, module: &str) -> String {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("env/{wrapper}/go.mod"));
+        let text = std::fs::read_to_string(&path).expect("wrapper go.mod");
+        text.lines()
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches("require ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+            })
+            .find(|w| w.first() == Some(&module))
+            .and_then(|w| w.get(1).map(|v| v.trim_start_matches('v').to_owned()))
+            .unwrap_or_else(|| panic!("{} requires no {module}", path.display()))
+    }
+
+    #[test]
+    fn current_names_the_versions_the_wrapper_modules_pin() {
+        assert_eq!(pinned("kube-current", "k8s.io/kubernetes"), CURRENT.apiserver);
+        let Etcd::Built(etcd) = CURRENT.etcd else {
+            panic!("the current version runs on the etcd built from tests/env/etcd-current")
+        };
+        assert_eq!(pinned("etcd-current", "go.etcd.io/etcd/server/v3"), etcd);
+        assert!(CURRENT.apiserver.starts_with(&format!("{}.", CURRENT.name)));
+    }
 }

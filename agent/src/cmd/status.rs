@@ -1,10 +1,12 @@
-//! `outpost-agent status`: one line per bundle from the inventories — revision, objects, health, last sync,
-//! last error.
+//! `outpost-agent status`: what is synced, per bundle, from the inventories — revision, state, last sync,
+//! errors, and the health of every member (one GET each) — as a table (one line per bundle), or as JSON or
+//! YAML with every object's health, for scripts and for the kstatus oracle of the e2e tests.
 
 use std::io::Write;
 
 use kube::Client;
 use kube::api::{Api, DynamicObject};
+use serde::Serialize;
 
 use crate::health::{self, Health};
 use crate::inventory::Inventory;
@@ -15,21 +17,159 @@ use crate::resolve::Resolver;
 /// Longest error shown in the table; the full text is in the inventory's `outpost.dev/sync` annotation.
 const MAX_ERROR: usize = 80;
 
-/// Print the table to `out`, after the agent's waiting state when it waits for content; returns the number of
-/// bundles.
+/// `--output`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line per bundle, for people.
+    #[default]
+    Table,
+    /// Every bundle and object with its health, as JSON.
+    Json,
+    /// The same as YAML.
+    Yaml,
+}
+
+/// Everything `status` knows: the document `-o json` and `-o yaml` print.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Set while the agent waits for its cluster path to hold something to apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// Bundles by name, corrupt inventories included.
+    pub bundles: Vec<BundleStatus>,
+}
+
+/// The agent's waiting state (the table's `Waiting:` line).
+#[derive(Debug, Serialize)]
+pub struct Waiting {
+    /// What a person should read (`clusters/x does not exist at commit …`).
+    pub message: String,
+    /// The commit it was found at.
+    pub revision: String,
+    /// Since when (RFC 3339).
+    pub since: String,
+}
+
+/// One bundle.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleStatus {
+    /// Bundle name.
+    pub name: String,
+    /// Commit last applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Outcome of the last sync: Synced, Failed, Waiting, Pending, or Corrupt (inventory unreadable).
+    pub state: String,
+    /// When it was synced (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<String>,
+    /// The last sync's errors (scrubbed of secrets), or why the inventory is unreadable.
+    pub errors: Vec<String>,
+    /// All objects' health folded into one.
+    pub health: Health,
+    /// Members of the inventory, in inventory order.
+    pub objects: Vec<ObjectStatus>,
+}
+
+/// One member object and its health.
+#[derive(Debug, Serialize)]
+pub struct ObjectStatus {
+    /// API group, empty for the core group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace, absent for cluster-scoped kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Its health now.
+    pub health: Health,
+}
+
+/// Print the status to `out` in `format`; returns the number of bundles.
 pub async fn run(
     client: Client,
     store: &Store,
     source_state: &SourceStateStore,
+    format: Format,
     out: &mut (impl Write + Send),
 ) -> Result<usize, StoreError> {
+    let report = collect(client, store, source_state).await?;
+    // Write errors (a closed pipe) are ignored: there is no one left to tell.
+    let _ = match format {
+        Format::Table => write_table(&report, out),
+        // Plain structs of strings and numbers: serialising them cannot fail.
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the status report serialises")
+        ),
+        Format::Yaml => write!(
+            out,
+            "{}",
+            serde_saphyr::to_string(&report).expect("the status report serialises")
+        ),
+    };
+    Ok(report.bundles.len())
+}
+
+/// Read the inventories, the waiting state and every member's live object.
+pub async fn collect(
+    client: Client,
+    store: &Store,
+    source_state: &SourceStateStore,
+) -> Result<Report, StoreError> {
     let loaded = store.load().await?;
-    if let Some(state) = source_state.load().await?
-        && state.phase == Phase::Waiting
-    {
-        let _ = writeln!(out, "Waiting: {} (since {})", state.message, state.time);
-    }
+    let waiting = source_state
+        .load()
+        .await?
+        .filter(|state| state.phase == Phase::Waiting)
+        .map(|state| Waiting {
+            message: state.message,
+            revision: state.revision,
+            since: state.time,
+        });
     let mut resolver = Resolver::new(client.clone());
+    let mut bundles = Vec::new();
+    for (bundle, inv) in &loaded.inventories {
+        let objects = member_health(&client, &mut resolver, inv).await;
+        let health = health::aggregate(objects.iter().map(|(n, o)| (n.as_str(), &o.health)));
+        bundles.push(BundleStatus {
+            name: bundle.clone(),
+            revision: inv.sync.revision.clone(),
+            state: format!("{:?}", inv.sync.state),
+            last_sync: inv.sync.time.clone(),
+            errors: inv.sync.errors.clone(),
+            health,
+            objects: objects.into_iter().map(|(_, o)| o).collect(),
+        });
+    }
+    for (bundle, e) in &loaded.corrupt {
+        bundles.push(BundleStatus {
+            name: bundle.clone(),
+            revision: None,
+            state: "Corrupt".into(),
+            last_sync: None,
+            errors: vec![e.to_string()],
+            health: Health {
+                status: health::Status::Unknown,
+                message: "inventory unreadable".into(),
+            },
+            objects: Vec::new(),
+        });
+    }
+    Ok(Report { waiting, bundles })
+}
+
+/// The table: the `Waiting:` line when the agent waits, then one row per bundle.
+fn write_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
+    if let Some(w) = &report.waiting {
+        writeln!(out, "Waiting: {} (since {})", w.message, w.since)?;
+    }
     let mut rows = vec![[
         "BUNDLE".to_owned(),
         "REVISION".into(),
@@ -39,17 +179,15 @@ pub async fn run(
         "LAST SYNC".into(),
         "LAST ERROR".into(),
     ]];
-    for (bundle, inv) in &loaded.inventories {
-        let health = bundle_health(&client, &mut resolver, inv).await;
-        let revision: String = inv
-            .sync
+    for b in &report.bundles {
+        let revision: String = b
             .revision
-            .clone()
+            .as_deref()
             .unwrap_or_default()
             .chars()
             .take(12)
             .collect();
-        let mut error = inv.sync.errors.first().cloned().unwrap_or_default();
+        let mut error = b.errors.first().cloned().unwrap_or_default();
         if error.len() > MAX_ERROR {
             let mut cut = MAX_ERROR;
             while !error.is_char_boundary(cut) {
@@ -58,25 +196,19 @@ pub async fn run(
             error.truncate(cut);
             error.push('…');
         }
+        let corrupt = b.state == "Corrupt";
         rows.push([
-            bundle.clone(),
+            b.name.clone(),
             revision,
-            inv.members.len().to_string(),
-            health.status.to_string(),
-            format!("{:?}", inv.sync.state),
-            inv.sync.time.clone().unwrap_or_default(),
+            if corrupt {
+                String::new()
+            } else {
+                b.objects.len().to_string()
+            },
+            b.health.status.to_string(),
+            b.state.clone(),
+            b.last_sync.clone().unwrap_or_default(),
             error,
-        ]);
-    }
-    for (bundle, e) in &loaded.corrupt {
-        rows.push([
-            bundle.clone(),
-            String::new(),
-            String::new(),
-            "Unknown".into(),
-            "Corrupt".into(),
-            String::new(),
-            e.to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..7)
@@ -88,39 +220,149 @@ pub async fn run(
             .enumerate()
             .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
             .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        writeln!(out, "{}", line.join("  ").trim_end())?;
     }
-    Ok(rows.len() - 1)
+    Ok(())
 }
 
-/// Health of an inventory's members (one GET each).
-async fn bundle_health(client: &Client, resolver: &mut Resolver, inv: &Inventory) -> Health {
-    let mut healths = Vec::new();
+/// Health of each of an inventory's members (one GET each), with the member's display name.
+async fn member_health(
+    client: &Client,
+    resolver: &mut Resolver,
+    inv: &Inventory,
+) -> Vec<(String, ObjectStatus)> {
+    let mut objects = Vec::with_capacity(inv.members.len());
     for (key, member) in &inv.members {
-        let h = match resolver.resolve(&member.api_version, &key.kind).await {
+        let health = match resolver.resolve(&member.api_version, &key.kind).await {
             Ok(r) => {
                 let api: Api<DynamicObject> = match &key.namespace {
                     Some(ns) => Api::namespaced_with(client.clone(), ns, &r.resource),
                     None => Api::all_with(client.clone(), &r.resource),
                 };
                 match api.get_opt(&key.name).await {
-                    Ok(Some(live)) => health::of_object(&serde_json::to_value(&live).unwrap_or_default()),
+                    Ok(Some(live)) => match serde_json::to_value(&live) {
+                        Ok(v) => health::of_object(&v),
+                        Err(e) => unknown(e.to_string()),
+                    },
+                    // The wording of deps::bundle_health, which judges the same objects before a wave.
                     Ok(None) => Health {
                         status: health::Status::InProgress,
-                        message: "missing".into(),
+                        message: "not created yet".into(),
                     },
-                    Err(e) => Health {
-                        status: health::Status::Unknown,
-                        message: e.to_string(),
-                    },
+                    Err(e) => unknown(e.to_string()),
                 }
             }
-            Err(e) => Health {
-                status: health::Status::Unknown,
-                message: e.to_string(),
-            },
+            Err(e) => unknown(e.to_string()),
         };
-        healths.push((key.to_string(), h));
+        let version = member.api_version.rsplit('/').next().unwrap_or_default();
+        objects.push((
+            key.to_string(),
+            ObjectStatus {
+                group: key.group.clone(),
+                version: version.to_owned(),
+                kind: key.kind.clone(),
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                health,
+            },
+        ));
     }
-    health::aggregate(healths.iter().map(|(n, h)| (n.as_str(), h)))
+    objects
+}
+
+fn unknown(message: String) -> Health {
+    Health {
+        status: health::Status::Unknown,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let ok = Health {
+            status: health::Status::Current,
+            message: "1/1 replicas ready".into(),
+        };
+        Report {
+            waiting: None,
+            bundles: vec![
+                BundleStatus {
+                    name: "app".into(),
+                    revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                    state: "Synced".into(),
+                    last_sync: Some("2024-01-01T00:00:00Z".into()),
+                    errors: Vec::new(),
+                    health: ok.clone(),
+                    objects: vec![ObjectStatus {
+                        group: "apps".into(),
+                        version: "v1".into(),
+                        kind: "Deployment".into(),
+                        namespace: Some("web".into()),
+                        name: "web".into(),
+                        health: ok,
+                    }],
+                },
+                BundleStatus {
+                    name: "broken".into(),
+                    revision: None,
+                    state: "Corrupt".into(),
+                    last_sync: None,
+                    errors: vec!["x".repeat(100)],
+                    health: unknown("inventory unreadable".into()),
+                    objects: Vec::new(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn table_has_one_row_per_bundle_and_cuts_long_errors() {
+        let mut out = Vec::new();
+        write_table(&report(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("BUNDLE  REVISION"), "{text}");
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "app",
+                "0123456789ab",
+                "1",
+                "Current",
+                "Synced",
+                "2024-01-01T00:00:00Z"
+            ]
+        );
+        let cells: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(&cells[..3], ["broken", "Unknown", "Corrupt"]);
+        assert_eq!(cells[3], format!("{}…", "x".repeat(MAX_ERROR)));
+    }
+
+    #[test]
+    fn json_and_yaml_carry_every_object_with_its_health() {
+        let json = serde_json::to_value(report()).unwrap();
+        assert_eq!(json.get("waiting"), None);
+        let app = &json["bundles"][0];
+        assert_eq!(app["lastSync"], "2024-01-01T00:00:00Z");
+        assert_eq!(
+            app["objects"][0],
+            serde_json::json!({"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "web",
+                "name": "web", "health": {"status": "Current", "message": "1/1 replicas ready"}})
+        );
+        assert_eq!(json["bundles"][1]["health"]["status"], "Unknown");
+        assert_eq!(json["bundles"][1].get("revision"), None);
+        // Strings YAML would read as other types stay strings (a commit id can be all digits).
+        let mut tricky = report();
+        tricky.bundles[0].revision = Some("1234567890".repeat(4));
+        tricky.bundles[0].name = "true".into();
+        tricky.bundles[0].objects[0].namespace = Some("null".into());
+        let yaml = serde_saphyr::to_string(&tricky).unwrap();
+        let back: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(back, serde_json::to_value(&tricky).unwrap(), "{yaml}");
+    }
 }

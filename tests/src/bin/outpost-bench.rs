@@ -619,7 +619,7 @@ impl Bench {
     }
 }
 
-fn machine() -> String {
+fn machine(kube: &KubeEnv) -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -633,13 +633,16 @@ fn machine() -> String {
     format!(
         "{cpus} cores, {} GiB; etcd, kube-apiserver {}, kubectl and the agent share them",
         mem / 1024 / 1024,
-        tools::KUBE_VERSION
+        kube.version.apiserver
     )
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    println!("Starting etcd + kube-apiserver and the Git servers ...");
+    println!(
+        "Starting etcd + kube-apiserver {} and the Git servers ...",
+        tools::kube_version()?.apiserver
+    );
     let kube = std::thread::spawn(KubeEnv::start).join().expect("start kube")?;
     let git = std::thread::spawn(GitServers::start).join().expect("start git")?;
     let client = kube.client().await?;
@@ -673,7 +676,7 @@ async fn main() -> Result<()> {
     }
 
     println!();
-    println!("Machine: {}", machine());
+    println!("Machine: {}", machine(&bench.kube));
     println!(
         "Peer: {}",
         String::from_utf8_lossy(&kubectl_version.stdout)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs etcd and builds kube-apiserver 1.20.2 from Debian's `kubernetes` source package into the cache.
+# The compatibility version (OUTPOST_TEST_KUBE_VERSION=1.20): installs Debian's etcd and builds kube-apiserver
+# 1.20.2 from Debian's `kubernetes` source package into the cache (about 5 minutes on 2 cores). The current
+# version is kube-current.sh's.
 # Prints the path of the kube-apiserver binary on its last line. Safe to re-run: a cached binary is reused.
 # OUTPOST_TEST_KUBE_APISERVER / OUTPOST_TEST_ETCD point the tests at other binaries instead.
 source "$(dirname "$0")/lib.sh"
