@@ -10,28 +10,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use outpost_tests::agent::{AgentCommand, Transport, create_namespace, output_text};
-use outpost_tests::process::run;
 use outpost_tests::{TestRepo, git_servers, kube_env, unique};
 use serde_json::Value;
 
 use crate::common::{eventually, inventory_bundles, labelled_config_maps};
 use crate::emco_rsync::{self, PREINSTALL_HOOK, Rsync};
-
-/// The file at `path` on branch `branch` of the served repository, if any.
-fn file_on(repo: &TestRepo, branch: &str, path: &str) -> Option<String> {
-    run(
-        "git",
-        &[
-            "-C",
-            repo.bare.to_str()?,
-            "show",
-            &format!("refs/heads/{branch}:{path}"),
-        ],
-        None,
-    )
-    .ok()
-    .inspect(|text| outpost_tests::oracle::record_status(path, text))
-}
+use crate::status::file_on_branch;
 
 /// The status writer as EMCO's git2go mode needs it: status on the branch named after the cluster (rsync
 /// force-pushes main from its own clone, which would erase status commits there).
@@ -70,7 +54,7 @@ fn write_status(writer: &AgentCommand) -> Result<()> {
 /// The status document of bundle `<cid>-<app>` on the cluster's branch, where rsync reads it, parsed.
 fn status_doc(repo: &TestRepo, cluster: &str, cid: &str, app: &str) -> Option<Value> {
     let path = format!("clusters/{cluster}/status/{cid}/app/{app}/{cid}-{app}-status.yaml");
-    serde_saphyr::from_str(&file_on(repo, cluster, &path)?).ok()
+    serde_saphyr::from_str(&file_on_branch(repo, cluster, &path)?).ok()
 }
 
 /// Names of the ConfigMaps in `ns` that rsync labelled as an app's, sorted.

@@ -15,9 +15,8 @@
 //! - `context/context.go` `UpdateComApp` + `connector.NewProvider(instca.cid)`: an update writes under the Git
 //!   path of the context it updates *from*, so a second update lands in a new `context/<cid2>/` directory.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use outpost_tests::TestRepo;
-use outpost_tests::process::run;
 use serde_json::{Value, json};
 
 /// Label rsync puts on every resource (and pod template) of an app.
@@ -47,21 +46,7 @@ impl<'a> Rsync<'a> {
 
     /// Commit everything in the work clone and push it as rsync does: `+refs/heads/main`, forced.
     fn commit(&self, message: &str) -> Result<String> {
-        let work = self.repo.work.to_str().context("utf-8 path")?;
-        run("git", &["-C", work, "add", "-A"], None)?;
-        run(
-            "git",
-            &["-C", work, "commit", "-q", "--allow-empty", "-m", message],
-            None,
-        )?;
-        run(
-            "git",
-            &["-C", work, "push", "-q", "origin", "+HEAD:refs/heads/main"],
-            None,
-        )?;
-        Ok(run("git", &["-C", work, "rev-parse", "HEAD"], None)?
-            .trim()
-            .to_owned())
+        self.repo.commit_force_pushed(message)
     }
 
     /// `clusters/<p+c>/context/<cid>/app/<app>`.

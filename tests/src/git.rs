@@ -433,6 +433,15 @@ impl TestRepo {
 
     /// Commit everything and push to the served repository; returns the commit id.
     pub fn commit(&self, message: &str) -> Result<String> {
+        self.commit_and_push(message, "HEAD:refs/heads/main")
+    }
+
+    /// Commit everything and force-push it to `main`, as EMCO's rsync pushes from its own clone.
+    pub fn commit_force_pushed(&self, message: &str) -> Result<String> {
+        self.commit_and_push(message, "+HEAD:refs/heads/main")
+    }
+
+    fn commit_and_push(&self, message: &str, refspec: &str) -> Result<String> {
         let w = s(&self.work);
         run("git", &["-C", w, "add", "-A"], None)?;
         run(
@@ -440,11 +449,7 @@ impl TestRepo {
             &["-C", w, "commit", "-q", "--allow-empty", "-m", message],
             None,
         )?;
-        run(
-            "git",
-            &["-C", w, "push", "-q", "origin", "HEAD:refs/heads/main"],
-            None,
-        )?;
+        run("git", &["-C", w, "push", "-q", "origin", refspec], None)?;
         Ok(run("git", &["-C", w, "rev-parse", "HEAD"], None)?
             .trim()
             .to_owned())
