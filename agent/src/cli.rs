@@ -168,8 +168,8 @@ pub struct Args {
     pub lease: crate::lease::LeaseArgs,
 }
 
-/// Field manager of every server-side apply we send.
-pub const FIELD_MANAGER: &str = "outpost";
+/// Field manager of every server-side apply we send (defined in `apply`; kept here for existing users).
+pub use crate::apply::FIELD_MANAGER;
 
 impl Args {
     /// The source configuration these flags describe.

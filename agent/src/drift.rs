@@ -200,7 +200,7 @@ impl Drift {
             };
             // `PartialObjectMeta` makes every request metadata-only.
             let api: Api<PartialObjectMeta<DynamicObject>> =
-                Api::all_with(self.client.clone(), &resolved.resource);
+                crate::resolve::api_for(&self.client, &resolved.resource, None);
             let tx = self.tx.clone();
             let gk = (group.clone(), kind.clone());
             let namespaced = resolved.namespaced();

@@ -104,15 +104,14 @@ pub async fn list(client: &Client, resolver: &mut Resolver, kinds: &Kinds) -> Li
         let Ok(resolved) = resolver.resolve(api_version, kind).await else {
             continue;
         };
-        let all: Api<DynamicObject> = Api::all_with(client.clone(), &resolved.resource);
+        let all = resolved.api(client, None);
         let namespaced = resolved.namespaced();
         let complete = match list_into(&all, &mut index, group, kind, namespaced).await {
             Ok(()) => true,
             Err(kube::Error::Api(s)) if s.code == 403 && namespaced => {
                 let mut complete = true;
                 for ns in namespaces.iter().flatten() {
-                    let api: Api<DynamicObject> =
-                        Api::namespaced_with(client.clone(), ns, &resolved.resource);
+                    let api = resolved.api(client, Some(ns.as_str()));
                     if list_into(&api, &mut index, group, kind, true).await.is_err() {
                         complete = false;
                     }

@@ -12,11 +12,13 @@ use backon::Retryable;
 use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Preconditions, PropagationPolicy};
+use tracing::info;
 
 use crate::apply::{Error, Stage, is_transient, transient_backoff};
 use crate::inventory::Member;
 use crate::live::{LiveIndex, LiveMeta, Lookup};
 use crate::object::ObjectKey;
+use crate::plan::Plan;
 use crate::resolve::Resolver;
 
 /// One member to delete.
@@ -54,6 +56,35 @@ impl Outcome {
     }
 }
 
+/// The members to delete: what left each bundle of `plan`, in bundles where `clean` says the apply went
+/// cleanly (a bundle with failures keeps everything until it applies cleanly, so a half-applied commit never
+/// deletes).
+pub fn candidates(
+    plan: &Plan,
+    clean: impl Fn(&str) -> bool,
+    applyset_id: impl Fn(&str) -> String,
+) -> Vec<Candidate> {
+    let mut candidates = Vec::new();
+    for (bundle, bp) in &plan.bundles {
+        if bp.prune.is_empty() {
+            continue;
+        }
+        if !clean(bundle) {
+            info!(bundle = %bundle, objects = bp.prune.len(), "Prune postponed until the bundle applies cleanly");
+            continue;
+        }
+        for (key, member) in &bp.prune {
+            candidates.push(Candidate {
+                bundle: bundle.clone(),
+                applyset_id: applyset_id(bundle),
+                key: key.clone(),
+                member: member.clone(),
+            });
+        }
+    }
+    candidates
+}
+
 /// Delete candidates: reverse stage order, bounded concurrency within a stage.
 pub async fn prune(
     client: &Client,
@@ -78,10 +109,7 @@ pub async fn prune(
         for c in candidates {
             match resolver.resolve(&c.member.api_version, &c.key.kind).await {
                 Ok(resolved) => {
-                    let api: Api<DynamicObject> = match &c.key.namespace {
-                        Some(ns) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
-                        None => Api::all_with(client.clone(), &resolved.resource),
-                    };
+                    let api = resolved.api(client, c.key.namespace.as_deref());
                     ready.push((c, api));
                 }
                 // The kind is gone (its CRD was deleted): so are its objects.

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use kube::Client;
+use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersion};
 use kube::discovery::{ApiCapabilities, Scope};
 
@@ -45,6 +46,24 @@ impl Resolved {
     /// True for namespaced kinds.
     pub fn namespaced(&self) -> bool {
         matches!(self.scope, Scope::Namespaced)
+    }
+
+    /// The dynamic API for objects of this kind in `namespace`, or cluster-wide (cluster-scoped kinds, and
+    /// lists across all namespaces) when `None`.
+    pub fn api(&self, client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
+        api_for(client, &self.resource, namespace)
+    }
+}
+
+/// The dynamic API for `resource` in `namespace`, or cluster-wide when `None`: the one place that chooses
+/// between `Api::namespaced_with` and `Api::all_with`.
+pub fn api_for<K>(client: &Client, resource: &ApiResource, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
     }
 }
 

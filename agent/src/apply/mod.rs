@@ -5,7 +5,6 @@
 //! (with the generation and resourceVersion the server returned, for drift detection) and what failed. One
 //! object's failure never stops the others; transient API errors are retried.
 
-pub mod stage;
 pub mod wait;
 
 use std::collections::BTreeMap;
@@ -18,68 +17,14 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPoli
 use kube::{Api, Client};
 use serde_json::Value;
 
-pub use stage::Stage;
+pub use crate::desired::{Failure, ObjectError as Error, Stage};
+
+/// Field manager of every server-side apply we send (objects, inventories, the agent's state ConfigMap).
+pub const FIELD_MANAGER: &str = "outpost";
 
 use crate::desired::DesiredObject;
-use crate::manifest::Origin;
 pub use crate::object::ObjectKey;
-use crate::resolve::{self, Resolver};
-
-/// Why one object was not applied.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Its kind is not served.
-    #[error(transparent)]
-    Resolve(#[from] resolve::Error),
-    /// RBAC does not let us write it.
-    #[error("forbidden by RBAC: {0}; grant the agent's ServiceAccount access to this kind and namespace")]
-    Forbidden(String),
-    /// The API server rejected the object (schema, immutable field).
-    #[error("invalid: {0}")]
-    Invalid(String),
-    /// Another field manager owns a field we set, and conflicts are not forced.
-    #[error("conflict with another field manager: {0}")]
-    Conflict(String),
-    /// Its namespace does not exist (and is not in Git).
-    #[error("not found: {0}; is its namespace missing from Git?")]
-    NotFound(String),
-    /// Any other API answer.
-    #[error("the API server answered {code}: {message}")]
-    Api {
-        /// HTTP status code.
-        code: u16,
-        /// The server's message.
-        message: String,
-    },
-    /// The request did not get an answer (connection, TLS, timeout).
-    #[error("request failed: {0}")]
-    Client(String),
-    /// A CRD applied in this commit did not become Established.
-    #[error("CustomResourceDefinition not usable: {0}")]
-    NotEstablished(String),
-    /// A Namespace we applied is being deleted.
-    #[error("namespace is Terminating; it cannot hold new objects until deletion finishes")]
-    Terminating,
-}
-
-impl Error {
-    /// Classify a client error by HTTP status (STYLE: 403 RBAC, 409 conflict, 422 invalid, 404 missing).
-    pub fn from_kube(err: kube::Error) -> Self {
-        match err {
-            kube::Error::Api(status) => match status.code {
-                403 => Error::Forbidden(status.message.clone()),
-                404 => Error::NotFound(status.message.clone()),
-                409 => Error::Conflict(status.message.clone()),
-                422 => Error::Invalid(status.message.clone()),
-                code => Error::Api {
-                    code,
-                    message: status.message.clone(),
-                },
-            },
-            other => Error::Client(other.to_string()),
-        }
-    }
-}
+use crate::resolve::Resolver;
 
 /// An object the API server accepted.
 #[derive(Clone, Debug)]
@@ -100,25 +45,6 @@ pub struct Applied {
     pub recreated: bool,
     /// The object the server returned (kept only for dry runs, to diff against the live object).
     pub returned: Option<DynamicObject>,
-}
-
-/// An object that was not applied, with where it was written.
-#[derive(Debug)]
-pub struct Failure {
-    /// Its bundle.
-    pub bundle: String,
-    /// `Kind/namespace/name` as written.
-    pub object: String,
-    /// File, document and line.
-    pub origin: Origin,
-    /// Why.
-    pub error: Error,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} from {}: {}", self.object, self.origin, self.error)
-    }
 }
 
 /// What one apply run did.
@@ -241,10 +167,7 @@ impl Applier {
     /// The API for an object's kind and namespace.
     fn api_for(&self, o: &DesiredObject) -> Option<Api<DynamicObject>> {
         let resolved = o.resolved.as_ref()?;
-        Some(match &o.key.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resolved.resource),
-            None => Api::all_with(self.client.clone(), &resolved.resource),
-        })
+        Some(resolved.api(&self.client, o.key.namespace.as_deref()))
     }
 
     /// Apply one object; with `outpost.dev/force` an immutable-field rejection deletes and recreates it.

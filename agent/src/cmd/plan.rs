@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use kube::Client;
-use kube::api::{Api, DynamicObject};
 
 use crate::apply::{Applier, Options};
 use crate::diff;
@@ -74,10 +73,7 @@ pub async fn run(
             let returned = report.applied.into_iter().next().and_then(|a| a.returned);
             let live = match (&o.resolved, action.reason) {
                 (Some(r), reason) if reason != Reason::Create => {
-                    let api: Api<DynamicObject> = match &o.key.namespace {
-                        Some(ns) => Api::namespaced_with(client.clone(), ns, &r.resource),
-                        None => Api::all_with(client.clone(), &r.resource),
-                    };
+                    let api = r.api(&client, o.key.namespace.as_deref());
                     api.get_opt(&o.key.name).await.ok().flatten()
                 }
                 _ => None,

@@ -6,6 +6,7 @@
 //! and trackers for the status writer, and the last sync result. [`store`] reads and writes parents.
 
 pub mod applyset;
+pub mod record;
 pub mod source_state;
 pub mod store;
 

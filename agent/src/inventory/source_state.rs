@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::store::{CLUSTER_ANNOTATION, StoreError};
-use crate::cli::FIELD_MANAGER;
+use crate::apply::FIELD_MANAGER;
 
 /// Data key holding the JSON state.
 const STATE_KEY: &str = "state.json";

@@ -9,7 +9,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::{Error, Inventory, SyncResult, applyset, decode_members, encode_members};
-use crate::cli::FIELD_MANAGER;
+use crate::apply::FIELD_MANAGER;
 
 /// Label selecting our parents.
 pub const INVENTORY_LABEL: &str = "outpost.dev/inventory";

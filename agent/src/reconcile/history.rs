@@ -14,71 +14,71 @@ use std::sync::atomic::AtomicBool;
 
 use tracing::{info, warn};
 
-use super::Reconciler;
 use crate::inventory::store::Loaded;
 use crate::manifest::layout;
-use crate::source::ObjectId;
+use crate::source::{ObjectId, Source};
 
 /// Commits read back at most: EMCO makes a handful per app change, so this covers days of skipped commits for
 /// an agent that was down, while bounding what one refused poll may fetch and read.
 pub const MAX_HISTORY: usize = 500;
 
-impl Reconciler {
-    /// Bundles with members whose deletion a commit between their last applied commit and `tip` announced.
-    pub(super) async fn announced_deletions(&self, tip: ObjectId, loaded: &Loaded) -> BTreeSet<String> {
-        // Bundles by the commit they were last synced at: one walk per base.
-        let mut by_base: BTreeMap<ObjectId, Vec<(String, String)>> = BTreeMap::new();
-        for (bundle, inv) in &loaded.inventories {
-            if inv.members.is_empty() || inv.info.dir.is_empty() {
-                continue;
-            }
-            let Some(base) = inv
-                .sync
-                .revision
-                .as_deref()
-                .and_then(|r| ObjectId::from_hex(r.as_bytes()).ok())
-            else {
-                continue;
+/// Bundles with members whose deletion a commit between their last applied commit and `tip` announced;
+/// `cluster_path` is `clusters/<cluster>`, `interrupt` the running reconcile's shutdown flag.
+pub(crate) async fn announced_deletions(
+    source: Arc<Source>,
+    cluster_path: &str,
+    interrupt: Option<Arc<AtomicBool>>,
+    tip: ObjectId,
+    loaded: &Loaded,
+) -> BTreeSet<String> {
+    // Bundles by the commit they were last synced at: one walk per base.
+    let mut by_base: BTreeMap<ObjectId, Vec<(String, String)>> = BTreeMap::new();
+    for (bundle, inv) in &loaded.inventories {
+        if inv.members.is_empty() || inv.info.dir.is_empty() {
+            continue;
+        }
+        let Some(base) = inv
+            .sync
+            .revision
+            .as_deref()
+            .and_then(|r| ObjectId::from_hex(r.as_bytes()).ok())
+        else {
+            continue;
+        };
+        by_base
+            .entry(base)
+            .or_default()
+            .push((bundle.clone(), format!("{cluster_path}/{}", inv.info.dir)));
+    }
+    if by_base.is_empty() {
+        return BTreeSet::new();
+    }
+    let interrupt = interrupt.unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut announced = BTreeSet::new();
+        for (base, bundles) in by_base {
+            let commits = match source.history(tip, base, MAX_HISTORY, &interrupt) {
+                Ok(Some(commits)) => commits,
+                Ok(None) => {
+                    warn!(base = %base, max = MAX_HISTORY, "The last applied commit is not among the recent ancestors of the new one; cannot tell whether a deletion was announced");
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "Cannot read the commits since the last applied one");
+                    continue;
+                }
             };
-            by_base.entry(base).or_default().push((
-                bundle.clone(),
-                format!("{}/{}", self.cluster_path(), inv.info.dir),
-            ));
-        }
-        if by_base.is_empty() {
-            return BTreeSet::new();
-        }
-        let source = self.source.clone();
-        let interrupt = self
-            .interrupt
-            .clone()
-            .unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
-        let scan = tokio::task::spawn_blocking(move || {
-            let mut announced = BTreeSet::new();
-            for (base, bundles) in by_base {
-                let commits = match source.history(tip, base, MAX_HISTORY, &interrupt) {
-                    Ok(Some(commits)) => commits,
-                    Ok(None) => {
-                        warn!(base = %base, max = MAX_HISTORY, "The last applied commit is not among the recent ancestors of the new one; cannot tell whether a deletion was announced");
-                        continue;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "Cannot read the commits since the last applied one");
-                        continue;
-                    }
-                };
-                for (bundle, dir) in bundles {
-                    let seen = commits.iter().find(|c| {
+            for (bundle, dir) in bundles {
+                let seen = commits.iter().find(|c| {
                         matches!(source.read_dir(**c, &dir), Ok(Some(files)) if layout::is_tracker_only(&dir, &files))
                     });
-                    if let Some(commit) = seen {
-                        info!(bundle = %bundle, commit = %commit, "Deletion announced by a tracker-only commit");
-                        announced.insert(bundle);
-                    }
+                if let Some(commit) = seen {
+                    info!(bundle = %bundle, commit = %commit, "Deletion announced by a tracker-only commit");
+                    announced.insert(bundle);
                 }
             }
-            announced
-        });
-        scan.await.unwrap_or_default()
-    }
+        }
+        announced
+    });
+    scan.await.unwrap_or_default()
 }

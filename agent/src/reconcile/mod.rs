@@ -1,10 +1,12 @@
 //! One reconcile (DESIGN §3): source → manifests → desired set → plan → apply → prune → record.
 //!
-//! The reconciler remembers the last commit it synced completely; a poll that finds the same commit stops right
-//! after the ref check, without a single API-server request. Inventories grow before objects are applied and
-//! shrink only after deletes succeed, so a crash at any point leaves every object we created recorded.
+//! The [`Reconciler`] is the orchestrator: each pass is a short sequence of stage calls with explicit inputs
+//! and outputs ([`fetch`] reads Git, [`view`] the cluster, [`waves`] applies, [`finish`] prunes and records),
+//! while a [`progress::Progress`] builds the report. It remembers the last commit it synced completely; a poll
+//! that finds the same commit stops right after the ref check, without a single API-server request.
+//! Inventories grow before objects are applied and shrink only after deletes succeed, so a crash at any point
+//! leaves every object we created recorded.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -12,181 +14,40 @@ use kube::Client;
 use tracing::info;
 
 use crate::apply::Applier;
-use crate::desired::{self, DesiredObject, DesiredSet};
-use crate::inventory::Inventory;
-use crate::inventory::source_state::{Phase, SourceState, SourceStateStore};
-use crate::inventory::store::{Loaded, Store, StoreError};
-use crate::live::{self, LiveIndex};
-use crate::manifest::{Bundle, contest, layout};
+use crate::desired;
+use crate::inventory::source_state::{Phase, SourceStateStore};
+use crate::inventory::store::{Loaded, Store};
+use crate::manifest::Bundle;
 use crate::metrics::Metrics;
-use crate::plan::{self, Plan, Refusal, Safety};
+use crate::plan::{self, Refusal};
 use crate::resolve::Resolver;
 use crate::secret::Scrubber;
-use crate::source::{self, ObjectId, Source};
+use crate::source::{ObjectId, Source};
 
+mod error;
+mod fetch;
 mod finish;
 mod history;
-mod run;
+mod outcome;
+mod parts;
+mod phase;
+mod progress;
+mod view;
 mod waves;
 
-use run::Run;
-
-/// Errors listed in one message or sync result before "and N more".
-const MAX_LISTED: usize = 5;
-
-/// Why a reconcile did not finish cleanly. In every case the last good state stays applied.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The repository could not be read.
-    #[error(transparent)]
-    Source(#[from] source::Error),
-    /// The commit has no directory for this cluster while objects are managed and no commit announced their
-    /// deletion.
-    #[error(
-        "{path} does not exist at commit {commit} but objects are managed and no commit since the last applied one announced their deletion (EMCO leaves an app's status tracker alone first): check --cluster and the repository layout; nothing was changed (set --allow-empty to delete everything instead)"
-    )]
-    MissingClusterPath {
-        /// `clusters/<cluster>`.
-        path: String,
-        /// The commit.
-        commit: String,
-    },
-    /// Some file did not parse or validate; nothing was applied.
-    #[error("commit {commit}: {source}; nothing was applied or pruned")]
-    Manifests {
-        /// The commit.
-        commit: String,
-        /// The first problems.
-        #[source]
-        source: layout::Error,
-    },
-    /// The plan looked like a mistake; nothing was applied or pruned.
-    #[error("commit {commit}: {source}")]
-    Refused {
-        /// The commit.
-        commit: String,
-        /// Why.
-        #[source]
-        source: Refusal,
-    },
-    /// Inventories could not be read or written.
-    #[error(transparent)]
-    Inventory(#[from] StoreError),
-    /// Some objects failed to apply or prune; the others were synced.
-    #[error("commit {commit}: {failed} problems: {summary}")]
-    Partial {
-        /// The commit.
-        commit: String,
-        /// How many objects or bundles failed.
-        failed: usize,
-        /// The first problems.
-        summary: String,
-    },
-    /// A blocking task died (panicked or was cancelled).
-    #[error("internal task failed: {0}")]
-    Task(String),
-}
-
-/// Result of this module.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What a successful reconcile did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The ref still points at the commit synced last time: nothing was sent to the API server.
-    Unchanged {
-        /// The commit.
-        commit: ObjectId,
-    },
-    /// The commit was synced.
-    Synced {
-        /// The commit.
-        commit: ObjectId,
-        /// Number of bundles.
-        bundles: usize,
-        /// Objects sent.
-        applied: usize,
-        /// Objects deleted.
-        pruned: usize,
-    },
-    /// The cluster path is missing or has nothing to apply, and nothing is managed: waiting for content (every
-    /// install before EMCO's first deployment). Not an error.
-    Empty {
-        /// The commit.
-        commit: ObjectId,
-        /// The path does not exist at all (rather than existing without manifests).
-        missing: bool,
-    },
-    /// Some bundles wait for dependencies to become healthy; reconcile again soon.
-    Waiting {
-        /// The commit.
-        commit: ObjectId,
-        /// Bundles still waiting.
-        bundles: Vec<String>,
-    },
-}
-
-/// Settings of the reconciler that are not the source's.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// `--cluster`: the directory under `clusters/` to follow.
-    pub cluster: String,
-    /// `--namespace`: where inventories live.
-    pub namespace: String,
-    /// Server-side apply options.
-    pub apply: crate::apply::Options,
-    /// Safety checks.
-    pub safety: Safety,
-}
-
-/// The result of syncing one set of bundles (shared by the Git path and tests that bypass Git).
-#[derive(Debug, Default)]
-pub struct SyncReport {
-    /// Objects sent.
-    pub applied: usize,
-    /// Objects deleted.
-    pub pruned: usize,
-    /// Bundles waiting for dependencies.
-    pub waiting: Vec<String>,
-    /// Problems, scrubbed.
-    pub errors: Vec<String>,
-    /// The desired objects of this commit, by key (for drift correction).
-    pub desired: BTreeMap<crate::object::ObjectKey, Arc<DesiredObject>>,
-    /// The inventories after the sync.
-    pub inventories: BTreeMap<String, Inventory>,
-}
-
-/// What `plan` shows: the commit, the plan, and objects that cannot be resolved.
-#[derive(Debug)]
-pub struct Preview {
-    /// The commit.
-    pub commit: ObjectId,
-    /// What a sync would do.
-    pub plan: Plan,
-    /// Objects whose kind is unknown.
-    pub failures: Vec<String>,
-}
+pub use error::{Error, Result};
+pub use history::MAX_HISTORY;
+pub use outcome::{Outcome, Preview, Settings, SyncReport};
+use parts::Parts;
+use phase::PhaseRecorder;
+use progress::{MAX_LISTED, Progress};
 
 /// Keeps one cluster equal to its path in Git.
 pub struct Reconciler {
     /// The repository.
     source: Arc<Source>,
-    /// The shared client.
-    client: Client,
-    /// Applies objects.
-    applier: Applier,
-    /// Discovery cache, kept across reconciles.
-    resolver: Resolver,
-    /// Inventory parents.
-    store: Store,
-    /// From the command line.
-    settings: Settings,
-    /// Removes secrets from error text.
-    scrubber: Scrubber,
-    /// Counters and gauges, when served.
-    metrics: Option<Metrics>,
-    /// Kubernetes Events on inventories, in the daemon.
-    events: Option<crate::events::Events>,
+    /// The tools of the sync stages.
+    parts: Parts,
     /// The last commit synced without error or waiting.
     last_synced: Option<ObjectId>,
     /// Digest of the applied content of that commit (everything but `status/`), so a commit that only changes
@@ -200,8 +61,8 @@ pub struct Reconciler {
     pending_missing: bool,
     /// Shutdown flag of the running reconcile, for blocking Git work started from inside a sync.
     interrupt: Option<Arc<AtomicBool>>,
-    /// Where the waiting state is recorded, and the phase recorded last (written only on change).
-    source_state: (SourceStateStore, Option<Phase>),
+    /// Where the waiting state is recorded.
+    phase: PhaseRecorder,
     /// Drift watches run (the daemon): they revert missing and changed objects as it happens, so a sync can
     /// trust the inventories it wrote last and skip re-reading them and listing the live objects.
     watched: bool,
@@ -214,18 +75,21 @@ impl Reconciler {
     pub fn new(source: Source, client: Client, settings: Settings, scrubber: Scrubber) -> Self {
         Reconciler {
             source: Arc::new(source),
-            applier: Applier::new(client.clone(), settings.apply.clone()),
-            resolver: Resolver::new(client.clone()),
-            store: Store::new(client.clone(), &settings.namespace, &settings.cluster),
-            source_state: (
-                SourceStateStore::new(client.clone(), &settings.namespace, &settings.cluster),
-                None,
-            ),
-            client,
-            settings,
-            scrubber,
-            metrics: None,
-            events: None,
+            phase: PhaseRecorder::new(SourceStateStore::new(
+                client.clone(),
+                &settings.namespace,
+                &settings.cluster,
+            )),
+            parts: Parts {
+                applier: Applier::new(client.clone(), settings.apply.clone()),
+                resolver: Resolver::new(client.clone()),
+                store: Store::new(client.clone(), &settings.namespace, &settings.cluster),
+                client,
+                settings,
+                scrubber,
+                metrics: None,
+                events: None,
+            },
             last_synced: None,
             last_content: None,
             pending_content: None,
@@ -246,19 +110,19 @@ impl Reconciler {
 
     /// Record metrics from now on.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
+        self.parts.metrics = Some(metrics);
         self
     }
 
     /// Publish Kubernetes Events for failures and refusals from now on.
     pub fn with_events(mut self, events: crate::events::Events) -> Self {
-        self.events = Some(events);
+        self.parts.events = Some(events);
         self
     }
 
     /// The repository path of this cluster's directory.
     pub fn cluster_path(&self) -> String {
-        format!("clusters/{}", self.settings.cluster)
+        format!("clusters/{}", self.parts.settings.cluster)
     }
 
     /// What the last sync left (desired objects and inventories), if any.
@@ -281,83 +145,52 @@ impl Reconciler {
         interrupt: Arc<AtomicBool>,
         force: bool,
     ) -> Result<std::result::Result<(ObjectId, Vec<Bundle>), ObjectId>> {
-        let source = self.source.clone();
-        let started = std::time::Instant::now();
         self.interrupt = Some(interrupt.clone());
-        let update = tokio::task::spawn_blocking(move || source.update(&interrupt))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?;
-        if let Some(m) = &self.metrics {
-            let ok = update.is_ok();
-            let op = match &update {
-                Ok(u) if u.fetched => crate::metrics::GitOperation::Fetch,
-                _ => crate::metrics::GitOperation::RefCheck,
-            };
-            m.git_request(op, ok, started.elapsed().as_secs_f64());
-        }
-        let commit = update?.commit;
+        let commit = fetch::update(&self.source, self.parts.metrics.as_ref(), interrupt).await?;
         if !force && self.last_synced == Some(commit) {
             return Ok(Err(commit));
         }
         let path = self.cluster_path();
-        let source = self.source.clone();
-        let dir = path.clone();
-        let t_update = started.elapsed();
-        let files = tokio::task::spawn_blocking(move || source.read_dir(commit, &dir))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+        let files = fetch::read(&self.source, commit, &path).await?;
         // A missing path is judged with the inventories (in `sync`): waiting when nothing is managed, refused
         // when objects are and no commit announced their deletion.
         self.pending_missing = files.is_none();
         let files = files.unwrap_or_default();
-        let content = content_digest(&files);
+        let content = fetch::content_digest(&files);
         if !force && self.last_content.as_ref() == Some(&content) {
             // Only files the agent never applies changed (status written by status writers).
             self.last_synced = Some(commit);
             return Ok(Err(commit));
         }
         self.pending_content = Some(content);
-        let manifests_err = |source| Error::Manifests {
+        let bundles = fetch::bundles(&path, &files).map_err(|source| Error::Manifests {
             commit: commit.to_string(),
             source,
-        };
-        let t_read = started.elapsed();
-        let bundles = layout::bundles(&path, &files).map_err(manifests_err)?;
-        tracing::debug!(
-            git_ms = t_update.as_millis(),
-            read_ms = (t_read - t_update).as_millis(),
-            parse_ms = (started.elapsed() - t_read).as_millis(),
-            files = files.len(),
-            "Commit phases"
-        );
-        // Real duplicates reject the commit; one app's update in flight is settled in `sync`.
-        contest::find(&bundles).map_err(manifests_err)?;
+        })?;
         Ok(Ok((commit, bundles)))
     }
 
     /// What a sync of the current commit would do, changing nothing (for `outpost-agent plan`).
     pub async fn preview(&mut self, interrupt: Arc<AtomicBool>) -> Result<Preview> {
-        let (commit, bundles) = match self.fetch_commit(interrupt, true).await? {
-            Ok(parsed) => parsed,
-            Err(_) => unreachable!("forced fetch never reports unchanged"),
+        let Ok((commit, mut bundles)) = self.fetch_commit(interrupt, true).await? else {
+            unreachable!("forced fetch never reports unchanged");
         };
-        let loaded = self.store.load().await?;
-        let store = self.store.clone();
-        let mut bundles = bundles;
-        let desired = desired::build(&mut bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
-        let live = self.live_index(&loaded, &desired).await;
-        let announced = self
-            .announced_if_empty(&commit.to_string(), &bundles, &loaded)
-            .await;
-        let plan = plan::build(&desired, &loaded, &live, self.settings.safety, &announced, |b| {
+        let loaded = self.parts.store.load().await?;
+        let store = self.parts.store.clone();
+        let desired = desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        let live = view::listed(&self.parts.client, &mut self.parts.resolver, &loaded).await;
+        let revision = commit.to_string();
+        let announced = self.announced_if_empty(&revision, &bundles, &loaded).await;
+        let safety = self.parts.settings.safety;
+        let plan = plan::build(&desired, &loaded, &live, safety, &announced, |b| {
             store.applyset_id(b)
         })
-        .map_err(|source| self.refusal(&commit.to_string(), source))?;
+        .map_err(|source| self.refusal(&revision, source))?;
         let failures = desired
             .failures
             .values()
             .flatten()
-            .map(|f| self.scrubber.scrub(&f.to_string()))
+            .map(|f| self.parts.scrubber.scrub(&f.to_string()))
             .collect();
         Ok(Preview {
             commit,
@@ -373,181 +206,148 @@ impl Reconciler {
             Err(commit) => return Ok(Outcome::Unchanged { commit }),
         };
         let bundle_count = bundles.len();
-        let report = self.sync(&commit.to_string(), bundles).await?;
+        let revision = commit.to_string();
+        let report = self.sync(&revision, bundles).await?;
+        let scrubber = self.parts.scrubber.clone();
         if bundle_count == 0 && report.errors.is_empty() && report.inventories.is_empty() {
             let missing = self.pending_missing;
-            self.last_synced = Some(commit);
-            self.last_content = self.pending_content.take();
-            self.last_report = Some(Arc::new(report));
-            let message = if missing {
-                format!(
-                    "{} does not exist at commit {commit}; nothing is managed: waiting for content",
-                    self.cluster_path()
-                )
+            self.finish_commit(commit, report);
+            let what = if missing {
+                "does not exist"
             } else {
-                format!(
-                    "{} holds nothing to apply at commit {commit}; nothing is managed: waiting for content",
-                    self.cluster_path()
-                )
+                "holds nothing to apply"
             };
-            self.record_phase(Phase::Waiting, &commit.to_string(), message.clone())
+            let message = format!(
+                "{} {what} at commit {commit}; nothing is managed: waiting for content",
+                self.cluster_path()
+            );
+            self.phase
+                .record(Phase::Waiting, &revision, message.clone(), &scrubber)
                 .await;
             info!(commit = %commit, "{message}");
             return Ok(Outcome::Empty { commit, missing });
         }
-        if report.errors.is_empty() {
-            let message = format!("following {}", self.cluster_path());
-            self.record_phase(Phase::Following, &commit.to_string(), message)
-                .await;
-        }
-        let outcome = if !report.errors.is_empty() {
-            let mut summary = report
-                .errors
-                .iter()
-                .take(MAX_LISTED)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ");
-            if report.errors.len() > MAX_LISTED {
-                summary.push_str(&format!("; and {} more", report.errors.len() - MAX_LISTED));
-            }
+        if !report.errors.is_empty() {
             let err = Error::Partial {
-                commit: commit.to_string(),
+                commit: revision,
                 failed: report.errors.len(),
-                summary,
+                summary: summary(&report.errors),
             };
             self.last_report = Some(Arc::new(report));
             return Err(err);
-        } else if !report.waiting.is_empty() {
-            Outcome::Waiting {
-                commit,
-                bundles: report.waiting.clone(),
-            }
-        } else {
-            self.last_synced = Some(commit);
-            self.last_content = self.pending_content.take();
-            info!(commit = %commit, bundles = bundle_count, applied = report.applied, pruned = report.pruned, "Synced");
-            Outcome::Synced {
-                commit,
-                bundles: bundle_count,
-                applied: report.applied,
-                pruned: report.pruned,
-            }
+        }
+        let message = format!("following {}", self.cluster_path());
+        self.phase
+            .record(Phase::Following, &revision, message, &scrubber)
+            .await;
+        if !report.waiting.is_empty() {
+            let bundles = report.waiting.clone();
+            self.last_report = Some(Arc::new(report));
+            return Ok(Outcome::Waiting { commit, bundles });
+        }
+        info!(commit = %commit, bundles = bundle_count, applied = report.applied, pruned = report.pruned, "Synced");
+        let outcome = Outcome::Synced {
+            commit,
+            bundles: bundle_count,
+            applied: report.applied,
+            pruned: report.pruned,
         };
-        self.last_report = Some(Arc::new(report));
+        self.finish_commit(commit, report);
         Ok(outcome)
+    }
+
+    /// Remember `commit` as synced completely, with what its sync left.
+    fn finish_commit(&mut self, commit: ObjectId, report: SyncReport) {
+        self.last_synced = Some(commit);
+        self.last_content = self.pending_content.take();
+        self.last_report = Some(Arc::new(report));
     }
 
     /// Sync `bundles` (already parsed from commit `revision`) to the cluster.
     pub async fn sync(&mut self, revision: &str, mut bundles: Vec<Bundle>) -> Result<SyncReport> {
-        let started = std::time::Instant::now();
         let trusted = self.watched && !self.full_sync;
-        let cached = self.last_report.as_ref().filter(|_| trusted).map(|r| Loaded {
-            inventories: r.inventories.clone(),
-            corrupt: Default::default(),
-        });
-        let loaded = match cached {
-            Some(loaded) => loaded,
-            None => self.store.load().await?,
+        let loaded = match self.last_report.as_ref().filter(|_| trusted) {
+            Some(last) => Loaded {
+                inventories: last.inventories.clone(),
+                corrupt: Default::default(),
+            },
+            None => self.parts.store.load().await?,
         };
-        let t_load = started.elapsed();
-        self.settle_contested(&mut bundles, &loaded);
-        let store = self.store.clone();
-        let desired = desired::build(&mut bundles, &mut self.resolver, |b| store.applyset_id(b)).await;
-        let bundles = &bundles[..];
-        let t_desired = started.elapsed();
-        let announced = self.announced_if_empty(revision, bundles, &loaded).await;
+        view::settle_contested(&mut bundles, &loaded);
+        let store = self.parts.store.clone();
+        let desired = desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        let announced = self.announced_if_empty(revision, &bundles, &loaded).await;
         let live = if trusted {
-            trusted_live_index(&loaded, |b| store.applyset_id(b))
+            view::trusted(&loaded, |b| store.applyset_id(b))
         } else {
-            self.live_index(&loaded, &desired).await
+            view::listed(&self.parts.client, &mut self.parts.resolver, &loaded).await
         };
-        let t_live = started.elapsed();
-        let plan = match plan::build(&desired, &loaded, &live, self.settings.safety, &announced, |b| {
+        let safety = self.parts.settings.safety;
+        let plan = match plan::build(&desired, &loaded, &live, safety, &announced, |b| {
             store.applyset_id(b)
         }) {
             Ok(plan) => plan,
-            Err(source) => {
-                if let Some(events) = &self.events {
-                    for bundle in loaded.inventories.keys() {
-                        events
-                            .warn(bundle, "SyncRefused", "Prune", &source.to_string())
-                            .await;
-                    }
-                }
-                return Err(self.refusal(revision, source));
+            Err(refusal) => {
+                self.warn_all(&loaded, "SyncRefused", "Prune", &refusal.to_string())
+                    .await;
+                return Err(self.refusal(revision, refusal));
             }
         };
-        let mut run = Run::new(revision, &loaded, bundles, &self.settings.cluster);
+        let mut progress = Progress::new(&loaded, &bundles, &self.parts.settings.cluster);
         for (bundle, failures) in &desired.failures {
             for f in failures {
-                run.fail(bundle, f.to_string());
+                progress.fail(bundle, f.to_string());
             }
         }
-        let t_plan = started.elapsed();
-        self.apply_in_waves(&mut run, bundles, &plan, &desired).await?;
-        let t_apply = started.elapsed();
-        self.prune(&mut run, &plan, &live).await;
-        let t_prune = started.elapsed();
-        self.record(&mut run, &plan).await;
-        tracing::debug!(
-            load_ms = t_load.as_millis(),
-            desired_ms = (t_desired - t_load).as_millis(),
-            live_ms = (t_live - t_desired).as_millis(),
-            plan_ms = (t_plan - t_live).as_millis(),
-            apply_ms = (t_apply - t_plan).as_millis(),
-            prune_ms = (t_prune - t_apply).as_millis(),
-            record_ms = (started.elapsed() - t_prune).as_millis(),
-            "Sync phases"
-        );
-        if let Some(events) = &self.events {
-            for (bundle, errors) in &run.errors_in {
-                let note = errors
-                    .iter()
-                    .take(MAX_LISTED)
-                    .map(|e| self.scrubber.scrub(e))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                events.warn(bundle, "SyncFailed", "Apply", &note).await;
-            }
-        }
-
-        let mut report = SyncReport {
-            applied: run.applied,
-            pruned: run.pruned,
-            waiting: run.waiting.iter().cloned().collect(),
-            errors: run.errors.iter().map(|e| self.scrubber.scrub(e)).collect(),
-            ..Default::default()
+        waves::apply(&mut self.parts, &mut progress, &bundles, &plan, &desired).await?;
+        finish::prune(&mut self.parts, &mut progress, &plan, &live).await;
+        finish::record(&self.parts, &mut progress, &plan, revision).await;
+        self.warn_failures(&progress).await;
+        let totals = progress.finish();
+        let report = SyncReport {
+            applied: totals.applied,
+            pruned: totals.pruned,
+            waiting: totals.waiting,
+            errors: totals
+                .errors
+                .iter()
+                .map(|e| self.parts.scrubber.scrub(e))
+                .collect(),
+            desired: desired
+                .objects
+                .into_values()
+                .flatten()
+                .map(|o| (o.key.clone(), o))
+                .collect(),
+            inventories: totals.inventories,
         };
-        for objects in desired.objects.into_values() {
-            for o in objects {
-                report.desired.insert(o.key.clone(), o);
-            }
-        }
-        report.inventories = run.inventories;
         // Trust this result next time only if nothing went wrong.
         self.full_sync = !report.errors.is_empty();
         Ok(report)
     }
 
-    /// Give each object that two bundles of one EMCO app define to the newer bundle ([`contest`]).
-    fn settle_contested(&self, bundles: &mut [Bundle], loaded: &Loaded) {
-        let Ok(contested) = contest::find(bundles) else {
-            return; // rejected in `fetch_commit` already
-        };
-        if contested.is_empty() {
-            return;
+    /// A Warning Event on every loaded inventory (a refused sync concerns them all).
+    async fn warn_all(&self, loaded: &Loaded, reason: &str, action: &str, note: &str) {
+        if let Some(events) = &self.parts.events {
+            for bundle in loaded.inventories.keys() {
+                events.warn(bundle, reason, action, note).await;
+            }
         }
-        let first_seen = |bundle: &str| {
-            loaded.inventories.get(bundle).map(|inv| {
-                inv.info
-                    .first_seen
-                    .clone()
-                    .unwrap_or_else(|| crate::inventory::FIRST_SEEN_UNKNOWN.to_owned())
-            })
+    }
+
+    /// A Warning Event on each bundle that had problems, listing the first ones.
+    async fn warn_failures(&self, progress: &Progress) {
+        let Some(events) = &self.parts.events else {
+            return;
         };
-        for (object, winner, losers) in contest::settle(bundles, &contested, first_seen) {
-            info!(object = %object, bundle = %winner, from = ?losers, "Taken over by the newer bundle of its app");
+        for (bundle, errors) in progress.errors_by_bundle() {
+            let note = errors
+                .iter()
+                .take(MAX_LISTED)
+                .map(|e| self.parts.scrubber.scrub(e))
+                .collect::<Vec<_>>()
+                .join("; ");
+            events.warn(bundle, "SyncFailed", "Apply", &note).await;
         }
     }
 
@@ -558,15 +358,16 @@ impl Reconciler {
         revision: &str,
         bundles: &[Bundle],
         loaded: &Loaded,
-    ) -> BTreeSet<String> {
+    ) -> std::collections::BTreeSet<String> {
         let managed = loaded.inventories.values().any(|i| !i.members.is_empty());
-        if !bundles.is_empty() || !managed || self.settings.safety.allow_empty {
-            return BTreeSet::new();
+        if !bundles.is_empty() || !managed || self.parts.settings.safety.allow_empty {
+            return Default::default();
         }
-        match ObjectId::from_hex(revision.as_bytes()) {
-            Ok(tip) => self.announced_deletions(tip, loaded).await,
-            Err(_) => BTreeSet::new(),
-        }
+        let Ok(tip) = ObjectId::from_hex(revision.as_bytes()) else {
+            return Default::default();
+        };
+        let path = self.cluster_path();
+        history::announced_deletions(self.source.clone(), &path, self.interrupt.clone(), tip, loaded).await
     }
 
     /// The error for a refused plan: a missing path says so.
@@ -582,76 +383,18 @@ impl Reconciler {
             },
         }
     }
-
-    /// Record the agent's phase where `status` and the status writer read it, when it changed.
-    async fn record_phase(&mut self, phase: Phase, revision: &str, message: String) {
-        if self.source_state.1 == Some(phase) {
-            return;
-        }
-        let state = SourceState {
-            phase,
-            revision: revision.to_owned(),
-            message,
-            time: jiff::Timestamp::now().to_string(),
-        };
-        match self.source_state.0.save(&state).await {
-            Ok(()) => self.source_state.1 = Some(phase),
-            Err(e) => {
-                tracing::warn!(error = %self.scrubber.scrub(&e.to_string()), "Cannot record the agent's state")
-            }
-        }
-    }
-
-    /// Live metadata of every kind we manage or are about to manage.
-    async fn live_index(&mut self, loaded: &Loaded, desired: &DesiredSet) -> LiveIndex {
-        let mut kinds = live::Kinds::new();
-        for inv in loaded.inventories.values() {
-            for (key, member) in &inv.members {
-                let entry = kinds
-                    .entry((key.group.clone(), key.kind.clone()))
-                    .or_insert_with(|| (member.api_version.clone(), BTreeSet::new()));
-                entry.1.insert(key.namespace.clone());
-            }
-        }
-        // Only kinds already in an inventory can have live members worth checking; others are all new.
-        let _ = desired;
-        live::list(&self.client, &mut self.resolver, &kinds).await
-    }
 }
 
-/// What the live cluster looks like according to the last sync, when drift watches keep it that way: every
-/// applied member present exactly as recorded; pending members (empty digest) absent, so they are applied.
-fn trusted_live_index(loaded: &Loaded, applyset_id: impl Fn(&str) -> String) -> LiveIndex {
-    let mut index = LiveIndex::default();
-    for (bundle, inv) in &loaded.inventories {
-        let id = applyset_id(bundle);
-        for (key, member) in &inv.members {
-            index.mark_listed(&key.group, &key.kind);
-            if member.digest.is_empty() {
-                continue;
-            }
-            index.insert(
-                key.clone(),
-                crate::live::LiveMeta {
-                    generation: member.generation,
-                    resource_version: member.resource_version.clone(),
-                    part_of: Some(id.clone()),
-                    ..Default::default()
-                },
-            );
-        }
+/// The first problems, joined, with how many more there are.
+fn summary(errors: &[String]) -> String {
+    let mut summary = errors
+        .iter()
+        .take(MAX_LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > MAX_LISTED {
+        summary.push_str(&format!("; and {} more", errors.len() - MAX_LISTED));
     }
-    index
-}
-
-/// Digest of the files the agent applies (everything below the cluster path except `status/`).
-fn content_digest(files: &[crate::source::SourceFile]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    for f in files.iter().filter(|f| !f.path.starts_with("status/")) {
-        hasher.update(f.path.as_bytes());
-        hasher.update([0]);
-        hasher.update(Sha256::digest(&f.data));
-    }
-    crate::manifest::digest::hex(&hasher.finalize())
+    summary
 }

@@ -11,9 +11,14 @@ use std::sync::Arc;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::apply::{Error as ApplyError, Failure, Stage};
 use crate::inventory::applyset::PART_OF_LABEL;
 use sha2::Digest;
+
+mod failure;
+mod stage;
+
+pub use failure::{Failure, ObjectError};
+pub use stage::Stage;
 
 use crate::manifest::{Bundle, Manifest, Origin, digest, normalize};
 use crate::object::ObjectKey;
@@ -112,7 +117,7 @@ pub async fn build(
                                 bundle: bundle.name.clone(),
                                 object: m.display_name(),
                                 origin: m.origin.clone(),
-                                error: ApplyError::Resolve(e),
+                                error: ObjectError::Resolve(e),
                             });
                         continue;
                     }

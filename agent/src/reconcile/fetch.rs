@@ -1,0 +1,68 @@
+//! The source end of a reconcile: check the ref (fetching when it moved), read the cluster path at the commit,
+//! and turn its files into bundles (layout, then parse), rejecting real duplicates. Blocking Git work runs in
+//! `spawn_blocking`, stopped by the interrupt flag.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::error::{Error, Result};
+use crate::manifest::{Bundle, contest, layout};
+use crate::metrics::{GitOperation, Metrics};
+use crate::source::{ObjectId, Source, SourceFile};
+
+/// Check the ref, fetching when it moved; the Git request is timed into `metrics`.
+pub(crate) async fn update(
+    source: &Arc<Source>,
+    metrics: Option<&Metrics>,
+    interrupt: Arc<AtomicBool>,
+) -> Result<ObjectId> {
+    let source = source.clone();
+    let started = std::time::Instant::now();
+    let update = tokio::task::spawn_blocking(move || source.update(&interrupt))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+    if let Some(m) = metrics {
+        let op = match &update {
+            Ok(u) if u.fetched => GitOperation::Fetch,
+            _ => GitOperation::RefCheck,
+        };
+        m.git_request(op, update.is_ok(), started.elapsed().as_secs_f64());
+    }
+    Ok(update?.commit)
+}
+
+/// The files under `path` at `commit`; `None` when the path does not exist there.
+pub(crate) async fn read(
+    source: &Arc<Source>,
+    commit: ObjectId,
+    path: &str,
+) -> Result<Option<Vec<SourceFile>>> {
+    let source = source.clone();
+    let dir = path.to_owned();
+    let files = tokio::task::spawn_blocking(move || source.read_dir(commit, &dir))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+    Ok(files)
+}
+
+/// The bundles of the cluster path's `files`. Any file that does not parse or validate, and any object that
+/// two unrelated bundles define, rejects the commit (one app's update in flight is settled later, with the
+/// inventories).
+pub(crate) fn bundles(path: &str, files: &[SourceFile]) -> std::result::Result<Vec<Bundle>, layout::Error> {
+    let bundles = layout::bundles(path, files)?;
+    contest::find(&bundles)?;
+    Ok(bundles)
+}
+
+/// Digest of the files the agent applies (everything below the cluster path except `status/`), so a commit
+/// that only changes status files costs the API server nothing.
+pub(crate) fn content_digest(files: &[SourceFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for f in files.iter().filter(|f| !f.path.starts_with("status/")) {
+        hasher.update(f.path.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(&f.data));
+    }
+    crate::manifest::digest::hex(&hasher.finalize())
+}
