@@ -14,6 +14,7 @@ lint:
 	time $(CARGO) fmt --all -- --check
 	time $(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	time $(CARGO) deny check licenses bans
+	time python3 .ci/architecture.py agent/src status-writer/src
 
 # Status files the e2e tests read from Git, recorded for the Go oracle (tests/src/oracle.rs, tests/oracles).
 export OUTPOST_STATUS_CORPUS ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/status-corpus

@@ -20,6 +20,16 @@ pub enum Error {
     Cycle(String),
 }
 
+impl Error {
+    /// The kind of failure, as a bounded metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Unknown(_) => "unknown_dependency",
+            Error::Cycle(_) => "dependency_cycle",
+        }
+    }
+}
+
 /// Bundles in waves: every bundle's dependencies are in earlier waves. Bundles with unknown dependencies or in
 /// cycles are returned apart with their error and never applied.
 pub fn waves(depends_on: &BTreeMap<String, Vec<String>>) -> (Vec<Vec<String>>, BTreeMap<String, Error>) {

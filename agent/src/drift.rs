@@ -25,14 +25,23 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::apply::Applier;
 use crate::desired::DesiredObject;
 use crate::events::Events;
-use crate::inventory::Member;
 use crate::inventory::applyset::PART_OF_LABEL;
+use crate::inventory::{Inventory, Member};
 use crate::live::LiveMeta;
 use crate::metrics::Metrics;
 use crate::object::ObjectKey;
-use crate::reconcile::SyncReport;
 use crate::resolve::Resolver;
 use crate::secret::Scrubber;
+
+/// What drift correction compares the cluster with: the desired objects of the last sync and the inventories
+/// it left (plain data, whoever produced it).
+#[derive(Clone, Copy)]
+pub struct Synced<'a> {
+    /// The desired objects, by key.
+    pub desired: &'a BTreeMap<ObjectKey, Arc<DesiredObject>>,
+    /// The inventories, by bundle.
+    pub inventories: &'a BTreeMap<String, Inventory>,
+}
 
 /// Reverts of one object within [`FIGHT_WINDOW`] beyond which another actor is fighting us.
 pub const FIGHT_THRESHOLD: usize = 5;
@@ -58,7 +67,9 @@ enum Seen {
 /// Revert history of one object.
 #[derive(Default)]
 struct Tracker {
+    /// When we reverted it lately (within the fight window).
     reverts: VecDeque<Instant>,
+    /// Reverts stop until then: another actor keeps changing it (a fight).
     suppressed_until: Option<Instant>,
 }
 
@@ -77,10 +88,15 @@ struct State {
 
 /// Everything the corrector needs besides its state.
 struct Corrector {
+    /// Re-applies drifted objects.
     applier: Applier,
+    /// Discovery for the kinds it re-applies.
     resolver: Resolver,
+    /// Counts reverts and fights, when served.
     metrics: Option<Metrics>,
+    /// Publishes fights as Events, in the daemon.
     events: Option<Events>,
+    /// Removes secrets from error text.
     scrubber: Scrubber,
 }
 
@@ -143,12 +159,12 @@ impl Drift {
     pub async fn update(
         &self,
         paused: &mut Paused<'_>,
-        report: &SyncReport,
+        synced: Synced<'_>,
         applyset_id: impl Fn(&str) -> String,
     ) {
         let state = &mut paused.0;
-        state.desired = report.desired.clone();
-        state.members = report
+        state.desired = synced.desired.clone();
+        state.members = synced
             .inventories
             .iter()
             .flat_map(|(b, inv)| {
@@ -157,12 +173,12 @@ impl Drift {
                     .map(move |(k, m)| (k.clone(), (b.clone(), m.clone())))
             })
             .collect();
-        state.ids = report
+        state.ids = synced
             .inventories
             .keys()
             .map(|b| (b.clone(), applyset_id(b)))
             .collect();
-        state.trackers.retain(|k, _| report.desired.contains_key(k));
+        state.trackers.retain(|k, _| synced.desired.contains_key(k));
         let mut kinds: BTreeMap<(String, String), String> = BTreeMap::new();
         for (key, (_, member)) in &state.members {
             kinds
@@ -270,7 +286,7 @@ async fn correct(state: Arc<Mutex<State>>, mut rx: mpsc::Receiver<Seen>, mut c: 
                     continue;
                 };
                 let Some(id) = state.ids.get(bundle) else { continue };
-                if member.digest.is_empty() || !crate::plan::drifted(member, &live, id) {
+                if member.digest.is_empty() || !crate::live::drifted(member, &live, id) {
                     continue;
                 }
                 revert(state, &mut c, key, Some(live), "changed").await;

@@ -23,6 +23,7 @@ enum Method {
 /// Label set of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
+    /// The HTTP method (GET, PATCH, ...).
     method: Method,
 }
 

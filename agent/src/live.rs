@@ -168,3 +168,15 @@ fn add(
         index.objects.insert(key, LiveMeta::of(&item.metadata));
     }
 }
+
+/// Whether the live object changed since our apply: generation for kinds that have one (status updates do
+/// not count), resourceVersion for the rest, and always when our `part-of` label was removed.
+pub fn drifted(recorded: &crate::inventory::Member, live: &LiveMeta, id: &str) -> bool {
+    if live.part_of.as_deref() != Some(id) {
+        return true;
+    }
+    match (recorded.generation, live.generation) {
+        (Some(ours), Some(now)) => ours != now,
+        _ => recorded.resource_version.is_some() && recorded.resource_version != live.resource_version,
+    }
+}

@@ -131,11 +131,13 @@ impl EncodeLabelValue for RequestResult {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReconcileLabels {
+    /// How the reconcile ended.
     result: ReconcileResult,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BundleLabels {
+    /// The bundle's name.
     bundle: String,
 }
 
@@ -149,12 +151,31 @@ impl BundleLabels {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct GitRequestLabels {
+    /// Ref check or fetch.
     operation: GitOperation,
+    /// Success or error.
     result: RequestResult,
+}
+
+/// Labels of a failure counted by kind: the failing error enum's `metric_label()`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FailureLabels {
+    /// The kind of failure.
+    error: &'static str,
+}
+
+/// Labels of an object that failed: what we tried, and the kind of failure.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ObjectFailureLabels {
+    /// `apply` or `prune`.
+    operation: &'static str,
+    /// The kind of failure.
+    error: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct GitOperationLabels {
+    /// Ref check or fetch.
     operation: GitOperation,
 }
 
@@ -188,6 +209,10 @@ pub struct Metrics {
     bundle_objects: Family<BundleLabels, Gauge>,
     /// `outpost_leader`: 1 while this replica acts, 0 while it waits for the lease.
     leader: Gauge,
+    /// `outpost_reconcile_failures_total{error}`: failed reconciles by kind of failure.
+    reconcile_failures: Family<FailureLabels, Counter>,
+    /// `outpost_objects_failed_total{operation,error}`: objects not applied or not pruned, by kind of failure.
+    objects_failed: Family<ObjectFailureLabels, Counter>,
 }
 
 impl Metrics {
@@ -206,48 +231,14 @@ impl Metrics {
             last_successful_sync: Family::default(),
             bundle_objects: Family::default(),
             leader: Gauge::default(),
+            reconcile_failures: Family::default(),
+            objects_failed: Family::default(),
         };
-        registry.register_with_unit(
-            "reconcile_duration",
-            "Duration of one reconcile of the cluster path, by result",
-            Unit::Seconds,
-            metrics.reconcile_duration.clone(),
-        );
-        registry.register(
-            "objects_applied",
-            "Objects server-side applied, by bundle",
-            metrics.objects_applied.clone(),
-        );
-        registry.register(
-            "objects_pruned",
-            "Inventory members deleted because they left Git, by bundle",
-            metrics.objects_pruned.clone(),
-        );
-        registry.register(
-            "drift_reverted",
-            "Members re-applied after a change or deletion in the cluster, by bundle",
-            metrics.drift_reverted.clone(),
-        );
+        metrics.register_subsystems(registry);
         registry.register(
             "apply_errors",
             "Objects the API server refused to apply, by bundle",
             metrics.apply_errors.clone(),
-        );
-        registry.register(
-            "git_requests",
-            "Requests to the resource repository, by operation and result",
-            metrics.git_requests.clone(),
-        );
-        registry.register_with_unit(
-            "git_request_duration",
-            "Duration of requests to the resource repository, by operation",
-            Unit::Seconds,
-            metrics.git_request_duration.clone(),
-        );
-        registry.register(
-            "drift_fights",
-            "Times another actor kept reverting a member and we stopped re-applying it, by bundle",
-            metrics.drift_fights.clone(),
         );
         registry.register_with_unit(
             "last_successful_sync_timestamp",
@@ -266,6 +257,78 @@ impl Metrics {
             metrics.leader.clone(),
         );
         metrics
+    }
+
+    /// One sub-registry per subsystem (`outpost_reconcile_`, `outpost_objects_`, `outpost_git_`,
+    /// `outpost_drift_`).
+    fn register_subsystems(&self, registry: &mut Registry) {
+        let metrics = self;
+        let reconcile = registry.sub_registry_with_prefix("reconcile");
+        reconcile.register_with_unit(
+            "duration",
+            "Duration of one reconcile of the cluster path, by result",
+            Unit::Seconds,
+            metrics.reconcile_duration.clone(),
+        );
+        reconcile.register(
+            "failures",
+            "Reconciles that failed, by kind of failure",
+            metrics.reconcile_failures.clone(),
+        );
+        let objects = registry.sub_registry_with_prefix("objects");
+        objects.register(
+            "applied",
+            "Objects server-side applied, by bundle",
+            metrics.objects_applied.clone(),
+        );
+        objects.register(
+            "pruned",
+            "Inventory members deleted because they left Git, by bundle",
+            metrics.objects_pruned.clone(),
+        );
+        objects.register(
+            "failed",
+            "Objects not applied or not pruned, by operation and kind of failure",
+            metrics.objects_failed.clone(),
+        );
+        let git = registry.sub_registry_with_prefix("git");
+        git.register(
+            "requests",
+            "Requests to the resource repository, by operation and result",
+            metrics.git_requests.clone(),
+        );
+        git.register_with_unit(
+            "request_duration",
+            "Duration of requests to the resource repository, by operation",
+            Unit::Seconds,
+            metrics.git_request_duration.clone(),
+        );
+        let drift = registry.sub_registry_with_prefix("drift");
+        drift.register(
+            "reverted",
+            "Members re-applied after a change or deletion in the cluster, by bundle",
+            metrics.drift_reverted.clone(),
+        );
+        drift.register(
+            "fights",
+            "Times another actor kept reverting a member and we stopped re-applying it, by bundle",
+            metrics.drift_fights.clone(),
+        );
+    }
+
+    /// Counts a failed reconcile by its kind (`reconcile::Error::metric_label`).
+    pub fn reconcile_failed(&self, error: &'static str) {
+        self.reconcile_failures
+            .get_or_create(&FailureLabels { error })
+            .inc();
+    }
+
+    /// Counts an object that failed to apply (`operation` = "apply") or to be pruned ("prune"), by the kind of
+    /// failure (`desired::ObjectError::metric_label`).
+    pub fn object_failed(&self, operation: &'static str, error: &'static str) {
+        self.objects_failed
+            .get_or_create(&ObjectFailureLabels { operation, error })
+            .inc();
     }
 
     /// Records one reconcile that took `secs` seconds and ended with `result`.
@@ -536,9 +599,16 @@ mod tests {
         metrics.fight("web");
         metrics.synced("web", 1_700_000_000.5, 5);
         metrics.set_leader(true);
+        metrics.reconcile_failed("partial");
+        metrics.object_failed("apply", "forbidden");
 
         let text = encode(&registry);
         assert_has(&text, "# TYPE outpost_reconcile_duration_seconds histogram");
+        assert_has(&text, r#"outpost_reconcile_failures_total{error="partial"} 1"#);
+        assert_has(
+            &text,
+            r#"outpost_objects_failed_total{operation="apply",error="forbidden"} 1"#,
+        );
         assert_has(
             &text,
             r#"outpost_reconcile_duration_seconds_count{result="success"} 1"#,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::desired::{DesiredObject, DesiredSet};
 use crate::inventory::Member;
 use crate::inventory::store::Loaded;
-use crate::live::{LiveIndex, Lookup};
+use crate::live::{LiveIndex, Lookup, drifted};
 use crate::object::ObjectKey;
 
 /// Plans that are refused as a whole: nothing is applied or pruned.
@@ -42,6 +42,16 @@ pub enum Refusal {
         /// The configured ratio.
         limit: f64,
     },
+}
+
+impl Refusal {
+    /// The kind of failure, as a bounded metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Refusal::EmptySource { .. } => "empty_source",
+            Refusal::TooManyPrunes { .. } => "too_many_prunes",
+        }
+    }
 }
 
 /// Why an object is sent.
@@ -201,18 +211,6 @@ fn classify(obj: &DesiredObject, recorded: Option<&Member>, live: &LiveIndex, id
         Lookup::Absent => Some(Reason::Missing),
         Lookup::Unknown => Some(Reason::Unknown),
         Lookup::Present(meta) => drifted(recorded, meta, id).then_some(Reason::Drifted),
-    }
-}
-
-/// Whether the live object changed since our apply: generation for kinds that have one (status updates do
-/// not count), resourceVersion for the rest, and always when our `part-of` label was removed.
-pub fn drifted(recorded: &Member, live: &crate::live::LiveMeta, id: &str) -> bool {
-    if live.part_of.as_deref() != Some(id) {
-        return true;
-    }
-    match (recorded.generation, live.generation) {
-        (Some(ours), Some(now)) => ours != now,
-        _ => recorded.resource_version.is_some() && recorded.resource_version != live.resource_version,
     }
 }
 

@@ -33,6 +33,16 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The kind of failure, as a bounded metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::UnknownKind { .. } => "unknown_kind",
+            Error::Discovery { .. } => "discovery",
+        }
+    }
+}
+
 /// A resolved kind.
 #[derive(Clone, Debug)]
 pub struct Resolved {

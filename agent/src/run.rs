@@ -199,7 +199,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             && !last_report.as_ref().is_some_and(|r| Arc::ptr_eq(r, &report))
         {
             drift
-                .update(&mut paused, &report, |b| {
+                .update(&mut paused, report.synced(), |b| {
                     applyset::id(&applyset::parent_name(b), &namespace)
                 })
                 .await;

@@ -71,10 +71,13 @@ pub struct Options {
 
 /// What is kept of the server's answer to one apply.
 struct Response {
+    /// `metadata.generation` after the apply, for drift detection.
     generation: Option<i64>,
+    /// `metadata.resourceVersion` after the apply, for drift detection of kinds without generation.
     resource_version: Option<String>,
     /// `status.phase` (Namespaces: Active or Terminating).
     phase: Option<String>,
+    /// The object was deleted and created again (`outpost.dev/force` on an immutable-field error).
     recreated: bool,
     /// The whole object, for dry runs only.
     returned: Option<DynamicObject>,
@@ -297,19 +300,24 @@ async fn patch(
 /// The part of an apply response we keep; serde skips everything else without building it in memory.
 #[derive(serde::Deserialize)]
 struct Slim {
+    /// generation and resourceVersion.
     metadata: SlimMeta,
+    /// phase, when the kind has one.
     status: Option<SlimStatus>,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SlimMeta {
+    /// `metadata.generation`.
     generation: Option<i64>,
+    /// `metadata.resourceVersion`.
     resource_version: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
 struct SlimStatus {
+    /// `status.phase`.
     phase: Option<String>,
 }
 

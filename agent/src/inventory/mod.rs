@@ -34,6 +34,15 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The kind of failure, as a bounded metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Corrupt { .. } => "corrupt",
+        }
+    }
+}
+
 /// What we recorded about one member.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -130,8 +139,10 @@ pub struct Inventory {
 /// One member in the serialised list.
 #[derive(Serialize, Deserialize)]
 struct Entry {
+    /// Which object.
     #[serde(flatten)]
     key: ObjectKey,
+    /// What we recorded about it.
     #[serde(flatten)]
     member: Member,
 }

@@ -52,6 +52,16 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The kind of failure, as a bounded metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            StoreError::NamespaceMissing { .. } => "namespace_missing",
+            StoreError::Api { .. } => "api",
+        }
+    }
+}
+
 /// What was found in the namespace.
 #[derive(Debug, Default)]
 pub struct Loaded {

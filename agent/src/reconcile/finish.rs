@@ -34,6 +34,9 @@ pub(crate) async fn prune(parts: &mut Parts, progress: &mut Progress, plan: &Pla
             }
             PruneOutcome::Gone => {}
             PruneOutcome::Failed(e) => {
+                if let Some(m) = &parts.metrics {
+                    m.object_failed("prune", e.metric_label());
+                }
                 let text = parts.scrubber.scrub(&format!("prune {}: {e}", c.key));
                 warn!(bundle = %c.bundle, error = %text, "Prune failed");
                 progress.fail(&c.bundle, text);

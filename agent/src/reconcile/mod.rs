@@ -199,8 +199,18 @@ impl Reconciler {
         })
     }
 
-    /// One pass: check the ref, and when it moved (or the last pass did not finish), sync the commit.
+    /// One pass: check the ref, and when it moved (or the last pass did not finish), sync the commit. A failed
+    /// pass is counted by its kind.
     pub async fn reconcile(&mut self, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
+        let result = self.pass(interrupt).await;
+        if let (Err(e), Some(m)) = (&result, &self.parts.metrics) {
+            m.reconcile_failed(e.metric_label());
+        }
+        result
+    }
+
+    /// One pass of [`Reconciler::reconcile`].
+    async fn pass(&mut self, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
         let (commit, bundles) = match self.fetch_commit(interrupt, false).await? {
             Ok(parsed) => parsed,
             Err(commit) => return Ok(Outcome::Unchanged { commit }),

@@ -75,6 +75,16 @@ pub struct SyncReport {
     pub inventories: BTreeMap<String, Inventory>,
 }
 
+impl SyncReport {
+    /// What drift correction compares the cluster with after this sync.
+    pub fn synced(&self) -> crate::drift::Synced<'_> {
+        crate::drift::Synced {
+            desired: &self.desired,
+            inventories: &self.inventories,
+        }
+    }
+}
+
 /// What `plan` shows: the commit, the plan, and objects that cannot be resolved.
 #[derive(Debug)]
 pub struct Preview {

@@ -130,6 +130,7 @@ fn note_applied(parts: &Parts, progress: &mut Progress, report: Report) {
     for f in report.failed {
         if let Some(m) = &parts.metrics {
             m.apply_error(&f.bundle);
+            m.object_failed("apply", f.error.metric_label());
         }
         let text = parts.scrubber.scrub(&f.to_string());
         warn!(bundle = %f.bundle, error = %text, "Apply failed");

@@ -1,21 +1,28 @@
 #!/usr/bin/env python3
-"""Fails when a crate's modules import each other in a cycle (STYLE habit 11: arrows run one way).
+"""Architecture rules CI holds (STYLE habits 1 and 11): no import cycle between modules, no file over
+MAX_CODE_LINES lines of code.
 
+Cycles: 
 Every source file is one module (`lib.rs`/`main.rs` the crate root, `a/mod.rs` and `a.rs` module `a`,
 `a/b.rs` module `a::b`). An edge A -> B means A's code names B's items: a `use crate::..`/`super::..`/`self::..`
 path, or such a path written inline. Re-exports are followed (`use crate::apply::Stage` where `apply` says
 `pub use stage::Stage` is an edge to `apply::stage`), so a parent that re-exports its children does not look
 like their dependent. Test code (`#[cfg(test)]` items and `*_tests.rs` files) is left out: tests may look
 anywhere. Declaring a child (`mod b;`) is not an edge. Prints each strongly connected component and exits 1 if
-there is any; prints the module count and the longest arrow chain otherwise.
+there is any.
 
-Usage: module-cycles.py CRATE_SRC_DIR... (e.g. agent/src status-writer/src)
+Size: lines of code are the lines left after removing comments, blank lines and test code; a file over
+MAX_CODE_LINES fails.
+
+Usage: architecture.py [CRATE_SRC_DIR...] (default: agent/src status-writer/src)
 """
 import re
 import sys
 from pathlib import Path
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# STYLE: files of 50-400 lines, one concern each.
+MAX_CODE_LINES = 400
 
 
 def strip_comments_and_strings(text):
@@ -122,6 +129,7 @@ class Crate:
     def __init__(self, src):
         self.src = Path(src)
         self.files = {}  # module path tuple -> code
+        self.paths = {}  # module path tuple -> file
         for f in sorted(self.src.rglob("*.rs")):
             if f.name.endswith("_tests.rs") or f.name == "tests.rs":
                 continue
@@ -132,6 +140,7 @@ class Crate:
                 continue
             code = strip_test_items(strip_comments_and_strings(f.read_text()))
             self.files[tuple(rel)] = code
+            self.paths[tuple(rel)] = f
         self.uses = {m: self.parse_uses(code) for m, code in self.files.items()}
 
     @staticmethod
@@ -255,6 +264,13 @@ def main(dirs):
                 print(f"  {name(m)} -> {', '.join(inside)}")
         if not cycles:
             print(f"{d}: {len(graph)} modules, no import cycle")
+        sizes = {m: sum(1 for line in code.splitlines() if line.strip()) for m, code in crate.files.items()}
+        for m, n in sorted(sizes.items(), key=lambda kv: -kv[1]):
+            if n > MAX_CODE_LINES:
+                failed = True
+                print(f"{crate.paths[m]}: {n} lines of code, more than {MAX_CODE_LINES}: split it by concern")
+        largest = max(sizes, key=sizes.get)
+        print(f"{d}: largest file {crate.paths[largest]} ({sizes[largest]} lines of code)")
     return 1 if failed else 0
 
 
