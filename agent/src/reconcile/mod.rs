@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::plan::{self, Plan, Refusal, Safety};
 use crate::resolve::Resolver;
 use crate::secret::Scrubber;
-use crate::source::{self, ObjectId, Source};
+use crate::source::{self, Revision, Upstream};
 
 mod finish;
 mod history;
@@ -96,12 +96,12 @@ pub enum Outcome {
     /// The ref still points at the commit synced last time: nothing was sent to the API server.
     Unchanged {
         /// The commit.
-        commit: ObjectId,
+        commit: Revision,
     },
     /// The commit was synced.
     Synced {
         /// The commit.
-        commit: ObjectId,
+        commit: Revision,
         /// Number of bundles.
         bundles: usize,
         /// Objects sent.
@@ -113,14 +113,14 @@ pub enum Outcome {
     /// install before EMCO's first deployment). Not an error.
     Empty {
         /// The commit.
-        commit: ObjectId,
+        commit: Revision,
         /// The path does not exist at all (rather than existing without manifests).
         missing: bool,
     },
     /// Some bundles wait for dependencies to become healthy; reconcile again soon.
     Waiting {
         /// The commit.
-        commit: ObjectId,
+        commit: Revision,
         /// Bundles still waiting.
         bundles: Vec<String>,
     },
@@ -160,7 +160,7 @@ pub struct SyncReport {
 #[derive(Debug)]
 pub struct Preview {
     /// The commit.
-    pub commit: ObjectId,
+    pub commit: Revision,
     /// What a sync would do.
     pub plan: Plan,
     /// Objects whose kind is unknown.
@@ -170,7 +170,7 @@ pub struct Preview {
 /// Keeps one cluster equal to its path in Git.
 pub struct Reconciler {
     /// The repository.
-    source: Arc<Source>,
+    source: Arc<dyn Upstream>,
     /// The shared client.
     client: Client,
     /// Applies objects.
@@ -188,7 +188,7 @@ pub struct Reconciler {
     /// Kubernetes Events on inventories, in the daemon.
     events: Option<crate::events::Events>,
     /// The last commit synced without error or waiting.
-    last_synced: Option<ObjectId>,
+    last_synced: Option<Revision>,
     /// Digest of the applied content of that commit (everything but `status/`), so a commit that only changes
     /// status files costs the API server nothing.
     last_content: Option<String>,
@@ -211,7 +211,12 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// A reconciler for one cluster.
-    pub fn new(source: Source, client: Client, settings: Settings, scrubber: Scrubber) -> Self {
+    pub fn new(
+        source: impl Upstream + 'static,
+        client: Client,
+        settings: Settings,
+        scrubber: Scrubber,
+    ) -> Self {
         Reconciler {
             source: Arc::new(source),
             applier: Applier::new(client.clone(), settings.apply.clone()),
@@ -280,7 +285,7 @@ impl Reconciler {
         &mut self,
         interrupt: Arc<AtomicBool>,
         force: bool,
-    ) -> Result<std::result::Result<(ObjectId, Vec<Bundle>), ObjectId>> {
+    ) -> Result<std::result::Result<(Revision, Vec<Bundle>), Revision>> {
         let source = self.source.clone();
         let started = std::time::Instant::now();
         self.interrupt = Some(interrupt.clone());
@@ -295,7 +300,7 @@ impl Reconciler {
             };
             m.git_request(op, ok, started.elapsed().as_secs_f64());
         }
-        let commit = update?.commit;
+        let commit = update?.revision;
         if !force && self.last_synced == Some(commit) {
             return Ok(Err(commit));
         }
@@ -563,9 +568,9 @@ impl Reconciler {
         if !bundles.is_empty() || !managed || self.settings.safety.allow_empty {
             return BTreeSet::new();
         }
-        match ObjectId::from_hex(revision.as_bytes()) {
-            Ok(tip) => self.announced_deletions(tip, loaded).await,
-            Err(_) => BTreeSet::new(),
+        match Revision::parse(revision) {
+            Some(tip) => self.announced_deletions(tip, loaded).await,
+            None => BTreeSet::new(),
         }
     }
 
