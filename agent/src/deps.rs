@@ -7,7 +7,7 @@ use kube::Client;
 use kube::api::{Api, DynamicObject};
 
 use crate::desired::DesiredObject;
-use crate::health::{self, Health};
+use crate::health::{Health, bundle};
 
 /// A dependency problem that blocks one bundle.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -67,39 +67,22 @@ pub fn waves(depends_on: &BTreeMap<String, Vec<String>>) -> (Vec<Vec<String>>, B
     (waves, blocked)
 }
 
-/// Health of a bundle from its desired objects' live state (one GET each).
+/// Health of a bundle from its desired objects' live state (one GET each), judged as `status` judges it
+/// ([`bundle`]).
 pub async fn bundle_health(client: &Client, objects: &[std::sync::Arc<DesiredObject>]) -> Health {
     let mut healths = Vec::with_capacity(objects.len());
     for o in objects {
         let Some(resolved) = &o.resolved else {
-            healths.push((o.key.to_string(), unknown("kind not resolved yet")));
+            healths.push((o.key.to_string(), bundle::unknown("kind not resolved yet")));
             continue;
         };
         let api: Api<DynamicObject> = match &o.key.namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
             None => Api::all_with(client.clone(), &resolved.resource),
         };
-        let h = match api.get_opt(&o.key.name).await {
-            Ok(Some(live)) => match serde_json::to_value(&live) {
-                Ok(v) => health::of_object(&v),
-                Err(e) => unknown(&e.to_string()),
-            },
-            Ok(None) => Health {
-                status: health::Status::InProgress,
-                message: "not created yet".into(),
-            },
-            Err(e) => unknown(&e.to_string()),
-        };
-        healths.push((o.key.to_string(), h));
+        healths.push((o.key.to_string(), bundle::member(api.get_opt(&o.key.name).await)));
     }
-    health::aggregate(healths.iter().map(|(n, h)| (n.as_str(), h)))
-}
-
-fn unknown(message: &str) -> Health {
-    Health {
-        status: health::Status::Unknown,
-        message: message.to_owned(),
-    }
+    bundle::summarize(healths.iter().map(|(n, h)| (n.as_str(), h)))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! daemon — poll with jitter, back off on errors, correct drift between polls, serve metrics and probes, react
 //! within a second to changes of a local-path repository — until SIGTERM or Ctrl-C.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -177,7 +176,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         .with_drift_watches();
     let changed = Arc::new(Notify::new());
     let _watcher = match &local_path {
-        Some(path) => watch_local(path, changed.clone()),
+        Some(path) => source::local::watch(path, changed.clone()),
         None => None,
     };
 
@@ -273,27 +272,6 @@ async fn lost_leadership(leadership: &mut Option<tokio::sync::watch::Receiver<bo
         }
         None => std::future::pending().await,
     }
-}
-
-/// Watch a local repository with notify; every change wakes the poll loop.
-fn watch_local(path: &Path, changed: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            changed.notify_one();
-        }
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            warn!(error = %e, "Cannot watch the local repository; falling back to polling");
-            return None;
-        }
-    };
-    if let Err(e) = watcher.watch(path, notify::RecursiveMode::Recursive) {
-        warn!(error = %e, path = %path.display(), "Cannot watch the local repository; falling back to polling");
-        return None;
-    }
-    Some(watcher)
 }
 
 /// Exponential backoff with jitter, capped, never giving up.

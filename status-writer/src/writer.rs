@@ -278,16 +278,16 @@ pub(crate) fn fetch_tip(
             carry::refspec(name),
         ];
         let refs = branch.fetch_refs(&specs, interrupt)?;
-        let old = refs.iter().find(|r| r.spec == 0).map(|r| r.id);
+        let old = refs.iter().find(|r| r.spec == 0).map(|r| r.id.object_id());
         let published = refs
             .iter()
             .filter(|r| r.spec == 1)
-            .filter_map(|r| Some((carry::cluster_of(name, &r.name)?.to_owned(), r.id)))
+            .filter_map(|r| Some((carry::cluster_of(name, &r.name)?.to_owned(), r.id.object_id())))
             .collect();
         (old, published)
     } else {
         match branch.update(interrupt) {
-            Ok(u) => (Some(u.commit), BTreeMap::new()),
+            Ok(u) => (Some(u.revision.object_id()), BTreeMap::new()),
             Err(source::Error::RefNotFound { .. }) => (None, BTreeMap::new()),
             Err(e) => return Err(e.into()),
         }
@@ -305,7 +305,7 @@ pub(crate) fn fetch_tip(
     Ok(Tip {
         source: head,
         old: None,
-        base: u.commit,
+        base: u.revision.object_id(),
         published,
     })
 }

@@ -8,7 +8,7 @@ use kube::Client;
 use kube::api::{Api, DynamicObject};
 use serde::Serialize;
 
-use crate::health::{self, Health};
+use crate::health::{Health, bundle};
 use crate::inventory::Inventory;
 use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Store, StoreError};
@@ -137,7 +137,7 @@ pub async fn collect(
     let mut bundles = Vec::new();
     for (bundle, inv) in &loaded.inventories {
         let objects = member_health(&client, &mut resolver, inv).await;
-        let health = health::aggregate(objects.iter().map(|(n, o)| (n.as_str(), &o.health)));
+        let health = bundle::summarize(objects.iter().map(|(n, o)| (n.as_str(), &o.health)));
         bundles.push(BundleStatus {
             name: bundle.clone(),
             revision: inv.sync.revision.clone(),
@@ -155,10 +155,7 @@ pub async fn collect(
             state: "Corrupt".into(),
             last_sync: None,
             errors: vec![e.to_string()],
-            health: Health {
-                status: health::Status::Unknown,
-                message: "inventory unreadable".into(),
-            },
+            health: bundle::unknown("inventory unreadable"),
             objects: Vec::new(),
         });
     }
@@ -239,20 +236,10 @@ async fn member_health(
                     Some(ns) => Api::namespaced_with(client.clone(), ns, &r.resource),
                     None => Api::all_with(client.clone(), &r.resource),
                 };
-                match api.get_opt(&key.name).await {
-                    Ok(Some(live)) => match serde_json::to_value(&live) {
-                        Ok(v) => health::of_object(&v),
-                        Err(e) => unknown(e.to_string()),
-                    },
-                    // The wording of deps::bundle_health, which judges the same objects before a wave.
-                    Ok(None) => Health {
-                        status: health::Status::InProgress,
-                        message: "not created yet".into(),
-                    },
-                    Err(e) => unknown(e.to_string()),
-                }
+                // As deps::bundle_health judges the same objects before a wave.
+                bundle::member(api.get_opt(&key.name).await)
             }
-            Err(e) => unknown(e.to_string()),
+            Err(e) => bundle::unknown(e.to_string()),
         };
         let version = member.api_version.rsplit('/').next().unwrap_or_default();
         objects.push((
@@ -270,16 +257,10 @@ async fn member_health(
     objects
 }
 
-fn unknown(message: String) -> Health {
-    Health {
-        status: health::Status::Unknown,
-        message,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health;
 
     fn report() -> Report {
         let ok = Health {
@@ -311,7 +292,7 @@ mod tests {
                     state: "Corrupt".into(),
                     last_sync: None,
                     errors: vec!["x".repeat(100)],
-                    health: unknown("inventory unreadable".into()),
+                    health: bundle::unknown("inventory unreadable"),
                     objects: Vec::new(),
                 },
             ],

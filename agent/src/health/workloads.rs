@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use super::{Health, condition, count, current, failed, int, progressing, text};
+use super::fields::{condition, count, int, text};
+use super::verdict::{Health, current, failed, progressing};
 
 /// Workload controllers always report `observedGeneration`; until they do, their counts describe nothing
 /// (kstatus asks this of DaemonSets only).

@@ -15,10 +15,11 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-use super::layout::{Bundle, Error, Layout};
+use super::bundle::{Bundle, Layout, Manifest};
+use super::layout::Error;
 
 /// Identity of a manifest as written (group/kind/namespace/name).
-pub fn identity(m: &super::Manifest) -> String {
+pub fn identity(m: &Manifest) -> String {
     format!(
         "{}/{}/{}/{}",
         m.group(),
@@ -101,10 +102,7 @@ mod tests {
     use crate::source::SourceFile;
 
     fn file(path: &str, body: &str) -> SourceFile {
-        SourceFile {
-            path: path.into(),
-            data: body.as_bytes().to_vec(),
-        }
+        SourceFile::new(path, body)
     }
 
     fn cm(name: &str, value: &str) -> String {

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::Manifest;
+use super::bundle::Manifest;
 
 /// API group of Flux's Kustomization.
 const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";

@@ -18,6 +18,13 @@ pub struct Error {
     pub reason: String,
 }
 
+impl Error {
+    /// The kind of failure as a metric label value.
+    pub fn metric_label(&self) -> &'static str {
+        "manifest_ignore"
+    }
+}
+
 /// The ignore rules of one cluster path.
 pub struct Rules {
     /// (directory relative to the cluster path, its matcher), deepest first.
@@ -82,10 +89,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, data: &str) -> SourceFile {
-        SourceFile {
-            path: path.into(),
-            data: data.as_bytes().to_vec(),
-        }
+        SourceFile::new(path, data)
     }
 
     #[test]

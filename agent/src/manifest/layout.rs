@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::bundle::{Bundle, Layout, Manifest, Origin};
 use super::parse::{self, parse_file};
-use super::{Manifest, Origin};
+use super::{flux, ignore};
 use crate::source::SourceFile;
 
 /// The bundle made of files directly in the cluster directory.
@@ -37,7 +38,7 @@ pub enum Error {
     Parse(Vec<parse::Error>),
     /// An `.outpostignore` pattern is invalid.
     #[error(transparent)]
-    Ignore(#[from] super::ignore::Error),
+    Ignore(#[from] ignore::Error),
     /// A bundle's `outpost.yaml` is invalid.
     #[error("{file}: {reason}")]
     Config {
@@ -58,6 +59,19 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The kind of failure as a metric label value: short, snake_case, from a fixed set.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Parse(_) => "manifest_parse",
+            Error::Ignore(e) => e.metric_label(),
+            Error::Config { .. } => "bundle_config",
+            Error::Duplicate { .. } => "manifest_duplicate",
+        }
+    }
+}
+
+/// The first parse errors, joined, with a count of the rest.
 fn list_errors(errors: &[parse::Error]) -> String {
     let mut text = errors
         .iter()
@@ -69,37 +83,6 @@ fn list_errors(errors: &[parse::Error]) -> String {
         text.push_str(&format!("; and {} more", errors.len() - MAX_LISTED_ERRORS));
     }
     text
-}
-
-/// How a bundle was laid out in the repository.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// A top-level directory (or the root files).
-    Plain,
-    /// EMCO's `context/<cid>/app/<app>`.
-    Emco {
-        /// The composite-app deployment intent id.
-        context: String,
-        /// The app name.
-        app: String,
-    },
-}
-
-/// One unit of sync: its objects are applied together and pruned when the bundle leaves Git.
-#[derive(Clone, Debug)]
-pub struct Bundle {
-    /// `web`, `_root`, or `<cid>-<app>`.
-    pub name: String,
-    /// Repository directory of the bundle, relative to the cluster path (`context/1/app/web`, `web`, ``).
-    pub dir: String,
-    /// Which layout it came from.
-    pub layout: Layout,
-    /// The objects to apply, in file order.
-    pub manifests: Vec<Manifest>,
-    /// `ResourceBundleState` declarations found in the bundle (for the status writer).
-    pub trackers: Vec<Manifest>,
-    /// Bundles that must be healthy first (`dependsOn` in the bundle's `outpost.yaml`).
-    pub depends_on: Vec<String>,
 }
 
 /// A bundle's `outpost.yaml`.
@@ -115,7 +98,7 @@ struct BundleConfig {
 ///
 /// `root` is the repository path of the cluster directory, used to name files in errors.
 pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
-    let ignore = super::ignore::Rules::from_files(root, files)?;
+    let ignore = ignore::Rules::from_files(root, files)?;
     let files: Vec<&SourceFile> = files.iter().filter(|f| !ignore.is_ignored(&f.path)).collect();
     let emco_contexts = emco_contexts(files.iter().copied());
     let mut by_name: BTreeMap<String, Bundle> = BTreeMap::new();
@@ -155,7 +138,7 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
     if !errors.is_empty() {
         return Err(Error::Parse(errors));
     }
-    let flux_roots = super::flux::emco_root_files(root, &root_files);
+    let flux_roots = flux::emco_root_files(root, &root_files);
     for (i, manifests) in root_files.into_iter().enumerate() {
         if !flux_roots.contains(&i) {
             add(
@@ -291,10 +274,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, data: &str) -> SourceFile {
-        SourceFile {
-            path: path.into(),
-            data: data.as_bytes().to_vec(),
-        }
+        SourceFile::new(path, data)
     }
 
     const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
@@ -373,10 +353,7 @@ mod tracker_tests {
     use super::*;
 
     fn file(path: &str, data: &str) -> SourceFile {
-        SourceFile {
-            path: path.into(),
-            data: data.as_bytes().to_vec(),
-        }
+        SourceFile::new(path, data)
     }
 
     const TRACKER: &str = r#"{"apiVersion":"k8splugin.io/v1alpha1","kind":"ResourceBundleState","metadata":{"name":"7-web","namespace":"default"}}"#;
@@ -407,10 +384,7 @@ mod config_tests {
 
     #[test]
     fn an_invalid_bundle_config_names_the_file() {
-        let files = [SourceFile {
-            path: "web/outpost.yaml".into(),
-            data: b"dependOn: [db]\n".to_vec(),
-        }];
+        let files = [SourceFile::new("web/outpost.yaml", "dependOn: [db]\n")];
         let err = bundles("clusters/c", &files).unwrap_err();
         assert!(
             err.to_string().starts_with("clusters/c/web/outpost.yaml:"),

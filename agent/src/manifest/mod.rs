@@ -4,6 +4,7 @@
 //! Data enters as [`SourceFile`](crate::source::SourceFile)s and leaves as [`Bundle`]s of [`Manifest`]s. Any
 //! error fails the whole set: the caller must then apply and prune nothing.
 
+mod bundle;
 pub mod contest;
 pub mod digest;
 pub mod flux;
@@ -12,87 +13,4 @@ pub mod layout;
 pub mod normalize;
 pub mod parse;
 
-use serde_json::Value;
-
-pub use layout::{Bundle, Layout};
-
-/// Where a manifest came from, for error messages and `plan` output.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    /// Repository path of the file (`clusters/edge-1/web/deploy.yaml`).
-    pub file: String,
-    /// 1-based index of the document in the file (among non-empty documents).
-    pub document: usize,
-    /// 1-based line where the document starts.
-    pub line: u64,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} (document {}, line {})",
-            self.file, self.document, self.line
-        )
-    }
-}
-
-/// One desired object, validated: it has apiVersion, kind and metadata.name.
-#[derive(Clone, Debug)]
-pub struct Manifest {
-    /// Where it was written.
-    pub origin: Origin,
-    /// `apps/v1`, `v1`, ...
-    pub api_version: String,
-    /// `Deployment`, ...
-    pub kind: String,
-    /// `metadata.name`.
-    pub name: String,
-    /// `metadata.namespace` as written (dropped later for cluster-scoped kinds).
-    pub namespace: Option<String>,
-    /// The whole object as compact JSON: a parsed tree is several times larger, and a first sync of ten
-    /// thousand files would otherwise hold them all at once. [`Manifest::value`] parses it when needed.
-    pub body: Box<serde_json::value::RawValue>,
-}
-
-impl PartialEq for Manifest {
-    fn eq(&self, other: &Self) -> bool {
-        self.origin == other.origin
-            && self.api_version == other.api_version
-            && self.kind == other.kind
-            && self.name == other.name
-            && self.namespace == other.namespace
-            && self.body.get() == other.body.get()
-    }
-}
-
-impl Manifest {
-    /// The object as a JSON value (parsed from the compact body).
-    pub fn value(&self) -> Value {
-        serde_json::from_str(self.body.get()).unwrap_or(Value::Null)
-    }
-
-    /// The API group (`apps`; empty for the core group).
-    pub fn group(&self) -> &str {
-        match self.api_version.split_once('/') {
-            Some((group, _)) => group,
-            None => "",
-        }
-    }
-
-    /// The API version without the group (`v1`).
-    pub fn version(&self) -> &str {
-        match self.api_version.split_once('/') {
-            Some((_, version)) => version,
-            None => &self.api_version,
-        }
-    }
-
-    /// `Kind/namespace/name` or `Kind/name`, for messages.
-    pub fn display_name(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{}/{}/{}", self.kind, ns, self.name),
-            None => format!("{}/{}", self.kind, self.name),
-        }
-    }
-}
+pub use bundle::{Bundle, Layout, Manifest, Origin};

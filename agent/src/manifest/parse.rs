@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{Manifest, Origin};
+use super::bundle::{Manifest, Origin};
 
 /// A file that cannot become manifests.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,6 +40,17 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+}
+
+impl Error {
+    /// The kind of failure as a metric label value: short, snake_case, from a fixed set.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::NotText { .. } => "manifest_not_text",
+            Error::Syntax { .. } => "manifest_syntax",
+            Error::Field { .. } => "manifest_field",
+        }
+    }
 }
 
 /// Documents larger than this many nested levels are refused (a YAML bomb, not a manifest).

@@ -8,14 +8,14 @@ use std::sync::atomic::AtomicBool;
 use super::error::{Error, Result};
 use crate::manifest::{Bundle, contest, layout};
 use crate::metrics::{GitOperation, Metrics};
-use crate::source::{ObjectId, Source, SourceFile};
+use crate::source::{Revision, SourceFile, Upstream};
 
 /// Check the ref, fetching when it moved; the Git request is timed into `metrics`.
 pub(crate) async fn update(
-    source: &Arc<Source>,
+    source: &Arc<dyn Upstream>,
     metrics: Option<&Metrics>,
     interrupt: Arc<AtomicBool>,
-) -> Result<ObjectId> {
+) -> Result<Revision> {
     let source = source.clone();
     let started = std::time::Instant::now();
     let update = tokio::task::spawn_blocking(move || source.update(&interrupt))
@@ -28,13 +28,13 @@ pub(crate) async fn update(
         };
         m.git_request(op, update.is_ok(), started.elapsed().as_secs_f64());
     }
-    Ok(update?.commit)
+    Ok(update?.revision)
 }
 
 /// The files under `path` at `commit`; `None` when the path does not exist there.
 pub(crate) async fn read(
-    source: &Arc<Source>,
-    commit: ObjectId,
+    source: &Arc<dyn Upstream>,
+    commit: Revision,
     path: &str,
 ) -> Result<Option<Vec<SourceFile>>> {
     let source = source.clone();

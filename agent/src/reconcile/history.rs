@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::inventory::store::Loaded;
 use crate::manifest::layout;
-use crate::source::{ObjectId, Source};
+use crate::source::{Revision, Upstream};
 
 /// Commits read back at most: EMCO makes a handful per app change, so this covers days of skipped commits for
 /// an agent that was down, while bounding what one refused poll may fetch and read.
@@ -25,24 +25,19 @@ pub const MAX_HISTORY: usize = 500;
 /// Bundles with members whose deletion a commit between their last applied commit and `tip` announced;
 /// `cluster_path` is `clusters/<cluster>`, `interrupt` the running reconcile's shutdown flag.
 pub(crate) async fn announced_deletions(
-    source: Arc<Source>,
+    source: Arc<dyn Upstream>,
     cluster_path: &str,
     interrupt: Option<Arc<AtomicBool>>,
-    tip: ObjectId,
+    tip: Revision,
     loaded: &Loaded,
 ) -> BTreeSet<String> {
     // Bundles by the commit they were last synced at: one walk per base.
-    let mut by_base: BTreeMap<ObjectId, Vec<(String, String)>> = BTreeMap::new();
+    let mut by_base: BTreeMap<Revision, Vec<(String, String)>> = BTreeMap::new();
     for (bundle, inv) in &loaded.inventories {
         if inv.members.is_empty() || inv.info.dir.is_empty() {
             continue;
         }
-        let Some(base) = inv
-            .sync
-            .revision
-            .as_deref()
-            .and_then(|r| ObjectId::from_hex(r.as_bytes()).ok())
-        else {
+        let Some(base) = inv.sync.revision.as_deref().and_then(Revision::parse) else {
             continue;
         };
         by_base

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::plan::{self, Refusal};
 use crate::resolve::Resolver;
 use crate::secret::Scrubber;
-use crate::source::{ObjectId, Source};
+use crate::source::{Revision, Upstream};
 
 mod error;
 mod fetch;
@@ -45,11 +45,11 @@ use progress::{MAX_LISTED, Progress};
 /// Keeps one cluster equal to its path in Git.
 pub struct Reconciler {
     /// The repository.
-    source: Arc<Source>,
+    source: Arc<dyn Upstream>,
     /// The tools of the sync stages.
     parts: Parts,
     /// The last commit synced without error or waiting.
-    last_synced: Option<ObjectId>,
+    last_synced: Option<Revision>,
     /// Digest of the applied content of that commit (everything but `status/`), so a commit that only changes
     /// status files costs the API server nothing.
     last_content: Option<String>,
@@ -72,7 +72,12 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// A reconciler for one cluster.
-    pub fn new(source: Source, client: Client, settings: Settings, scrubber: Scrubber) -> Self {
+    pub fn new(
+        source: impl Upstream + 'static,
+        client: Client,
+        settings: Settings,
+        scrubber: Scrubber,
+    ) -> Self {
         Reconciler {
             source: Arc::new(source),
             phase: PhaseRecorder::new(SourceStateStore::new(
@@ -144,7 +149,7 @@ impl Reconciler {
         &mut self,
         interrupt: Arc<AtomicBool>,
         force: bool,
-    ) -> Result<std::result::Result<(ObjectId, Vec<Bundle>), ObjectId>> {
+    ) -> Result<std::result::Result<(Revision, Vec<Bundle>), Revision>> {
         self.interrupt = Some(interrupt.clone());
         let commit = fetch::update(&self.source, self.parts.metrics.as_ref(), interrupt).await?;
         if !force && self.last_synced == Some(commit) {
@@ -267,7 +272,7 @@ impl Reconciler {
     }
 
     /// Remember `commit` as synced completely, with what its sync left.
-    fn finish_commit(&mut self, commit: ObjectId, report: SyncReport) {
+    fn finish_commit(&mut self, commit: Revision, report: SyncReport) {
         self.last_synced = Some(commit);
         self.last_content = self.pending_content.take();
         self.last_report = Some(Arc::new(report));
@@ -373,7 +378,7 @@ impl Reconciler {
         if !bundles.is_empty() || !managed || self.parts.settings.safety.allow_empty {
             return Default::default();
         }
-        let Ok(tip) = ObjectId::from_hex(revision.as_bytes()) else {
+        let Some(tip) = Revision::parse(revision) else {
             return Default::default();
         };
         let path = self.cluster_path();

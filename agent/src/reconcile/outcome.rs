@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::desired::DesiredObject;
 use crate::inventory::Inventory;
 use crate::plan::{Plan, Safety};
-use crate::source::ObjectId;
+use crate::source::Revision;
 
 /// What a successful reconcile did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,12 +15,12 @@ pub enum Outcome {
     /// The ref still points at the commit synced last time: nothing was sent to the API server.
     Unchanged {
         /// The commit.
-        commit: ObjectId,
+        commit: Revision,
     },
     /// The commit was synced.
     Synced {
         /// The commit.
-        commit: ObjectId,
+        commit: Revision,
         /// Number of bundles.
         bundles: usize,
         /// Objects sent.
@@ -32,14 +32,14 @@ pub enum Outcome {
     /// install before EMCO's first deployment). Not an error.
     Empty {
         /// The commit.
-        commit: ObjectId,
+        commit: Revision,
         /// The path does not exist at all (rather than existing without manifests).
         missing: bool,
     },
     /// Some bundles wait for dependencies to become healthy; reconcile again soon.
     Waiting {
         /// The commit.
-        commit: ObjectId,
+        commit: Revision,
         /// Bundles still waiting.
         bundles: Vec<String>,
     },
@@ -89,7 +89,7 @@ impl SyncReport {
 #[derive(Debug)]
 pub struct Preview {
     /// The commit.
-    pub commit: ObjectId,
+    pub commit: Revision,
     /// What a sync would do.
     pub plan: Plan,
     /// Objects whose kind is unknown.

@@ -32,6 +32,16 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The kind of failure as a metric label value: short, snake_case, from a fixed set.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "credentials_unreadable",
+            Error::Empty { .. } => "credentials_empty",
+        }
+    }
+}
+
 /// How to authenticate to the Git server.
 #[derive(Clone, Debug, Default)]
 pub struct Auth {

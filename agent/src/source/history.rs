@@ -7,16 +7,17 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use super::ObjectId;
+use super::revision::Revision;
 
 /// Commits reachable from `tip`, newest first, walking parents until `base` (included) or `max` commits.
 /// Returns `None` when `base` was not reached: it is further back than `max`, or beyond a shallow boundary.
 pub(super) fn walk(
     repo: &gix::Repository,
-    tip: ObjectId,
-    base: ObjectId,
+    tip: Revision,
+    base: Revision,
     max: usize,
-) -> Option<Vec<ObjectId>> {
+) -> Option<Vec<Revision>> {
+    let (tip, base) = (tip.object_id(), base.object_id());
     let mut seen = BTreeSet::from([tip]);
     let mut queue = VecDeque::from([tip]);
     let mut out = Vec::new();
@@ -25,7 +26,7 @@ pub(super) fn walk(
         if out.len() >= max {
             break;
         }
-        out.push(id);
+        out.push(Revision::from(id));
         if id == base {
             found = true;
             continue; // nothing older matters
@@ -81,7 +82,7 @@ mod tests {
                 dir.path(),
                 &["commit", "-q", "--allow-empty", "-m", &format!("c{i}")],
             );
-            ids.push(ObjectId::from_hex(git(dir.path(), &["rev-parse", "HEAD"]).as_bytes()).unwrap());
+            ids.push(Revision::parse(&git(dir.path(), &["rev-parse", "HEAD"])).unwrap());
         }
         let repo = gix::open(dir.path()).unwrap();
         let walked = walk(&repo, ids[4], ids[1], 100).unwrap();
@@ -89,7 +90,7 @@ mod tests {
         // Too far back for the bound.
         assert_eq!(walk(&repo, ids[4], ids[0], 3), None);
         // Not an ancestor at all (history rewritten).
-        let stranger = ObjectId::from_hex(b"0123456789abcdef0123456789abcdef01234567").unwrap();
+        let stranger = Revision::parse("0123456789abcdef0123456789abcdef01234567").unwrap();
         assert_eq!(walk(&repo, ids[4], stranger, 100), None);
     }
 

@@ -1,40 +1,197 @@
-//! Local repositories (`file://` or a path): resolved in place, nothing is fetched or copied.
+//! Local repositories (`file://` or a path, typically an air-gapped mirror mounted into the pod): resolved and
+//! read in place, nothing is fetched or copied. [`watch`] tells the daemon when the repository changes, so it
+//! reacts within a second instead of at the next poll.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use super::{Error, GitRef, Result, Update};
+use tokio::sync::Notify;
+use tracing::warn;
 
-/// Open a local repository (bare or with a work tree) without reading user or system Git configuration.
-pub(super) fn open(path: &Path) -> Result<gix::Repository> {
-    gix::open_opts(path, gix::open::Options::isolated()).map_err(|e| Error::Open {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+use super::config::GitRef;
+use super::error::{Error, Result};
+use super::file::SourceFile;
+use super::revision::Revision;
+use super::upstream::{Update, Upstream};
+use super::{history, tree};
+
+/// A Git repository on a local filesystem, bare or with a work tree.
+#[derive(Clone, Debug)]
+pub struct Local {
+    /// The repository directory.
+    path: PathBuf,
+    /// What to follow in it.
+    reference: GitRef,
 }
 
-/// Find the commit the ref points at in the local repository.
-pub(super) fn resolve(path: &Path, reference: &GitRef) -> Result<Update> {
-    let repo = open(path)?;
-    let not_found = || Error::RefNotFound {
-        url: path.display().to_string(),
-        reference: reference.to_string(),
-    };
-    let commit = match reference {
-        GitRef::Commit(id) => {
-            if !repo.has_object(id) {
-                return Err(not_found());
+impl Local {
+    /// The repository at `path`, following `reference`; nothing is opened until asked.
+    pub fn new(path: PathBuf, reference: GitRef) -> Self {
+        Local { path, reference }
+    }
+
+    /// The repository directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Open the repository (bare or with a work tree) without reading user or system Git configuration.
+    pub fn open(&self) -> Result<gix::Repository> {
+        gix::open_opts(&self.path, gix::open::Options::isolated()).map_err(|e| Error::Open {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl Upstream for Local {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Find the commit the ref points at in the repository (nothing is ever fetched).
+    fn update(&self, _interrupt: &AtomicBool) -> Result<Update> {
+        let repo = self.open()?;
+        let not_found = || Error::RefNotFound {
+            url: self.location(),
+            reference: self.reference.to_string(),
+        };
+        let commit = match &self.reference {
+            GitRef::Commit(id) => {
+                if !repo.has_object(id.object_id()) {
+                    return Err(not_found());
+                }
+                *id
             }
-            *id
+            GitRef::Branch(_) | GitRef::Tag(_) | GitRef::Head => {
+                let mut r = repo
+                    .find_reference(self.reference.remote_name().as_str())
+                    .map_err(|_| not_found())?;
+                r.peel_to_commit().map_err(|_| not_found())?.id.into()
+            }
+        };
+        Ok(Update {
+            revision: commit,
+            fetched: false,
+        })
+    }
+
+    fn read_dir(&self, revision: Revision, dir: &str) -> Result<Option<Vec<SourceFile>>> {
+        tree::read_dir(self.open()?, revision, dir)
+    }
+
+    /// The whole history is in place: one walk.
+    fn history(
+        &self,
+        tip: Revision,
+        base: Revision,
+        max: usize,
+        _interrupt: &AtomicBool,
+    ) -> Result<Option<Vec<Revision>>> {
+        Ok(history::walk(&self.open()?, tip, base, max))
+    }
+}
+
+/// Watch a local repository with notify; every change under `path` wakes whoever waits on `changed`. `None`
+/// (with a warning) when the platform cannot watch it: the caller then polls only. Dropping the watcher stops it.
+pub fn watch(path: &Path, changed: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            changed.notify_one();
         }
-        GitRef::Branch(_) | GitRef::Tag(_) | GitRef::Head => {
-            let mut r = repo
-                .find_reference(reference.remote_name().as_str())
-                .map_err(|_| not_found())?;
-            r.peel_to_commit().map_err(|_| not_found())?.id
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(error = %e, "Cannot watch the local repository; falling back to polling");
+            return None;
         }
     };
-    Ok(Update {
-        commit,
-        fetched: false,
-    })
+    if let Err(e) = watcher.watch(path, notify::RecursiveMode::Recursive) {
+        warn!(error = %e, path = %path.display(), "Cannot watch the local repository; falling back to polling");
+        return None;
+    }
+    Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::time::Duration;
+
+    /// A scratch directory, removed when dropped.
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(name: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("outpost-local-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    #[test]
+    fn a_local_repository_is_read_in_place_with_git_blob_ids() {
+        let dir = scratch("read");
+        git(&dir.0, &["init", "-q", "-b", "main"]);
+        std::fs::create_dir_all(dir.0.join("clusters/c/web")).unwrap();
+        std::fs::write(dir.0.join("clusters/c/web/cm.yaml"), "kind: ConfigMap\n").unwrap();
+        git(&dir.0, &["add", "."]);
+        git(&dir.0, &["commit", "-q", "-m", "one"]);
+        let head = git(&dir.0, &["rev-parse", "HEAD"]);
+        let blob = git(&dir.0, &["rev-parse", "HEAD:clusters/c/web/cm.yaml"]);
+
+        let local = Local::new(dir.0.clone(), GitRef::parse("main"));
+        let update = local.update(&AtomicBool::new(false)).unwrap();
+        assert_eq!(update.revision.to_string(), head);
+        assert!(!update.fetched);
+        let files = local.read_dir(update.revision, "clusters/c").unwrap().unwrap();
+        assert_eq!(files, vec![SourceFile::new("web/cm.yaml", "kind: ConfigMap\n")]);
+        assert_eq!(files[0].blob.to_string(), blob);
+        assert_eq!(local.read_dir(update.revision, "clusters/other").unwrap(), None);
+        let history = local.history(update.revision, update.revision, 10, &AtomicBool::new(false));
+        assert_eq!(history.unwrap(), Some(vec![update.revision]));
+
+        let missing = Local::new(dir.0.clone(), GitRef::parse("nope"));
+        assert!(matches!(
+            missing.update(&AtomicBool::new(false)),
+            Err(Error::RefNotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_change_under_a_watched_repository_wakes_the_waiter() {
+        let dir = scratch("watch");
+        let changed = Arc::new(Notify::new());
+        let _watcher = watch(&dir.0, changed.clone()).expect("inotify works here");
+        let woken = changed.notified();
+        std::fs::write(dir.0.join("file"), "x").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), woken)
+            .await
+            .expect("the watch reports the change");
+    }
 }

@@ -1,8 +1,9 @@
 //! Network repositories: ref advertisement, shallow fetch into a bare cache repository.
 //!
-//! One call to [`update`] opens (or creates) the cache, connects, lists only the configured ref, and fetches
-//! with depth 1 only when that commit is not cached yet. HTTP options (CA bundle, user agent), the credentials
-//! callback and the ssh command come from [`super::transport`], which the status writer's push shares.
+//! [`Remote`] is the network half of the Git source. One [`Upstream::update`] opens (or creates) the cache,
+//! connects, lists only the configured ref, and fetches with depth 1 only when that commit is not cached yet.
+//! HTTP options (CA bundle, user agent), the credentials callback and the ssh command come from
+//! [`super::transport`], which the status writer's push shares.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -10,7 +11,13 @@ use std::sync::atomic::AtomicBool;
 use gix::remote::Direction;
 use sha2::{Digest, Sha256};
 
-use super::{Config, Error, GitRef, ObjectId, RemoteRef, RepoUrl, Result, Update, describe, transport};
+use super::config::{Config, GitRef};
+use super::error::{Error, Result, describe};
+use super::file::SourceFile;
+use super::revision::Revision;
+use super::upstream::{Update, Upstream};
+use super::url::RepoUrl;
+use super::{history, transport, tree};
 use crate::secret::Scrubber;
 
 /// Local ref the fetched commit is stored under, so the objects stay reachable in the cache.
@@ -20,15 +27,91 @@ pub const TRACKING_REF: &str = "refs/outpost/target";
 /// the cache would otherwise grow with every commit.
 const MAX_PACKS: usize = 16;
 
+/// A Git repository reached over the network (HTTP(S) or SSH), fetched shallow into a bare cache repository.
+pub struct Remote {
+    /// Settings from the command line.
+    config: Config,
+    /// Learns credentials and removes them from error text.
+    scrubber: Scrubber,
+}
+
+/// A ref the remote listed for one of [`Remote::fetch_refs`]'s refspecs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRef {
+    /// Full name on the remote (`refs/heads/main`).
+    pub name: String,
+    /// Where it points.
+    pub id: Revision,
+    /// Which refspec (index into the list given) matched it.
+    pub spec: usize,
+}
+
+impl Remote {
+    /// The repository `config` names, which must be a network URL ([`super::Source::new`] chooses).
+    pub(super) fn new(config: Config, scrubber: Scrubber) -> Self {
+        Remote { config, scrubber }
+    }
+
+    /// The cache repository the objects are fetched into, created on first use.
+    pub fn cache_repo(&self) -> Result<gix::Repository> {
+        open_cache(&self.config)
+    }
+
+    /// Fetch several refs at once (depth 1) into the cache: `refspecs` are full `+<remote>:<local>` specs,
+    /// wildcards allowed. One ref listing; a pack only when some listed commit is not cached yet. Returns every
+    /// ref listed, in the server's order (a spec that matches nothing is not an error here). Blocking.
+    pub fn fetch_refs(&self, refspecs: &[String], interrupt: &AtomicBool) -> Result<Vec<RemoteRef>> {
+        fetch(
+            &self.config,
+            &self.scrubber,
+            interrupt,
+            refspecs,
+            |repo, found| found.iter().all(|r| repo.has_object(r.id.object_id())),
+        )
+        .map(|(found, _)| found)
+    }
+}
+
+impl Upstream for Remote {
+    fn location(&self) -> String {
+        self.config.url.to_string()
+    }
+
+    /// One ref advertisement; a pack only when the commit is not in the cache yet.
+    fn update(&self, interrupt: &AtomicBool) -> Result<Update> {
+        update(&self.config, &self.scrubber, interrupt)
+    }
+
+    fn read_dir(&self, revision: Revision, dir: &str) -> Result<Option<Vec<SourceFile>>> {
+        tree::read_dir(self.cache_repo()?, revision, dir)
+    }
+
+    /// The cache is deepened to `max` commits first when its shallow history does not reach `base`.
+    fn history(
+        &self,
+        tip: Revision,
+        base: Revision,
+        max: usize,
+        interrupt: &AtomicBool,
+    ) -> Result<Option<Vec<Revision>>> {
+        let found = history::walk(&self.cache_repo()?, tip, base, max);
+        if found.is_some() {
+            return Ok(found);
+        }
+        deepen(&self.config, &self.scrubber, interrupt, max as u32)?;
+        Ok(history::walk(&self.cache_repo()?, tip, base, max))
+    }
+}
+
 /// The cache directory for this URL: one bare repository per URL, named by a hash so URLs never collide.
-pub(super) fn cache_path(config: &Config) -> PathBuf {
+fn cache_path(config: &Config) -> PathBuf {
     let digest = Sha256::digest(config.url.to_string().as_bytes());
     let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     config.cache_dir.join(format!("repo-{short}.git"))
 }
 
 /// Open the cache repository, creating it on first use.
-pub(super) fn open_cache(config: &Config) -> Result<gix::Repository> {
+fn open_cache(config: &Config) -> Result<gix::Repository> {
     let path = cache_path(config);
     let open_err = |e: &dyn std::error::Error| Error::Open {
         path: path.clone(),
@@ -43,13 +126,13 @@ pub(super) fn open_cache(config: &Config) -> Result<gix::Repository> {
 }
 
 /// Ask the remote where the ref points and fetch that commit if we do not have it.
-pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool) -> Result<Update> {
+fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool) -> Result<Update> {
     // A pinned commit that is already cached needs no network at all.
     if let GitRef::Commit(id) = &config.reference
-        && open_cache(config)?.has_object(id)
+        && open_cache(config)?.has_object(id.object_id())
     {
         return Ok(Update {
-            commit: *id,
+            revision: *id,
             fetched: false,
         });
     }
@@ -57,18 +140,18 @@ pub(super) fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBoo
     let (found, fetched) = fetch(config, scrubber, interrupt, &[refspec], |repo, found| {
         found
             .first()
-            .is_some_and(|r| repo.has_object(r.id) && tracking_ref_is(repo, r.id))
+            .is_some_and(|r| repo.has_object(r.id.object_id()) && tracking_ref_is(repo, r.id))
     })?;
-    let commit = found.first().map(|r| r.id).ok_or_else(|| Error::RefNotFound {
+    let revision = found.first().map(|r| r.id).ok_or_else(|| Error::RefNotFound {
         url: config.url.to_string(),
         reference: config.reference.to_string(),
     })?;
-    Ok(Update { commit, fetched })
+    Ok(Update { revision, fetched })
 }
 
 /// Fetch with `refspecs` (depth 1): one ref listing, then a pack unless `have(repo, refs found)` says every
 /// object is here already. Returns the refs the specs matched, in listing order, and whether a pack came.
-pub(super) fn fetch(
+fn fetch(
     config: &Config,
     scrubber: &Scrubber,
     interrupt: &AtomicBool,
@@ -79,7 +162,7 @@ pub(super) fn fetch(
 }
 
 /// Fetch the configured reference with `depth` commits of history (to read commits an agent skipped).
-pub(super) fn deepen(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, depth: u32) -> Result<()> {
+fn deepen(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, depth: u32) -> Result<()> {
     let refspec = format!("+{}:{TRACKING_REF}", config.reference.remote_name());
     fetch_at_depth(config, scrubber, interrupt, &[refspec], depth, |_, _| false).map(|_| ())
 }
@@ -148,7 +231,7 @@ fn fetch_at_depth(
         .filter_map(|m| {
             Some(RemoteRef {
                 name: m.remote.as_name().map(|n| n.to_string()).unwrap_or_default(),
-                id: m.remote.as_id()?.to_owned(),
+                id: m.remote.as_id()?.to_owned().into(),
                 spec: match m.spec_index {
                     gix::protocol::fetch::refmap::SpecIndex::ExplicitInRemote(i) => i,
                     gix::protocol::fetch::refmap::SpecIndex::Implicit(_) => return None,
@@ -199,7 +282,7 @@ fn pack_count(repo: &std::path::Path) -> usize {
 
 /// Rebuild the cache with one fresh shallow fetch into a sibling directory, then swap it in. Failures leave the
 /// old cache in place (it still works, it is only larger).
-fn compact(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, commit: ObjectId) {
+fn compact(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, commit: Revision) {
     let path = cache_path(config);
     let staging = path.with_extension("compact");
     let old = path.with_extension("old");
@@ -212,7 +295,7 @@ fn compact(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, commit:
     // `update` lays the fresh repository out as `<staging>/repo-<hash>.git`.
     let built = cache_path(&staging_config);
     match update(&staging_config, scrubber, interrupt) {
-        Ok(u) if u.commit == commit => {
+        Ok(u) if u.revision == commit => {
             if std::fs::rename(&path, &old).is_ok() {
                 if std::fs::rename(&built, &path).is_ok() {
                     tracing::info!(cache = %path.display(), "Git cache compacted");
@@ -229,11 +312,11 @@ fn compact(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, commit:
 }
 
 /// Whether the tracking ref already points at `commit` (the objects are then complete, not a partial pack).
-fn tracking_ref_is(repo: &gix::Repository, commit: ObjectId) -> bool {
+fn tracking_ref_is(repo: &gix::Repository, commit: Revision) -> bool {
     repo.find_reference(TRACKING_REF)
         .ok()
         .and_then(|r| r.target().try_id().map(|id| id.to_owned()))
-        == Some(commit)
+        == Some(commit.object_id())
 }
 
 /// Turn a gix error into ours, recognising refused credentials.

@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use super::{Auth, Error, Result};
+use super::auth::Auth;
+use super::error::{Error, Result};
 
 /// Seconds ssh may take to connect before the poll counts as failed.
 const CONNECT_TIMEOUT_SECS: u32 = 20;

@@ -1,9 +1,9 @@
-//! How we talk to the Git server, shared by every conversation with it: the agent's fetch ([`super::remote`])
+//! How we talk to the Git server, shared by every conversation with it: the agent's fetch ([`super::Remote`])
 //! and the status writer's push.
 //!
 //! Data enters as the configured [`Auth`] and the URL; it leaves as the pieces gix's transport layer takes:
 //! HTTP options (our user agent, a reqwest client hook that trusts `--git-ca-file`), a credentials callback
-//! that answers HTTP authentication challenges, and the `ssh` invocation (see [`super::ssh`]). Nothing here
+//! that answers HTTP authentication challenges, and the `ssh` invocation (our `ssh` command line). Nothing here
 //! opens a connection.
 
 use std::any::Any;
@@ -15,7 +15,8 @@ use gix::credentials::helper::Action;
 use gix::credentials::protocol::Outcome;
 use gix::protocol::transport::client::blocking_io::{http, ssh};
 
-use super::{Auth, Error, Result};
+use super::auth::Auth;
+use super::error::{Error, Result};
 use crate::secret::{Scrubber, Secret};
 
 /// User agent sent to HTTP servers and as the Git `agent=` capability; lets Git server operators tell our

@@ -1,30 +1,26 @@
 //! Reading the files below one directory of a commit straight from the object database (no work tree).
 
-use super::{Error, ObjectId, Result};
-
-/// One file of the commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SourceFile {
-    /// Path relative to the directory that was read, with `/` separators (`apps/web/deploy.yaml`).
-    pub path: String,
-    /// The file's bytes.
-    pub data: Vec<u8>,
-}
+use super::error::{Error, Result};
+use super::file::{BlobId, SourceFile};
+use super::revision::Revision;
 
 /// All regular files below `dir` at `commit`, sorted by path; `None` when `dir` does not exist in that commit.
 /// Symlinks and submodules are skipped: they cannot be resolved inside the object database.
 pub(super) fn read_dir(
-    repo: &gix::Repository,
-    commit: ObjectId,
+    mut repo: gix::Repository,
+    commit: Revision,
     dir: &str,
 ) -> Result<Option<Vec<SourceFile>>> {
+    // Every blob is read once: caches only cost memory here (git's default delta-base cache is 96 MiB).
+    repo.object_cache_size(0);
+    repo.objects.unset_pack_cache();
     let err = |reason: String| Error::Read {
         commit: commit.to_string(),
         path: dir.to_owned(),
         reason,
     };
     let commit_obj = repo
-        .find_commit(commit)
+        .find_commit(commit.object_id())
         .map_err(|e| err(format!("commit not in the repository: {e}")))?;
     let root = commit_obj.tree().map_err(|e| err(e.to_string()))?;
     let dir = dir.trim_matches('/');
@@ -40,7 +36,7 @@ pub(super) fn read_dir(
         }
     };
     let mut files = Vec::new();
-    collect(repo, tree, String::new(), &mut files).map_err(err)?;
+    collect(&repo, tree, String::new(), &mut files).map_err(err)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Some(files))
 }
@@ -72,6 +68,7 @@ fn collect(
             out.push(SourceFile {
                 path,
                 data: blob.detach().data,
+                blob: BlobId::from_git(oid),
             });
         }
     }

@@ -32,6 +32,16 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The kind of failure as a metric label value: short, snake_case, from a fixed set.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Invalid { .. } => "git_url_invalid",
+            Error::UnsupportedScheme { .. } => "git_url_scheme",
+        }
+    }
+}
+
 /// Where the repository lives.
 #[derive(Clone)]
 pub enum RepoUrl {

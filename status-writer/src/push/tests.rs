@@ -83,7 +83,7 @@ impl Fixture {
         };
         let source = Source::new(config, self.scrubber.clone());
         let update = source.update(&AtomicBool::new(false)).unwrap();
-        (source.cache_repo().unwrap(), update.commit)
+        (source.cache_repo().unwrap(), update.revision.object_id())
     }
 
     /// Push `built` (from [`commit_file`]) to `branch`, expecting the branch at `old`.

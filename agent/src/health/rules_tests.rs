@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::Status::{Current, Failed, InProgress, Unknown};
 use super::*;
+use crate::health::aggregate;
 
 fn status_of(obj: Value) -> Status {
     of_object(&obj).status

@@ -1,0 +1,128 @@
+//! Errors of the source stage, and how a library error (gix's, with its chain of causes) becomes text we may
+//! print: every message is scrubbed of secrets and names the repository without credentials.
+
+use std::path::PathBuf;
+
+use super::auth;
+use crate::secret::Scrubber;
+
+/// Errors of the source stage. Every message is scrubbed of secrets and names the URL (without credentials).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Credentials could not be read.
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
+    /// The server refused our credentials.
+    #[error(
+        "authentication to {url} failed: check the token (--git-token-file / OUTPOST_GIT_TOKEN) and --git-username"
+    )]
+    Unauthorized {
+        /// The repository URL, without credentials.
+        url: String,
+    },
+    /// The server or network could not be reached, or the conversation failed.
+    #[error("cannot reach {url}: {reason}")]
+    Connect {
+        /// The repository URL, without credentials.
+        url: String,
+        /// What went wrong, scrubbed.
+        reason: String,
+    },
+    /// The ref does not exist on the remote or in the local repository.
+    #[error("{reference} not found in {url}: check --git-ref")]
+    RefNotFound {
+        /// The repository URL, without credentials.
+        url: String,
+        /// The ref as configured.
+        reference: String,
+    },
+    /// Receiving objects failed after the ref was found.
+    #[error("fetching {reference} from {url} failed: {reason}")]
+    Fetch {
+        /// The repository URL, without credentials.
+        url: String,
+        /// The ref as configured.
+        reference: String,
+        /// What went wrong, scrubbed.
+        reason: String,
+    },
+    /// The cache or local repository could not be opened or created.
+    #[error("cannot open repository {path}: {reason}")]
+    Open {
+        /// The repository directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Objects of the commit could not be read.
+    #[error("cannot read {path} at commit {commit}: {reason}")]
+    Read {
+        /// The commit.
+        commit: String,
+        /// The path inside the repository.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Shutdown was requested while talking to the server.
+    #[error("interrupted by shutdown")]
+    Interrupted,
+}
+
+impl Error {
+    /// The kind of failure as a metric label value: short, snake_case, from a fixed set.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Auth(e) => e.metric_label(),
+            Error::Unauthorized { .. } => "git_unauthorized",
+            Error::Connect { .. } => "git_connect",
+            Error::RefNotFound { .. } => "git_ref_not_found",
+            Error::Fetch { .. } => "git_fetch",
+            Error::Open { .. } => "git_open",
+            Error::Read { .. } => "git_read",
+            Error::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Render an error with its causes, scrubbed.
+pub fn describe(err: &dyn std::error::Error, scrubber: &Scrubber) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    scrubber.scrub(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_are_short_snake_case() {
+        let errors = [
+            Error::Unauthorized { url: "u".into() },
+            Error::Connect {
+                url: "u".into(),
+                reason: "r".into(),
+            },
+            Error::Interrupted,
+        ];
+        for e in errors {
+            let label = e.metric_label();
+            assert!(
+                label.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{label}"
+            );
+        }
+    }
+}
