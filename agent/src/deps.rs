@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::Client;
-use kube::api::{Api, DynamicObject};
 
 use crate::desired::DesiredObject;
 use crate::health::{Health, bundle};
@@ -76,10 +75,7 @@ pub async fn bundle_health(client: &Client, objects: &[std::sync::Arc<DesiredObj
             healths.push((o.key.to_string(), bundle::unknown("kind not resolved yet")));
             continue;
         };
-        let api: Api<DynamicObject> = match &o.key.namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
-            None => Api::all_with(client.clone(), &resolved.resource),
-        };
+        let api = resolved.api(client, o.key.namespace.as_deref());
         healths.push((o.key.to_string(), bundle::member(api.get_opt(&o.key.name).await)));
     }
     bundle::summarize(healths.iter().map(|(n, h)| (n.as_str(), h)))

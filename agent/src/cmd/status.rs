@@ -5,7 +5,6 @@
 use std::io::Write;
 
 use kube::Client;
-use kube::api::{Api, DynamicObject};
 use serde::Serialize;
 
 use crate::health::{Health, bundle};
@@ -232,10 +231,7 @@ async fn member_health(
     for (key, member) in &inv.members {
         let health = match resolver.resolve(&member.api_version, &key.kind).await {
             Ok(r) => {
-                let api: Api<DynamicObject> = match &key.namespace {
-                    Some(ns) => Api::namespaced_with(client.clone(), ns, &r.resource),
-                    None => Api::all_with(client.clone(), &r.resource),
-                };
+                let api = r.api(client, key.namespace.as_deref());
                 // As deps::bundle_health judges the same objects before a wave.
                 bundle::member(api.get_opt(&key.name).await)
             }

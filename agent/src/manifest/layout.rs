@@ -7,10 +7,12 @@
 //!
 //! `ResourceBundleState` documents are status tracker declarations: kept apart, never applied.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::bundle::{Bundle, Layout, Manifest, Origin};
 use super::parse::{self, parse_file};
+use super::render::{self, Identity, Render};
 use super::{flux, ignore};
 use crate::source::SourceFile;
 
@@ -47,6 +49,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A render step failed for a bundle's file.
+    #[error("render: {0}")]
+    Render(#[from] render::Error),
     /// Two documents describe the same object.
     #[error("{first} and {second} both define {object}: remove one of them")]
     Duplicate {
@@ -67,6 +72,7 @@ impl Error {
             Error::Ignore(e) => e.metric_label(),
             Error::Config { .. } => "bundle_config",
             Error::Duplicate { .. } => "manifest_duplicate",
+            Error::Render(e) => e.metric_label(),
         }
     }
 }
@@ -94,23 +100,29 @@ struct BundleConfig {
     depends_on: Vec<String>,
 }
 
-/// Split the files of a cluster path (paths relative to it) into bundles, parsing every manifest.
+/// Split the files of a cluster path (paths relative to it) into bundles, parsing every manifest as it is.
 ///
 /// `root` is the repository path of the cluster directory, used to name files in errors.
 pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
+    bundles_rendered(root, files, &Identity)
+}
+
+/// Split the files of a cluster path into bundles, pass each bundle's files through `renderer`, and parse the
+/// manifests it returns. Every file that fails to parse is reported; any failure rejects the whole commit.
+pub fn bundles_rendered(
+    root: &str,
+    files: &[SourceFile],
+    renderer: &dyn Render,
+) -> Result<Vec<Bundle>, Error> {
     let ignore = ignore::Rules::from_files(root, files)?;
     let files: Vec<&SourceFile> = files.iter().filter(|f| !ignore.is_ignored(&f.path)).collect();
     let emco_contexts = emco_contexts(files.iter().copied());
-    let mut by_name: BTreeMap<String, Bundle> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut configs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut errors = Vec::new();
-    // Root files are held back until all are parsed: whether one is EMCO's Flux root file depends on the others.
-    let mut root_files: Vec<Vec<Manifest>> = Vec::new();
     for file in files {
-        let repo_path = format!("{}/{}", root.trim_end_matches('/'), file.path);
         if let Some(bundle) = config_file_bundle(&file.path, &emco_contexts) {
             let config: BundleConfig = serde_saphyr::from_slice(&file.data).map_err(|e| Error::Config {
-                file: repo_path.clone(),
+                file: format!("{}/{}", root.trim_end_matches('/'), file.path),
                 reason: e.to_string().lines().next().unwrap_or_default().to_owned(),
             })?;
             configs.insert(bundle, config.depends_on);
@@ -119,21 +131,43 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
         let Some((name, dir, layout)) = classify(&file.path, &emco_contexts) else {
             continue;
         };
-        if !is_manifest_file(&file.path) {
-            continue;
-        }
-        let manifests = match parse_file(&repo_path, &file.data) {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push(e);
-                continue;
+        groups
+            .entry(name)
+            .or_insert_with(|| Group {
+                dir,
+                layout,
+                files: Vec::new(),
+            })
+            .files
+            .push(Cow::Borrowed(file));
+    }
+    let mut by_name: BTreeMap<String, Bundle> = BTreeMap::new();
+    let mut errors = Vec::new();
+    // Root files are held back until all are parsed: whether one is EMCO's Flux root file depends on the others.
+    let mut root_files: Vec<Vec<Manifest>> = Vec::new();
+    for (name, group) in groups {
+        let rendered = renderer.render(root, &name, group.files)?;
+        for file in rendered.iter().filter(|f| is_manifest_file(&f.path)) {
+            let repo_path = format!("{}/{}", root.trim_end_matches('/'), file.path);
+            let manifests = match parse_file(&repo_path, &file.data) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            if name == ROOT_BUNDLE {
+                root_files.push(manifests);
+            } else {
+                add(
+                    &mut by_name,
+                    name.clone(),
+                    group.dir.clone(),
+                    group.layout.clone(),
+                    manifests,
+                );
             }
-        };
-        if name == ROOT_BUNDLE {
-            root_files.push(manifests);
-            continue;
         }
-        add(&mut by_name, name, dir, layout, manifests);
     }
     if !errors.is_empty() {
         return Err(Error::Parse(errors));
@@ -156,6 +190,16 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
         }
     }
     Ok(by_name.into_values().collect())
+}
+
+/// One bundle's files before rendering.
+struct Group<'a> {
+    /// Its directory relative to the cluster path.
+    dir: String,
+    /// Plain or EMCO.
+    layout: Layout,
+    /// Its files, in path order.
+    files: Vec<Cow<'a, SourceFile>>,
 }
 
 /// Add a file's documents to its bundle: trackers apart, everything else to apply.

@@ -12,5 +12,6 @@ pub mod ignore;
 pub mod layout;
 pub mod normalize;
 pub mod parse;
+pub mod render;
 
 pub use bundle::{Bundle, Layout, Manifest, Origin};

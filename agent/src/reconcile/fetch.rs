@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::error::{Error, Result};
+use crate::manifest::render::Render;
 use crate::manifest::{Bundle, contest, layout};
 use crate::metrics::{GitOperation, Metrics};
 use crate::source::{Revision, SourceFile, Upstream};
@@ -45,11 +46,15 @@ pub(crate) async fn read(
     Ok(files)
 }
 
-/// The bundles of the cluster path's `files`. Any file that does not parse or validate, and any object that
+/// The bundles of the cluster path's `files`, each bundle's files passed through `renderer` before parsing. Any file that does not parse or validate, and any object that
 /// two unrelated bundles define, rejects the commit (one app's update in flight is settled later, with the
 /// inventories).
-pub(crate) fn bundles(path: &str, files: &[SourceFile]) -> std::result::Result<Vec<Bundle>, layout::Error> {
-    let bundles = layout::bundles(path, files)?;
+pub(crate) fn bundles(
+    path: &str,
+    files: &[SourceFile],
+    renderer: &dyn Render,
+) -> std::result::Result<Vec<Bundle>, layout::Error> {
+    let bundles = layout::bundles_rendered(path, files, renderer)?;
     contest::find(&bundles)?;
     Ok(bundles)
 }

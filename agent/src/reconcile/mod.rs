@@ -18,6 +18,7 @@ use crate::desired;
 use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Loaded, Store};
 use crate::manifest::Bundle;
+use crate::manifest::render::{Identity, Render};
 use crate::metrics::Metrics;
 use crate::plan::{self, Refusal};
 use crate::resolve::Resolver;
@@ -48,6 +49,8 @@ pub struct Reconciler {
     source: Arc<dyn Upstream>,
     /// The tools of the sync stages.
     parts: Parts,
+    /// The render step between a bundle's files and their parsing ([`Identity`] unless set).
+    renderer: Arc<dyn Render>,
     /// The last commit synced without error or waiting.
     last_synced: Option<Revision>,
     /// Digest of the applied content of that commit (everything but `status/`), so a commit that only changes
@@ -95,6 +98,7 @@ impl Reconciler {
                 metrics: None,
                 events: None,
             },
+            renderer: Arc::new(Identity),
             last_synced: None,
             last_content: None,
             pending_content: None,
@@ -110,6 +114,12 @@ impl Reconciler {
     /// written inventories instead of re-reading them and listing live objects.
     pub fn with_drift_watches(mut self) -> Self {
         self.watched = true;
+        self
+    }
+
+    /// Pass each bundle's files through `renderer` before parsing (decryption, templating, overlays).
+    pub fn with_renderer(mut self, renderer: impl Render + 'static) -> Self {
+        self.renderer = Arc::new(renderer);
         self
     }
 
@@ -168,10 +178,11 @@ impl Reconciler {
             return Ok(Err(commit));
         }
         self.pending_content = Some(content);
-        let bundles = fetch::bundles(&path, &files).map_err(|source| Error::Manifests {
-            commit: commit.to_string(),
-            source,
-        })?;
+        let bundles =
+            fetch::bundles(&path, &files, self.renderer.as_ref()).map_err(|source| Error::Manifests {
+                commit: commit.to_string(),
+                source,
+            })?;
         Ok(Ok((commit, bundles)))
     }
 

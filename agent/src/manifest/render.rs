@@ -1,0 +1,134 @@
+//! The render stage: between a bundle's files and their parsing, the place where decryption (SOPS), templating
+//! or overlays turn what is in Git into the manifests to apply.
+//!
+//! [`layout`](super::layout) groups a cluster path's files into bundles and hands each bundle's files to a
+//! [`Render`], then parses what it returns. The agent uses [`Identity`] today: the files are parsed as they
+//! are, without a copy. A renderer sees every file of the bundle (not only `.yaml`), with paths relative to the
+//! cluster path, and may add, drop or rewrite files; its error names the file, and fails the commit as a parse
+//! error does (nothing is applied or pruned).
+
+use std::borrow::Cow;
+
+use crate::source::SourceFile;
+
+/// A render step could not produce a bundle's files.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {reason}")]
+pub struct Error {
+    /// Repository path of the file that could not be rendered.
+    pub file: String,
+    /// What went wrong, and what to do about it.
+    pub reason: String,
+}
+
+impl Error {
+    /// The kind of failure as a metric label value.
+    pub fn metric_label(&self) -> &'static str {
+        "render"
+    }
+}
+
+/// Turns one bundle's files into the files to parse.
+pub trait Render: Send + Sync {
+    /// Render the files of `bundle` (paths relative to the cluster path, in path order); `root` is the
+    /// repository path of the cluster directory, for naming files in errors.
+    fn render<'a>(
+        &self,
+        root: &str,
+        bundle: &str,
+        files: Vec<Cow<'a, SourceFile>>,
+    ) -> Result<Vec<Cow<'a, SourceFile>>, Error>;
+}
+
+/// Parses the files as they are in Git.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity;
+
+impl Render for Identity {
+    fn render<'a>(
+        &self,
+        _root: &str,
+        _bundle: &str,
+        files: Vec<Cow<'a, SourceFile>>,
+    ) -> Result<Vec<Cow<'a, SourceFile>>, Error> {
+        Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::layout::bundles_rendered;
+
+    /// A stand-in for decryption: files named `*.rot13.yaml` are rotated back; a file saying `broken` fails.
+    struct Rot13;
+
+    impl Render for Rot13 {
+        fn render<'a>(
+            &self,
+            root: &str,
+            _bundle: &str,
+            files: Vec<Cow<'a, SourceFile>>,
+        ) -> Result<Vec<Cow<'a, SourceFile>>, Error> {
+            files
+                .into_iter()
+                .map(|f| {
+                    let Some(stem) = f.path.strip_suffix(".rot13") else {
+                        return Ok(f);
+                    };
+                    if f.data.starts_with(b"broken") {
+                        return Err(Error {
+                            file: format!("{root}/{}", f.path),
+                            reason: "cannot decrypt".into(),
+                        });
+                    }
+                    let plain: Vec<u8> = f.data.iter().map(|b| rot13(*b)).collect();
+                    Ok(Cow::Owned(SourceFile::new(stem, plain)))
+                })
+                .collect()
+        }
+    }
+
+    fn rot13(b: u8) -> u8 {
+        match b {
+            b'a'..=b'z' => (b - b'a' + 13) % 26 + b'a',
+            b'A'..=b'Z' => (b - b'A' + 13) % 26 + b'A',
+            _ => b,
+        }
+    }
+
+    const CONFIG_MAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: ns\n";
+
+    #[test]
+    fn a_renderer_sees_each_bundles_files_before_they_are_parsed() {
+        let hidden: Vec<u8> = CONFIG_MAP.bytes().map(rot13).collect();
+        let files = [
+            SourceFile::new("web/a.yaml.rot13", hidden),
+            SourceFile::new("db/b.yaml", CONFIG_MAP.replace("name: a", "name: b")),
+        ];
+        let bundles = bundles_rendered("clusters/c", &files, &Rot13).expect("renders and parses");
+        let names: Vec<(&str, usize)> = bundles
+            .iter()
+            .map(|b| (b.name.as_str(), b.manifests.len()))
+            .collect();
+        assert_eq!(names, [("db", 1), ("web", 1)]);
+        // Without the renderer the rotated file is not a manifest at all.
+        let plain = bundles_rendered("clusters/c", &files, &Identity).expect("parses");
+        assert_eq!(plain.len(), 1, "{plain:?}");
+    }
+
+    #[test]
+    fn a_render_failure_names_the_file_and_rejects_the_commit() {
+        let files = [
+            SourceFile::new("web/a.yaml.rot13", "broken"),
+            SourceFile::new("db/b.yaml", CONFIG_MAP),
+        ];
+        let err = bundles_rendered("clusters/c", &files, &Rot13).unwrap_err();
+        assert_eq!(err.metric_label(), "render");
+        assert!(
+            err.to_string()
+                .contains("clusters/c/web/a.yaml.rot13: cannot decrypt"),
+            "{err}"
+        );
+    }
+}
