@@ -31,7 +31,7 @@ COMPAT_TESTS ?= foundation:: sync:: safety:: daemon:: status:: emco:: health_ora
 # what both recorded: rsync's YAML 1.1 reading of every status file (corpus cleared first).
 test: setup lint
 	bash tests/oracles/run.sh clear
-	time $(CARGO) build --workspace --bins --locked
+	time $(CARGO) build --workspace --bins --examples --locked
 	time $(CARGO) test --workspace --locked
 	time OUTPOST_TEST_KUBE_VERSION=$(COMPAT_KUBE_VERSION) $(CARGO) test --locked -p outpost-tests --test e2e -- $(COMPAT_TESTS)
 	bash tests/oracles/run.sh test
