@@ -107,7 +107,7 @@ pub struct Args {
     #[command(flatten)]
     pub git: GitArgs,
 
-    /// Branch (main), refs/tags/<tag>, or a full commit id to follow.
+    /// Branch (main), refs/tags/NAME, or a full commit id to follow.
     #[arg(long = "git-ref", env = "OUTPOST_GIT_REF", default_value = "main")]
     pub git_ref: String,
 

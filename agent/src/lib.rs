@@ -4,6 +4,7 @@
 //! `live`) → `apply` → `prune`, driven by `reconcile`; `deps` orders bundles, `health` judges objects;
 //! `run` is the process around it with `metrics` and `admin`. The status writer reuses these modules.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod apply;

@@ -1,8 +1,8 @@
 //! One reconcile (DESIGN §3): source → manifests → desired set → plan → apply → prune → record.
 //!
 //! The [`Reconciler`] is the orchestrator: each pass is a short sequence of stage calls with explicit inputs
-//! and outputs ([`fetch`] reads Git, [`view`] the cluster, [`waves`] applies, [`finish`] prunes and records),
-//! while a [`progress::Progress`] builds the report. It remembers the last commit it synced completely; a poll
+//! and outputs (`fetch` reads Git, `view` the cluster, `waves` applies, `finish` prunes and records), while a
+//! `Progress` builds the report. It remembers the last commit it synced completely; a poll
 //! that finds the same commit stops right after the ref check, without a single API-server request.
 //! Inventories grow before objects are applied and shrink only after deletes succeed, so a crash at any point
 //! leaves every object we created recorded.
