@@ -17,7 +17,7 @@ use crate::inventory::source_state::SourceStateStore;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::{self, Outcome, Reconciler, Settings};
 use crate::rounds::Rounds;
-use crate::runtime::{Candidate, Process, Stop};
+use crate::runtime::{Candidate, Process};
 use crate::secret::Scrubber;
 use crate::source::{self, RepoUrl, Source};
 
@@ -136,16 +136,15 @@ pub async fn run(args: Args) -> Result<(), Error> {
         if next.ready {
             process.set_ready();
         }
-        if process.shutdown_requested() {
-            return process.stop(Stop::Shutdown).map_err(|_| Error::LeadershipLost);
-        }
+        // A signal or a lost Lease wins over the next round: nothing new starts once stopping.
         tokio::select! {
+            biased;
+            stop = process.stopped() => return process.stop(stop).map_err(|_| Error::LeadershipLost),
             _ = tokio::time::sleep(next.wait) => {}
             _ = changed.notified() => {
                 tokio::time::sleep(LOCAL_DEBOUNCE).await;
                 info!("Local repository changed");
             }
-            stop = process.stopped() => return process.stop(stop).map_err(|_| Error::LeadershipLost),
         }
     }
 }

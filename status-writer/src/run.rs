@@ -118,13 +118,15 @@ pub async fn run(args: Args) -> Result<(), Error> {
     loop {
         // Wait for a change (or the retry of a failed write), then let the burst settle.
         tokio::select! {
+            biased;
+            stop = process.stopped() => return process.stop(stop).map_err(|_| Error::LeadershipLost),
             _ = index.changed.notified() => {}
             _ = tokio::time::sleep(retry_in.unwrap_or(IDLE)) => {}
-            stop = process.stopped() => return process.stop(stop).map_err(|_| Error::LeadershipLost),
         }
         tokio::select! {
-            _ = tokio::time::sleep(jittered(args.debounce, DEBOUNCE_JITTER)) => {}
+            biased;
             stop = process.stopped() => return process.stop(stop).map_err(|_| Error::LeadershipLost),
+            _ = tokio::time::sleep(jittered(args.debounce, DEBOUNCE_JITTER)) => {}
         }
         let snapshot = index.snapshot();
         if !snapshot.complete {
