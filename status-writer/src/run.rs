@@ -1,5 +1,6 @@
 //! The status writer process: watch, then write once (`--once`) or every time status changes (coalesced over
-//! `--debounce`), serving metrics and probes, until SIGTERM or Ctrl-C.
+//! `--debounce`), on the agent's shared [`outpost_agent::runtime`] (probes and metrics, leader election,
+//! signals, backoff), until SIGTERM, Ctrl-C or a lost Lease.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
