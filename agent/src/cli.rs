@@ -1,7 +1,6 @@
 //! Command line of `outpost-agent`. Every flag also reads an `OUTPOST_*` environment variable, so the Helm
 //! chart can configure the pod through env alone. [`GitArgs`] is shared with the status writer.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,13 +8,9 @@ use clap::Parser;
 
 use crate::cmd::status::Format as StatusFormat;
 use crate::logging::LogFormat;
+use crate::runtime::{AdminArgs, LeaseArgs, parse_duration};
 use crate::secret::Secret;
 use crate::source::{self, Auth, GitRef, RepoUrl};
-
-/// Parse `30s`, `5m`, `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h)"))
-}
 
 /// Parse a share between 0 and 1.
 pub fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -127,9 +122,9 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_ONCE")]
     pub once: bool,
 
-    /// Address of the /metrics, /healthz and /readyz endpoints.
-    #[arg(long, env = "OUTPOST_METRICS_ADDR", default_value = "0.0.0.0:9090")]
-    pub metrics_addr: SocketAddr,
+    /// Where the admin server listens.
+    #[command(flatten)]
+    pub admin: AdminArgs,
 
     /// Directory for the Git cache (an emptyDir in the pod).
     #[arg(long, env = "OUTPOST_CACHE_DIR", default_value = "/var/cache/outpost")]
@@ -165,7 +160,7 @@ pub struct Args {
 
     /// Leader election.
     #[command(flatten)]
-    pub lease: crate::lease::LeaseArgs,
+    pub lease: LeaseArgs,
 }
 
 /// Field manager of every server-side apply we send (defined in `apply`; kept here for existing users).
@@ -231,7 +226,7 @@ mod tests {
         assert_eq!(args.git.username, "git");
         assert_eq!(args.namespace, "outpost-system");
         assert_eq!(args.interval, Duration::from_secs(30));
-        assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:9090");
+        assert_eq!(args.admin.metrics_addr.to_string(), "0.0.0.0:9090");
         assert_eq!(args.apply_concurrency, 16);
         assert!(args.force_conflicts);
         assert!(!args.allow_empty);
@@ -261,11 +256,5 @@ mod tests {
         assert_eq!(parse_ratio("0.25"), Ok(0.25));
         assert!(parse_ratio("1.5").is_err());
         assert!(parse_ratio("ten").is_err());
-    }
-
-    #[test]
-    fn durations_accept_units() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert!(parse_duration("5").is_err());
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! `source` (Git) → `manifest` (parse, layout) → `desired` (resolve, settle) → `plan` (against `inventory` and
 //! `live`) → `apply` → `prune`, driven by `reconcile`; `deps` orders bundles, `health` judges objects;
-//! `run` is the process around it with `metrics` and `admin`. The status writer reuses these modules.
+//! `run` is the agent process around it with `metrics`, on the shared `runtime` (admin server, shutdown,
+//! leader election, backoff) that the status writer's process uses too. The status writer reuses these
+//! modules.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admin;
 pub mod apply;
 pub mod cli;
 pub mod cmd;
@@ -18,7 +19,6 @@ pub mod events;
 pub mod health;
 pub mod inventory;
 pub mod kube_client;
-pub mod lease;
 pub mod live;
 pub mod logging;
 pub mod manifest;
@@ -28,6 +28,8 @@ pub mod plan;
 pub mod prune;
 pub mod reconcile;
 pub mod resolve;
+pub mod rounds;
 pub mod run;
+pub mod runtime;
 pub mod secret;
 pub mod source;

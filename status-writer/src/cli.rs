@@ -1,17 +1,19 @@
 //! Command line of `outpost-status-writer`, consistent with the agent's: every flag also reads an
 //! `OUTPOST_*` variable; the Git flags are the agent's [`GitArgs`].
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use outpost_agent::cli::{GitArgs, parse_duration};
+use outpost_agent::cli::GitArgs;
 use outpost_agent::logging::LogFormat;
+use outpost_agent::runtime::{AdminArgs, LeaseArgs, parse_duration};
 
 /// Outpost status writer: commits each bundle's ResourceBundleState to the control Git repository.
 #[derive(Parser, Clone, Debug)]
 #[command(name = "outpost-status-writer", version, about)]
+// Beside the agent in the same pod: the agent's admin port is taken.
+#[command(mut_arg("metrics_addr", |a| a.default_value("0.0.0.0:9091")))]
 pub struct Args {
     /// Control repository settings (the same repository as the resources is fine).
     #[command(flatten)]
@@ -51,9 +53,9 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_ONCE")]
     pub once: bool,
 
-    /// Address of the /metrics, /healthz and /readyz endpoints.
-    #[arg(long, env = "OUTPOST_METRICS_ADDR", default_value = "0.0.0.0:9091")]
-    pub metrics_addr: SocketAddr,
+    /// Where the admin server listens (default 0.0.0.0:9091).
+    #[command(flatten)]
+    pub admin: AdminArgs,
 
     /// Directory for the Git cache of the control repository.
     #[arg(
@@ -69,7 +71,7 @@ pub struct Args {
 
     /// Leader election.
     #[command(flatten)]
-    pub lease: outpost_agent::lease::LeaseArgs,
+    pub lease: LeaseArgs,
 }
 
 #[cfg(test)]
@@ -99,7 +101,7 @@ mod tests {
         let args = Args::try_parse_from(["w", "--git-url", "https://h/r.git", "--cluster", "c"]).unwrap();
         assert_eq!(args.git_branch, "main");
         assert_eq!(args.debounce, Duration::from_secs(5));
-        assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:9091");
+        assert_eq!(args.admin.metrics_addr.to_string(), "0.0.0.0:9091");
         assert_eq!(args.namespace, "outpost-system");
     }
 }

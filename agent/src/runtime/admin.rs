@@ -6,6 +6,8 @@
 //! already bound listener (so tests bind port 0) and a shutdown future; when that resolves it stops
 //! accepting, lets in-flight requests finish for a short while, and returns.
 //!
+//! Both binaries reach it through [`super::Process`], which binds it to `--metrics-addr` ([`super::AdminArgs`]).
+//!
 //! A failing connection is the client's problem, never the server's: it is logged at debug level.
 
 use std::convert::Infallible;

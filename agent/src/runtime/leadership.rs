@@ -3,8 +3,9 @@
 //!
 //! A candidate waits (standby) until the Lease is free or expired, takes it with an optimistic update
 //! (resourceVersion precondition: two candidates never both win), and renews it every third of its duration.
-//! Losing it — another holder, or no successful renewal for a whole duration — is reported on a channel; the
-//! binaries then stop acting and exit so Kubernetes restarts them as standbys.
+//! Losing it — another holder, or no successful renewal for a whole duration — is reported on a channel, which
+//! [`Leadership::lost`] turns into a future the binaries race their work against; they then stop acting and
+//! exit so Kubernetes restarts them as standbys.
 
 use std::time::Duration;
 
@@ -15,38 +16,37 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// Shared flags of both binaries.
-#[derive(clap::Args, Clone, Debug)]
-pub struct LeaseArgs {
-    /// Elect a leader with a Lease so only one replica acts (DaemonSet, replicas > 1).
-    #[arg(long, env = "OUTPOST_LEADER_ELECTION")]
-    pub leader_election: bool,
-
-    /// Name of the Lease in --namespace.
-    #[arg(long, env = "OUTPOST_LEASE_NAME")]
-    pub lease_name: Option<String>,
-
-    /// How long a leader's claim lasts without renewal; a standby takes over after it.
-    #[arg(long, env = "OUTPOST_LEASE_DURATION", default_value = "15s", value_parser = crate::cli::parse_duration)]
-    pub lease_duration: Duration,
-}
-
 /// Errors talking to the API server about the Lease.
 #[derive(Debug, thiserror::Error)]
 #[error("lease {namespace}/{name}: {source}")]
 pub struct Error {
+    /// Namespace of the Lease, for the message.
     namespace: String,
+    /// Name of the Lease, for the message.
     name: String,
+    /// What the API server (or the way to it) said.
     #[source]
     source: kube::Error,
 }
 
+impl Error {
+    /// The kind of failure, as a metric label.
+    pub fn metric_label(&self) -> &'static str {
+        "lease"
+    }
+}
+
 /// A candidate for one Lease.
 pub struct Elector {
+    /// Leases in the namespace of ours.
     api: Api<Lease>,
+    /// Name of the Lease all candidates compete for.
     name: String,
+    /// Namespace of the Lease, for messages.
     namespace: String,
+    /// What this candidate writes as holder; unique per process.
     identity: String,
+    /// How long a claim lasts without renewal; we retry and renew every third of it.
     duration: Duration,
 }
 
@@ -75,9 +75,9 @@ impl Elector {
         &self.identity
     }
 
-    /// Wait until this candidate holds the Lease; then renew it in the background. The returned receiver turns
-    /// `false` when leadership is lost.
-    pub async fn acquire(self) -> watch::Receiver<bool> {
+    /// Wait until this candidate holds the Lease; then renew it in the background. The returned
+    /// [`Leadership`] reports when it is lost.
+    pub async fn acquire(self) -> Leadership {
         let retry = self.duration / 3;
         loop {
             match self.try_acquire().await {
@@ -111,7 +111,7 @@ impl Elector {
                 }
             }
         });
-        rx
+        Leadership(Some(rx))
     }
 
     /// One attempt: create, renew or take over the Lease. `Ok(true)` when we hold it afterwards.
@@ -170,5 +170,97 @@ impl Elector {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(err(e)),
         }
+    }
+}
+
+/// Whether this process may still act: won by [`Elector::acquire`], or [`Leadership::unelected`] when leader
+/// election is off (then it is never lost).
+#[derive(Debug)]
+pub struct Leadership(
+    /// Turns `false` when the renewal task gives the Lease up; `None` without leader election.
+    Option<watch::Receiver<bool>>,
+);
+
+impl Leadership {
+    /// Leadership of the only replica, without an election: never lost.
+    pub fn unelected() -> Self {
+        Leadership(None)
+    }
+
+    /// Whether it was won in an election (rather than held by the only replica).
+    pub fn is_elected(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Resolves when leadership is lost; never without an election. Cancel-safe: a loop can race it against
+    /// its work on every turn.
+    pub async fn lost(&mut self) {
+        let Some(rx) = &mut self.0 else {
+            return std::future::pending().await;
+        };
+        while *rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                // The renewal task ended without saying so (it panicked): nobody renews the Lease any more.
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Long enough for a loaded CI machine, short enough that a hang fails the test.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a future that must not resolve is given to do so anyway.
+    const NOT_RESOLVED: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn unelected_leadership_is_never_lost() {
+        let mut leadership = Leadership::unelected();
+        assert!(!leadership.is_elected());
+        assert!(
+            tokio::time::timeout(NOT_RESOLVED, leadership.lost())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn elected_leadership_is_lost_when_renewal_gives_up() {
+        let (tx, rx) = watch::channel(true);
+        let mut leadership = Leadership(Some(rx));
+        assert!(leadership.is_elected());
+        assert!(
+            tokio::time::timeout(NOT_RESOLVED, leadership.lost())
+                .await
+                .is_err()
+        );
+        tx.send_replace(false);
+        tokio::time::timeout(TEST_TIMEOUT, leadership.lost())
+            .await
+            .expect("lost in time");
+        // Asked again after the loss (a loop's next turn), it answers at once.
+        tokio::time::timeout(TEST_TIMEOUT, leadership.lost())
+            .await
+            .expect("still lost");
+    }
+
+    #[tokio::test]
+    async fn leadership_is_lost_when_the_renewal_task_dies() {
+        let (tx, rx) = watch::channel(true);
+        let mut leadership = Leadership(Some(rx));
+        drop(tx);
+        tokio::time::timeout(TEST_TIMEOUT, leadership.lost())
+            .await
+            .expect("lost in time");
+    }
+
+    #[test]
+    fn identity_is_never_empty() {
+        assert!(!identity().is_empty());
     }
 }

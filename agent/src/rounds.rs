@@ -1,0 +1,159 @@
+//! The agent daemon's unit of work: one round of reconcile, drift bookkeeping and metrics, and how long to
+//! wait before the next.
+//!
+//! [`crate::run`] builds [`Rounds`] once it may act and calls [`Rounds::next`] in its loop; each round pauses
+//! drift correction, reconciles (a full re-sync when `--resync-interval` has passed), re-aims drift at what
+//! the sync left, times the round, and answers with the wait — the jittered interval, a short retry while
+//! bundles wait for dependencies, or the error backoff — and whether the agent is now ready.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use tracing::{error, info};
+
+use crate::apply::Applier;
+use crate::cli::Args;
+use crate::drift::Drift;
+use crate::events::Events;
+use crate::inventory::applyset;
+use crate::metrics::{Metrics, ReconcileResult};
+use crate::reconcile::{Outcome, Reconciler, SyncReport};
+use crate::runtime::{ErrorBackoff, jittered};
+use crate::secret::Scrubber;
+
+/// First wait after an error.
+const MIN_ERROR_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait after repeated errors: keeps a thousand failing agents from hammering one Git server while
+/// still recovering within minutes.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(300);
+/// Share of the interval added or removed at random, so agents started together drift apart.
+const INTERVAL_JITTER: f64 = 0.10;
+/// Retry delay while bundles wait for dependencies to become healthy.
+const WAITING_RETRY: Duration = Duration::from_secs(5);
+
+/// What a round leaves for the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Next {
+    /// How long to wait before the next round (unless the source changes first).
+    pub wait: Duration,
+    /// The round synced (or found nothing to sync): the agent does its job, mark it ready. `false` leaves
+    /// readiness as it was.
+    pub ready: bool,
+}
+
+/// The daemon's rounds and what they carry from one to the next.
+pub struct Rounds {
+    /// Reconciles the source into the cluster, with metrics, events and drift watches.
+    reconciler: Reconciler,
+    /// Corrects drift between rounds; paused while a round runs, re-aimed after each new sync.
+    drift: Drift,
+    /// Times every round by its result.
+    metrics: Metrics,
+    /// Takes credentials out of error messages before they are logged.
+    scrubber: Scrubber,
+    /// Namespace of the inventories, to name each bundle's ApplySet for drift.
+    namespace: String,
+    /// Time between polls (`--interval`), before jitter.
+    interval: Duration,
+    /// Time between full re-syncs (`--resync-interval`).
+    resync_interval: Duration,
+    /// Waits after consecutive failed rounds.
+    backoff: ErrorBackoff,
+    /// The sync report drift was last aimed at, so an unchanged report is not handed over again.
+    last_report: Option<Arc<SyncReport>>,
+    /// When the last full sync ended (or was forced), to schedule the next.
+    last_full_sync: Instant,
+}
+
+impl Rounds {
+    /// Rounds of `reconciler` as `args` configure them, starting drift correction and event publishing.
+    pub fn start(
+        args: &Args,
+        client: Client,
+        reconciler: Reconciler,
+        metrics: Metrics,
+        scrubber: Scrubber,
+    ) -> Self {
+        let events = Events::new(client.clone(), &args.namespace, std::env::var("POD_NAME").ok());
+        let drift = Drift::start(
+            client.clone(),
+            Applier::new(client, args.apply_options()),
+            Some(metrics.clone()),
+            Some(events.clone()),
+            scrubber.clone(),
+        );
+        let reconciler = reconciler
+            .with_metrics(metrics.clone())
+            .with_events(events)
+            .with_drift_watches();
+        Rounds {
+            reconciler,
+            drift,
+            metrics,
+            scrubber,
+            namespace: args.namespace.clone(),
+            interval: args.interval,
+            resync_interval: args.resync_interval,
+            backoff: ErrorBackoff::new(MIN_ERROR_BACKOFF, MAX_ERROR_BACKOFF),
+            last_report: None,
+            last_full_sync: Instant::now(),
+        }
+    }
+
+    /// Runs one round; `interrupt` stops its blocking Git work early.
+    pub async fn next(&mut self, interrupt: Arc<AtomicBool>) -> Next {
+        if self.last_full_sync.elapsed() >= self.resync_interval {
+            self.reconciler.force_next();
+            self.last_full_sync = Instant::now();
+        }
+        let timer = self.metrics.start_reconcile();
+        let mut paused = self.drift.pause().await;
+        let result = self.reconciler.reconcile(interrupt).await;
+        if let Some(report) = self.reconciler.last_report()
+            && !self.last_report.as_ref().is_some_and(|r| Arc::ptr_eq(r, &report))
+        {
+            let namespace = &self.namespace;
+            let inventory = |b: &str| applyset::id(&applyset::parent_name(b), namespace);
+            self.drift.update(&mut paused, report.synced(), inventory).await;
+            self.last_report = Some(report);
+        }
+        drop(paused);
+        let interval = self.interval;
+        let polled = |ready| Next {
+            wait: jittered(interval, INTERVAL_JITTER),
+            ready,
+        };
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                timer.finish(ReconcileResult::Error);
+                let wait = self.backoff.next_wait();
+                error!(error = %self.scrubber.scrub(&e.to_string()), retry_in = ?wait, "Reconcile failed");
+                return Next { wait, ready: false };
+            }
+        };
+        self.backoff.reset();
+        match outcome {
+            Outcome::Unchanged { .. } => {
+                timer.finish(ReconcileResult::Unchanged);
+                polled(false)
+            }
+            // Waiting for content (Empty) is a healthy state: ready, polled at the normal pace.
+            Outcome::Synced { .. } | Outcome::Empty { .. } => {
+                timer.finish(ReconcileResult::Success);
+                self.last_full_sync = Instant::now();
+                polled(true)
+            }
+            Outcome::Waiting { bundles, .. } => {
+                timer.finish(ReconcileResult::Success);
+                info!(bundles = ?bundles, "Waiting for dependencies");
+                Next {
+                    wait: WAITING_RETRY,
+                    ready: false,
+                }
+            }
+        }
+    }
+}
