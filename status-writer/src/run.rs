@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use outpost_agent::admin::{self, AdminState, Readiness};
-use outpost_agent::metrics::{self, StatusMetrics};
+use outpost_agent::metrics;
 use outpost_agent::secret::Scrubber;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::branch::{self, BranchTemplate};
 use crate::cli::Args;
 use crate::commit::Author;
+use crate::metrics::StatusMetrics;
 use crate::watch::Index;
 use crate::writer::{self, Target, Writer, Written};
 
