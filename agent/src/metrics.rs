@@ -1,7 +1,7 @@
 //! Prometheus metrics of both binaries (DESIGN §7), as `outpost_*` series in one prometheus-client registry.
 //!
 //! Data enters through the helper methods of [`Metrics`] (the agent's pipeline: reconcile, Git, apply, prune,
-//! drift) and [`StatusMetrics`] (the status writer: render, commit, push), called by the stage that knows the
+//! drift; the status writer's own metrics live in its crate), called by the stage that knows the
 //! fact. It leaves through [`encode`], which the admin server's `/metrics` endpoint calls on every scrape.
 //!
 //! Label values are enums ([`ReconcileResult`], [`GitOperation`]) so that no series can be created from free
@@ -451,123 +451,6 @@ impl Drop for ReconcileTimer {
     }
 }
 
-/// The status writer's metrics. Cloning is cheap: every handle shares its series with the registry.
-#[derive(Clone, Debug)]
-pub struct StatusMetrics {
-    /// `outpost_status_documents_rendered_total`: ResourceBundleState documents rendered.
-    documents_rendered: Counter,
-    /// `outpost_status_commits_total`: commits made to the control repo.
-    commits: Counter,
-    /// `outpost_status_bytes_pushed_total`: pack bytes sent; the cost of status on the edge link.
-    bytes_pushed: Counter,
-    /// `outpost_status_push_rejections_total`: pushes refused as non-fast-forward (another cluster pushed).
-    push_rejections: Counter,
-    /// `outpost_status_push_retries_total`: pushes attempted again after a rejection or an error.
-    push_retries: Counter,
-    /// `outpost_status_push_duration_seconds`: duration of every push attempt.
-    push_duration: Histogram,
-    /// `outpost_status_last_successful_push_timestamp_seconds`: alert when the hub stops hearing from us.
-    last_successful_push: Gauge<f64, AtomicU64>,
-    /// `outpost_leader`: 1 while this replica writes status, 0 while it waits for the lease.
-    leader: Gauge,
-}
-
-impl StatusMetrics {
-    /// Creates the status writer's metrics and registers them in `registry`, which should come from
-    /// [`new_registry`].
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = StatusMetrics {
-            documents_rendered: Counter::default(),
-            commits: Counter::default(),
-            bytes_pushed: Counter::default(),
-            push_rejections: Counter::default(),
-            push_retries: Counter::default(),
-            push_duration: duration_histogram(),
-            last_successful_push: Gauge::default(),
-            leader: Gauge::default(),
-        };
-        registry.register(
-            "status_documents_rendered",
-            "ResourceBundleState documents rendered",
-            metrics.documents_rendered.clone(),
-        );
-        registry.register(
-            "status_commits",
-            "Commits made to the control repository",
-            metrics.commits.clone(),
-        );
-        registry.register(
-            "status_bytes_pushed",
-            "Bytes of pack data pushed to the control repository",
-            metrics.bytes_pushed.clone(),
-        );
-        registry.register(
-            "status_push_rejections",
-            "Pushes the control repository rejected as not fast-forward",
-            metrics.push_rejections.clone(),
-        );
-        registry.register(
-            "status_push_retries",
-            "Pushes attempted again after a rejection or an error",
-            metrics.push_retries.clone(),
-        );
-        registry.register_with_unit(
-            "status_push_duration",
-            "Duration of one push attempt to the control repository",
-            Unit::Seconds,
-            metrics.push_duration.clone(),
-        );
-        registry.register_with_unit(
-            "status_last_successful_push_timestamp",
-            "Unix time of the last successful push to the control repository",
-            Unit::Seconds,
-            metrics.last_successful_push.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this replica writes status, 0 while it waits for the lease",
-            metrics.leader.clone(),
-        );
-        metrics
-    }
-
-    /// Counts `n` documents rendered.
-    pub fn rendered(&self, n: u64) {
-        self.documents_rendered.inc_by(n);
-    }
-
-    /// Counts one commit made.
-    pub fn committed(&self) {
-        self.commits.inc();
-    }
-
-    /// Records the duration of one push attempt, whatever its outcome.
-    pub fn observe_push(&self, secs: f64) {
-        self.push_duration.observe(secs);
-    }
-
-    /// Records a successful push of `bytes` pack bytes, completed at `unix_secs`.
-    pub fn pushed(&self, bytes: u64, unix_secs: f64) {
-        self.bytes_pushed.inc_by(bytes);
-        self.last_successful_push.set(unix_secs);
-    }
-
-    /// Counts one push rejected as not fast-forward.
-    pub fn push_rejected(&self) {
-        self.push_rejections.inc();
-    }
-
-    /// Counts one push attempted again.
-    pub fn push_retried(&self) {
-        self.push_retries.inc();
-    }
-
-    /// Sets `outpost_leader` to 1 when this replica writes status and 0 when it waits.
-    pub fn set_leader(&self, leader: bool) {
-        self.leader.set(i64::from(leader));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,32 +592,5 @@ mod tests {
             r#"outpost_reconcile_duration_seconds_count{result="unchanged"} 1"#,
         );
         assert!(!text.contains(r#"result="success""#), "{text}");
-    }
-
-    #[test]
-    fn status_metrics_are_exposed_under_their_documented_names() {
-        let mut registry = new_registry();
-        let metrics = StatusMetrics::register(&mut registry);
-        metrics.rendered(4);
-        metrics.committed();
-        metrics.observe_push(0.3);
-        metrics.push_rejected();
-        metrics.push_retried();
-        metrics.observe_push(0.4);
-        metrics.pushed(2048, 1_700_000_000.0);
-        metrics.set_leader(true);
-
-        let text = encode(&registry);
-        assert_has(&text, "outpost_status_documents_rendered_total 4");
-        assert_has(&text, "outpost_status_commits_total 1");
-        assert_has(&text, "outpost_status_bytes_pushed_total 2048");
-        assert_has(&text, "outpost_status_push_rejections_total 1");
-        assert_has(&text, "outpost_status_push_retries_total 1");
-        assert_has(&text, "outpost_status_push_duration_seconds_count 2");
-        assert_has(
-            &text,
-            "outpost_status_last_successful_push_timestamp_seconds 1700000000.0",
-        );
-        assert_has(&text, "outpost_leader 1");
     }
 }

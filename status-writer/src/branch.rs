@@ -79,6 +79,18 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A bounded label for metrics and logs: which rule the template or the bundle name broke.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::UnknownPlaceholder { .. } => "branch_unknown_placeholder",
+            Error::Unmatched { .. } => "branch_unmatched_brace",
+            Error::InvalidTemplate { .. } => "branch_invalid_template",
+            Error::InvalidBranch { .. } => "branch_invalid_name",
+        }
+    }
+}
+
 /// One piece of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {

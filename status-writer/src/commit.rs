@@ -15,6 +15,13 @@ use gix::objs::tree::{Entry, EntryKind, EntryMode};
 #[error("cannot build the status commit: {0}")]
 pub struct Error(String);
 
+impl Error {
+    /// A bounded label for metrics: every commit failure is object database trouble.
+    pub fn metric_label(&self) -> &'static str {
+        "commit"
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> Error {
     Error(e.to_string())
 }
@@ -40,7 +47,9 @@ pub struct Author {
 /// A nested directory being written.
 #[derive(Default)]
 struct Dir {
+    /// Blobs directly in this directory, by name.
     files: BTreeMap<String, ObjectId>,
+    /// Subdirectories, by name.
     dirs: BTreeMap<String, Dir>,
 }
 

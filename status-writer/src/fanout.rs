@@ -11,24 +11,27 @@
 //! Only `clusters/<cluster>/status` is ever touched on any branch.
 //!
 //! With a per-bundle template the branches grow with the apps, so a branch whose status is unchanged since it
-//! landed is not fetched again for up to [`REVISIT`] (sparing the Git server a ref listing per app per write);
+//! landed is not fetched again for up to `REVISIT` (sparing the Git server a ref listing per app per write);
 //! a single branch is fetched on every write, as before. Branches are written one after another; a failure on
-//! one does not stop the others, and the write returns the first failure (the next write retries it).
+//! one does not stop the others, and the write returns the first failure (the next write retries it). Every
+//! failure outside shutdown is counted by its kind.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gix::ObjectId;
-use outpost_agent::metrics::StatusMetrics;
 use outpost_agent::secret::Scrubber;
 use outpost_agent::source::GitRef;
 use tracing::{info, warn};
 
 use crate::land::Job;
 use crate::memory::{BranchMemory, Memory, digest};
+use crate::metrics::StatusMetrics;
+use crate::outcome::{Error, Report};
 use crate::push::{self, PushRequest};
-use crate::writer::{Branches, Error, Files, Report, Target, source_for};
+use crate::render::{Branches, Files};
+use crate::target::{Target, source_for};
 
 /// Longest a per-bundle branch whose status has not changed goes without a look: someone may have rewritten
 /// it or removed our file, and we repair that within this time (EMCO's rsync polls every 60 s; status that
@@ -69,7 +72,10 @@ impl Fanout<'_> {
                     visit.extend(found);
                     self.memory.swept.store(true, Ordering::Relaxed);
                 }
-                Err(e) => failed = Some(e),
+                Err(e) => {
+                    self.count_failure(&e);
+                    failed = Some(e);
+                }
             }
         }
         let several = visit.len() > 1;
@@ -101,6 +107,7 @@ impl Fanout<'_> {
                 }
                 Err(e) if self.interrupt.load(Ordering::Relaxed) => return Err(e),
                 Err(e) => {
+                    self.count_failure(&e);
                     if several {
                         let error = self.scrubber.scrub(&e.to_string());
                         warn!(branch = %branch, error = %error, "Status write to this branch failed; writing the others");
@@ -112,6 +119,16 @@ impl Fanout<'_> {
         match failed {
             Some(e) => Err(e),
             None => Ok(report),
+        }
+    }
+
+    /// Counts a failed write in `outpost_status_write_failures_total` by its kind (not on shutdown: an
+    /// interrupted write is not a failure to alert on).
+    fn count_failure(&self, e: &Error) {
+        if let Some(m) = self.metrics
+            && !self.interrupt.load(Ordering::Relaxed)
+        {
+            m.write_failed(e.metric_label());
         }
     }
 

@@ -6,20 +6,22 @@
 //! one, removing the status refs it carried. When the branch is contended (we lost a race, here or in the last
 //! write), we publish our status on our status ref first and then only watch that ref: the writer whose cluster
 //! name is first among those waiting lands everyone; the others see their ref removed (carried) with one cheap
-//! ref listing. After [`FALLBACK`] without being carried, anyone lands itself.
+//! ref listing. After `FALLBACK` without being carried, anyone lands itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gix::ObjectId;
-use outpost_agent::metrics::StatusMetrics;
 use outpost_agent::secret::Scrubber;
 use tracing::{debug, info, warn};
 
 use crate::memory::BranchMemory;
+use crate::metrics::StatusMetrics;
+use crate::outcome::{Error, Written};
 use crate::push::{self, PushOutcome, PushRequest, RefCommand};
-use crate::writer::{Error, Files, Target, Written, fetch_tip, source_for};
+use crate::render::Files;
+use crate::target::{Target, fetch_tip, source_for};
 use crate::{carry, commit, paths};
 
 /// Lost races per write before giving up until the next change.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use gix::ObjectId;
 
-use crate::writer::Files;
+use crate::render::Files;
 
 /// State a writer keeps between writes.
 #[derive(Default)]

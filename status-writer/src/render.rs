@@ -3,7 +3,8 @@
 //! Data enters as a [`BundleView`] (the inventory plus the live objects of its members and of the pods its
 //! tracker selects) and leaves as YAML bytes. Rendering is deterministic: keys sorted, lists in a stable order,
 //! volatile fields (resourceVersion, managedFields, heartbeat times) removed, so unchanged status yields
-//! identical bytes and no commit. Secrets are written as metadata only, never their data.
+//! identical bytes and no commit. Secrets are written as metadata only, never their data. The rendered
+//! documents of every bundle travel on as [`Files`] grouped into [`Branches`].
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,12 @@ pub const EMCO_DEPLOYMENT_ID: &str = "emco/deployment-id";
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Condition timestamps that move without any change of state.
 const VOLATILE_CONDITION_FIELDS: &[&str] = &["lastHeartbeatTime", "lastProbeTime", "lastUpdateTime"];
+
+/// Status files of one branch: path relative to the cluster's status root → (bundle, bytes).
+pub type Files = BTreeMap<String, (String, Vec<u8>)>;
+
+/// Status files by branch (the branch `--git-branch` names for each bundle).
+pub type Branches = BTreeMap<String, Files>;
 
 /// What is known about one bundle when rendering.
 pub struct BundleView<'a> {

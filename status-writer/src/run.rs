@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use outpost_agent::metrics::{self, StatusMetrics};
+use outpost_agent::metrics;
 use outpost_agent::runtime::{Candidate, ErrorBackoff, Process, jittered};
 use outpost_agent::secret::Scrubber;
 use tracing::{error, info};
@@ -14,6 +14,7 @@ use tracing::{error, info};
 use crate::branch::{self, BranchTemplate};
 use crate::cli::Args;
 use crate::commit::Author;
+use crate::metrics::StatusMetrics;
 use crate::watch::Index;
 use crate::writer::{self, Target, Writer, Written};
 

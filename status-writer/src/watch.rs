@@ -38,10 +38,13 @@ pub struct Snapshot {
 /// Shared state of the watches.
 #[derive(Default)]
 struct State {
+    /// What the watches have seen so far; copied out for each render.
     snapshot: Snapshot,
     /// (group, kind) whose initial list is done.
     listed: BTreeSet<(String, String)>,
+    /// The inventory watch delivered its initial list (before that, bundles would look absent).
     inventories_listed: bool,
+    /// The pod watch delivered its initial list (before that, workloads would look podless).
     pods_listed: bool,
 }
 
@@ -63,6 +66,7 @@ type Watchers = HashMap<(String, String), JoinHandle<()>>;
 /// The watches and their index.
 #[derive(Clone)]
 pub struct Index {
+    /// Shared with every watch task, which updates it as events arrive.
     state: Arc<Mutex<State>>,
     /// The agent namespace (ApplySet ids depend on it).
     namespace: String,
@@ -70,8 +74,11 @@ pub struct Index {
     watched_ids: Arc<Mutex<BTreeSet<String>>>,
     /// Woken on every change.
     pub changed: Arc<Notify>,
+    /// For the member watches started as kinds appear.
     client: Client,
+    /// The running member watches, to stop those whose kind no bundle has any more.
     watchers: Arc<Mutex<Watchers>>,
+    /// Maps a member's apiVersion and kind to its API resource (discovery, cached).
     resolver: Arc<tokio::sync::Mutex<Resolver>>,
 }
 

@@ -3,103 +3,36 @@
 //! [`crate::land`] makes one commit on a branch's tip, pushed fast-forward only, rebuilt on the new tip after a
 //! lost race, carried by or carrying other clusters' writers). Never force-pushes; our paths are this cluster's
 //! only, so rebuilding never touches another cluster's status.
+//!
+//! The writer's API: [`Writer`] and [`Renderer`] here, with [`Target`] (where to write, [`crate::target`]) and
+//! [`Written`], [`Report`] and [`Error`] (what a write did, [`crate::outcome`]) re-exported from their homes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use gix::ObjectId;
-use outpost_agent::metrics::StatusMetrics;
 use outpost_agent::secret::Scrubber;
-use outpost_agent::source::{self, Auth, GitRef, RepoUrl, Source};
 use tracing::warn;
 
 use crate::branch::BranchTemplate;
-use crate::commit::{self, Author};
 use crate::fanout::Fanout;
 use crate::memory::Memory;
-use crate::push;
+use crate::metrics::StatusMetrics;
+use crate::paths;
+use crate::render::{self, Branches};
 use crate::watch::{Snapshot, bundle_pods};
-use crate::{carry, paths, render};
 
-/// Why a write failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Fetching the control branch failed.
-    #[error(transparent)]
-    Source(#[from] source::Error),
-    /// Building the commit failed.
-    #[error(transparent)]
-    Commit(#[from] commit::Error),
-    /// Pushing failed.
-    #[error(transparent)]
-    Push(#[from] push::Error),
-    /// Still rejected after every attempt.
-    #[error(
-        "push to {url} still rejected after {attempts} attempts (other writers keep moving the branch): {reason}"
-    )]
-    Contended {
-        /// Control repository, without credentials.
-        url: String,
-        /// Attempts made.
-        attempts: u32,
-        /// The last rejection.
-        reason: String,
-    },
-    /// A blocking task died.
-    #[error("internal task failed: {0}")]
-    Task(String),
-}
-
-/// What one write did on one branch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Written {
-    /// The branch already holds exactly this status.
-    Unchanged,
-    /// A commit was pushed.
-    Pushed {
-        /// The commit.
-        commit: ObjectId,
-        /// Bundles whose status changed.
-        bundles: Vec<String>,
-        /// Rejections before it landed.
-        retries: u32,
-    },
-}
-
-/// Where and how to write.
-#[derive(Clone, Debug)]
-pub struct Target {
-    /// Control repository.
-    pub url: RepoUrl,
-    /// Credentials.
-    pub auth: Auth,
-    /// Which branch each bundle's status goes to (`--git-branch`).
-    pub branch: BranchTemplate,
-    /// This cluster.
-    pub cluster: String,
-    /// Agent namespace (documents default to it).
-    pub namespace: String,
-    /// Commit author.
-    pub author: Author,
-    /// Cache directory.
-    pub cache_dir: std::path::PathBuf,
-}
-
-/// Status files of one branch: path relative to the cluster's status root → (bundle, bytes).
-pub type Files = BTreeMap<String, (String, Vec<u8>)>;
-
-/// Status files by branch.
-pub type Branches = BTreeMap<String, Files>;
-
-/// What one write did, per branch it visited (a branch whose status had not changed may be left out).
-pub type Report = BTreeMap<String, Written>;
+pub use crate::outcome::{Error, Report, Written};
+pub use crate::target::Target;
 
 /// Renders status documents.
 #[derive(Clone)]
 pub struct Renderer {
+    /// Agent namespace: documents default to it.
     namespace: String,
+    /// Which branch each bundle's status goes to (`--git-branch`).
     branch: BranchTemplate,
+    /// `outpost_status_documents_rendered_total`; `None` for `--once`, which serves no metrics.
     metrics: Option<StatusMetrics>,
 }
 
@@ -145,9 +78,13 @@ impl Renderer {
 
 /// Renders and pushes status.
 pub struct Writer {
+    /// Where to write; shared with the blocking task of each write.
     target: Arc<Target>,
+    /// Removes credentials from messages.
     scrubber: Scrubber,
+    /// `outpost_status_*`; `None` for `--once`, which serves no metrics.
     metrics: Option<StatusMetrics>,
+    /// Raised on shutdown: blocking Git work stops at the next check.
     interrupt: Arc<AtomicBool>,
     /// What the writer remembers between writes.
     memory: Arc<Memory>,
@@ -203,111 +140,27 @@ impl Writer {
         let metrics = self.metrics.clone();
         let interrupt = self.interrupt.clone();
         let memory = self.memory.clone();
-        tokio::task::spawn_blocking(move || {
+        let fanout_metrics = metrics.clone();
+        let joined = tokio::task::spawn_blocking(move || {
             Fanout {
                 target: &target,
                 scrubber: &scrubber,
-                metrics: metrics.as_ref(),
+                metrics: fanout_metrics.as_ref(),
                 interrupt: &interrupt,
                 memory: &memory,
                 latest: &latest,
             }
             .run()
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        .await;
+        joined.unwrap_or_else(|e| {
+            let e = Error::Task(e.to_string());
+            if let Some(m) = &metrics {
+                m.write_failed(e.metric_label());
+            }
+            Err(e)
+        })
     }
-}
-
-/// The control repository as a network source (a local path is fetched from and pushed to through file://, so
-/// the new objects go into our cache, never straight into the repository).
-pub(crate) fn source_for(target: &Target, scrubber: &Scrubber, reference: GitRef) -> Result<Source, Error> {
-    let url = match &target.url {
-        RepoUrl::Local(path) => {
-            let text = format!("file://{}", path.display());
-            let url = gix::url::parse(gix::bstr::BStr::new(text.as_bytes())).map_err(|e| {
-                Error::Source(source::Error::Open {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })
-            })?;
-            RepoUrl::Remote { url, embedded: None }
-        }
-        remote => remote.clone(),
-    };
-    Ok(Source::new(
-        source::Config {
-            url,
-            reference,
-            auth: target.auth.clone(),
-            cache_dir: target.cache_dir.clone(),
-        },
-        scrubber.clone(),
-    ))
-}
-
-/// The control branch as one fetch found it.
-pub(crate) struct Tip {
-    /// The source the objects came through (its cache is where we build).
-    pub(crate) source: Source,
-    /// The branch's tip, `None` when the branch does not exist yet.
-    pub(crate) old: Option<ObjectId>,
-    /// What to build on: the tip, or the default branch's tip for a new branch.
-    pub(crate) base: ObjectId,
-    /// Status refs published for this branch: cluster → commit.
-    pub(crate) published: BTreeMap<String, ObjectId>,
-}
-
-/// Fetch the tip of `name` and, when `carrying`, every status ref published for the branch (one ref listing,
-/// one pack). When the branch does not exist, the default branch's tip (the branch is then created).
-pub(crate) fn fetch_tip(
-    target: &Target,
-    name: &str,
-    scrubber: &Scrubber,
-    interrupt: &AtomicBool,
-    carrying: bool,
-) -> Result<Tip, Error> {
-    let branch = source_for(target, scrubber, GitRef::Branch(name.to_owned()))?;
-    let (old, published) = if carrying {
-        let specs = [
-            format!(
-                "+{}:{}",
-                GitRef::Branch(name.to_owned()).remote_name(),
-                source::TRACKING_REF
-            ),
-            carry::refspec(name),
-        ];
-        let refs = branch.fetch_refs(&specs, interrupt)?;
-        let old = refs.iter().find(|r| r.spec == 0).map(|r| r.id.object_id());
-        let published = refs
-            .iter()
-            .filter(|r| r.spec == 1)
-            .filter_map(|r| Some((carry::cluster_of(name, &r.name)?.to_owned(), r.id.object_id())))
-            .collect();
-        (old, published)
-    } else {
-        match branch.update(interrupt) {
-            Ok(u) => (Some(u.revision.object_id()), BTreeMap::new()),
-            Err(source::Error::RefNotFound { .. }) => (None, BTreeMap::new()),
-            Err(e) => return Err(e.into()),
-        }
-    };
-    if let Some(tip) = old {
-        return Ok(Tip {
-            source: branch,
-            old: Some(tip),
-            base: tip,
-            published,
-        });
-    }
-    let head = source_for(target, scrubber, GitRef::Head)?;
-    let u = head.update(interrupt)?;
-    Ok(Tip {
-        source: head,
-        old: None,
-        base: u.revision.object_id(),
-        published,
-    })
 }
 
 #[cfg(test)]

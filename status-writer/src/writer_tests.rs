@@ -5,18 +5,28 @@
 use std::path::Path;
 use std::process::Command;
 
+use outpost_agent::source::{Auth, RepoUrl};
 use outpost_tests::process::run;
 use outpost_tests::{TestRepo, git_servers, unique};
 
 use super::*;
+use crate::carry;
+use crate::commit::{self, Author};
+use crate::metrics::StatusMetrics;
+use crate::render::Files;
 
 fn writer(repo: &TestRepo, cluster: &str) -> Writer {
     writer_to(repo, cluster, "main")
 }
 
 fn writer_to(repo: &TestRepo, cluster: &str, template: &str) -> Writer {
-    let target = Target {
-        url: RepoUrl::Local(repo.bare.clone()),
+    let target = target_at(RepoUrl::Local(repo.bare.clone()), cluster, template);
+    Writer::new(target, Scrubber::default(), None, Arc::default())
+}
+
+fn target_at(url: RepoUrl, cluster: &str, template: &str) -> Target {
+    Target {
+        url,
         auth: Auth::default(),
         branch: BranchTemplate::parse(template, cluster).unwrap(),
         cluster: cluster.into(),
@@ -26,8 +36,7 @@ fn writer_to(repo: &TestRepo, cluster: &str, template: &str) -> Writer {
             email: "outpost@example.invalid".into(),
         },
         cache_dir: outpost_tests::scratch_dir(&format!("writer-{cluster}")).unwrap(),
-    };
-    Writer::new(target, Scrubber::default(), None, Arc::default())
+    }
 }
 
 fn status(tick: &str) -> Files {
@@ -91,6 +100,28 @@ fn publish(bare: &Path, cluster: &str, content: &str, date: Option<&str>) -> Str
 
 fn has_ref(bare: &Path, refname: &str) -> bool {
     !git(bare, &["for-each-ref", refname]).is_empty()
+}
+
+#[tokio::test]
+async fn a_failed_write_is_counted_by_its_kind() {
+    let mut registry = outpost_agent::metrics::new_registry();
+    let metrics = StatusMetrics::register(&mut registry);
+    let missing = outpost_tests::scratch_dir("writer-missing")
+        .unwrap()
+        .join("no-such-repo.git");
+    let target = target_at(RepoUrl::Local(missing), "a", "main");
+    let w = Writer::new(target, Scrubber::default(), Some(metrics), Arc::default());
+    let error = w
+        .write(Branches::from([("main".to_owned(), status("1"))]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.metric_label(), "fetch", "{error}");
+    let text = outpost_agent::metrics::encode(&registry);
+    assert!(
+        text.lines()
+            .any(|l| l == r#"outpost_status_write_failures_total{kind="fetch"} 1"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -15,7 +15,8 @@ use gix::protocol::transport::{Protocol, Service};
 use outpost_agent::secret::Scrubber;
 use outpost_agent::source::{RepoUrl, describe, transport};
 
-use super::{Error, PushRequest, Result, report};
+use super::report;
+use super::types::{Error, PushRequest, Result};
 
 /// A connection after the ref advertisement.
 pub(super) type Connection = Box<dyn Transport + Send>;

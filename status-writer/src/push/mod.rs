@@ -4,7 +4,7 @@
 //! remote lacks. We connect to `git-receive-pack` (HTTP(S) smart protocol, SSH, or the local `git` for
 //! `file://`), read the ref advertisement and compare the branch's tip with `old`: when another writer moved it,
 //! we answer [`PushOutcome::Rejected`] without sending anything. Otherwise we send the update command, then a
-//! pack built by [`pack`], and read the server's `report-status` ([`report`]). Never forces.
+//! pack built by `pack`, and read the server's `report-status` (`report`). Never forces.
 //!
 //! Connection settings (CA bundle, user agent, credentials callback, ssh command) are the agent's
 //! [`outpost_agent::source::transport`], so fetch and push authenticate the same way. Blocking: run it in
@@ -13,139 +13,15 @@
 mod connection;
 mod pack;
 mod report;
+mod types;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gix::ObjectId;
-use outpost_agent::secret::Scrubber;
-use outpost_agent::source::{Auth, RepoUrl, transport};
+use outpost_agent::source::transport;
 
 use connection::{advertise, failure, hang_up, send, tip_of};
-
-/// What to push.
-pub struct PushRequest<'a> {
-    /// The control repository (HTTP(S), SSH, or a local path pushed to through `file://`).
-    pub url: &'a RepoUrl,
-    /// Token, CA bundle, SSH key and known_hosts.
-    pub auth: &'a Auth,
-    /// Removes credentials from every error we return.
-    pub scrubber: &'a Scrubber,
-    /// Short branch name (`main` means `refs/heads/main`).
-    pub branch: &'a str,
-    /// The tip `new` was built on; `None` when the branch must not exist yet (it is created).
-    pub old: Option<ObjectId>,
-    /// The commit to push.
-    pub new: ObjectId,
-    /// Where `new` and `objects` are.
-    pub repo: &'a gix::Repository,
-    /// Exactly the objects the remote lacks: the commit, its new trees and blobs.
-    pub objects: &'a [ObjectId],
-    /// Scratch space (the SSH key copy).
-    pub cache_dir: &'a Path,
-}
-
-/// One more ref update riding with the branch's ([`push_with`]); `new: None` deletes the ref.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RefCommand {
-    /// Full ref name.
-    pub refname: String,
-    /// Where it must be now (`None`: must not exist).
-    pub old: Option<ObjectId>,
-    /// Where it goes (`None`: deleted).
-    pub new: Option<ObjectId>,
-}
-
-/// How a push ended, short of an error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PushOutcome {
-    /// The branch now points at `new`.
-    Updated,
-    /// The branch is not at `old` (someone else pushed first). Nothing changed; fetch the new tip, rebuild the
-    /// commit on it and try again.
-    Rejected {
-        /// The branch's tip as the server advertised it: `None` when the branch does not exist or the server
-        /// could not be asked again after refusing the update.
-        remote_tip: Option<ObjectId>,
-        /// Why, for logs.
-        reason: String,
-    },
-}
-
-/// Errors of a push. Every message names the URL without credentials and is scrubbed of secrets.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The server refused our credentials.
-    #[error(
-        "authentication to {url} failed while pushing: check the token (--git-token-file / OUTPOST_GIT_TOKEN) and --git-username, or the SSH key"
-    )]
-    Unauthorized {
-        /// The repository URL, without credentials.
-        url: String,
-    },
-    /// The server lets us read but not push (HTTP 403, receive-pack disabled).
-    #[error(
-        "{url} does not accept pushes from us: {reason}; the credentials need write access to the repository"
-    )]
-    ReadOnly {
-        /// The repository URL, without credentials.
-        url: String,
-        /// What the server said, scrubbed.
-        reason: String,
-    },
-    /// The server could not be reached, or the ref advertisement failed.
-    #[error("cannot reach {url} to push: {reason}")]
-    Connect {
-        /// The repository URL, without credentials.
-        url: String,
-        /// What went wrong, scrubbed.
-        reason: String,
-    },
-    /// The conversation after the advertisement failed, or the server refused the update for a reason other
-    /// than a moved branch (a hook, a full disk, a broken pack).
-    #[error("pushing to {url} failed: {reason}")]
-    Protocol {
-        /// The repository URL, without credentials.
-        url: String,
-        /// What went wrong, with the server's own text, scrubbed.
-        reason: String,
-    },
-    /// The objects to send could not be read or packed.
-    #[error("cannot build the pack to push: {reason}")]
-    Pack {
-        /// What went wrong.
-        reason: String,
-    },
-    /// Credentials, CA bundle or SSH key could not be prepared.
-    #[error("cannot prepare the connection to {url}: {reason}")]
-    Setup {
-        /// The repository URL, without credentials.
-        url: String,
-        /// What went wrong, scrubbed.
-        reason: String,
-    },
-    /// Shutdown was requested.
-    #[error("push interrupted by shutdown")]
-    Interrupted,
-}
-
-impl Error {
-    /// A bounded label for metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::Unauthorized { .. } => "unauthorized",
-            Error::ReadOnly { .. } => "read_only",
-            Error::Connect { .. } => "connect",
-            Error::Protocol { .. } => "protocol",
-            Error::Pack { .. } => "pack",
-            Error::Setup { .. } => "setup",
-            Error::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// Result of this module.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use types::{Error, PushOutcome, PushRequest, RefCommand, Result};
 
 /// Push `req.new` to `req.branch` if the branch is still at `req.old`. Blocking; never force-pushes.
 pub fn push(req: &PushRequest<'_>, interrupt: &AtomicBool) -> Result<PushOutcome> {

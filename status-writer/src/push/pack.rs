@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use gix::ObjectId;
 use gix_pack::data::output;
 
-use super::Error;
+use super::types::Error;
 
 /// zlib level for pack entries: git's default (`pack.compression`), a good trade for small text objects.
 const COMPRESSION: gix::zlib::Compression = gix::zlib::Compression::DEFAULT;

@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use gix::objs::tree::EntryKind;
-use outpost_agent::secret::Secret;
-use outpost_agent::source::{self, GitRef, Source};
+use outpost_agent::secret::{Scrubber, Secret};
+use outpost_agent::source::{self, Auth, GitRef, RepoUrl, Source};
 use outpost_tests::process::run;
 use outpost_tests::{GitServers, TestRepo, git_servers, unique};
 
@@ -24,9 +24,13 @@ enum Via {
 
 /// A repository on the servers with one commit on `main`, and our side's scratch space.
 struct Fixture {
+    /// The repository on the servers.
     repo: TestRepo,
+    /// Credentials for the servers (token, CA bundle, SSH key and known_hosts).
     auth: Auth,
+    /// Removes the token from error messages, as in the writer.
     scrubber: Scrubber,
+    /// Our side's scratch space (fetch cache, SSH key copy).
     cache: PathBuf,
 }
 
@@ -151,7 +155,9 @@ impl Fixture {
 
 /// A commit and the objects the remote lacks for it.
 struct Built {
+    /// The new commit.
     commit: ObjectId,
+    /// What to pack: the commit, the root tree and the blob.
     objects: Vec<ObjectId>,
 }
 
