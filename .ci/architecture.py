@@ -202,6 +202,11 @@ class Crate:
             body = re.sub(r"\buse\s+[^;]+;", "", code)
             for m in re.finditer(r"\b((?:crate|super|self)(?:::" + IDENT + ")+)", body):
                 paths.append(m.group(1).split("::"))
+            # Bare paths into a child module (`pack::build(..)` in `push`).
+            for m in re.finditer(r"(?<![:\w])(" + IDENT + r"(?:::" + IDENT + ")+)", body):
+                segs = m.group(1).split("::")
+                if tuple(list(mod) + [segs[0]]) in self.files:
+                    paths.append(segs)
             for p in paths:
                 a = self.absolute(mod, p)
                 if a is None:
