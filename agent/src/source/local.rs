@@ -98,7 +98,9 @@ impl Upstream for Local {
 pub fn watch(path: &Path, changed: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // Reading the repository (our own reconcile opens and closes its files) is no change: waking on access
+        // events would reconcile again every debounce period, forever.
+        if res.is_ok_and(|event| !matches!(event.kind, notify::EventKind::Access(_))) {
             changed.notify_one();
         }
     }) {
@@ -181,6 +183,20 @@ mod tests {
             missing.update(&AtomicBool::new(false)),
             Err(Error::RefNotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn reading_a_watched_repository_does_not_wake_the_waiter() {
+        let dir = scratch("read-only");
+        std::fs::write(dir.0.join("file"), "x").unwrap();
+        let changed = Arc::new(Notify::new());
+        let _watcher = watch(&dir.0, changed.clone()).expect("inotify works here");
+        let woken = changed.notified();
+        for _ in 0..10 {
+            assert_eq!(std::fs::read(dir.0.join("file")).unwrap(), b"x");
+        }
+        let woke = tokio::time::timeout(Duration::from_millis(500), woken).await;
+        assert!(woke.is_err(), "reads woke the waiter");
     }
 
     #[tokio::test]
