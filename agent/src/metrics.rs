@@ -46,8 +46,8 @@ pub fn encode(registry: &Registry) -> String {
     text
 }
 
-/// The buckets shared by every duration histogram, from 5 ms to about two minutes.
-fn duration_histogram() -> Histogram {
+/// The buckets shared by every duration histogram (the status writer's too), from 5 ms to about two minutes.
+pub fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(
         DURATION_BUCKET_START,
         DURATION_BUCKET_FACTOR,

@@ -14,18 +14,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 /// Sub-registry prefix: with the root's `outpost`, every status writer series is `outpost_status_*`.
 const SUBSYSTEM: &str = "status";
-/// Lower bound of the push duration buckets; the same buckets as the agent's duration histograms, so
-/// dashboards compare Git fetches and pushes bucket for bucket.
-const DURATION_BUCKET_START: f64 = 0.005;
-/// Growth between buckets; 2.5 keeps the bucket count (and the series count) small over five decades.
-const DURATION_BUCKET_FACTOR: f64 = 2.5;
-/// 0.005 s × 2.5¹¹ ≈ 119 s: a push over a slow edge link still lands in a bucket.
-const DURATION_BUCKET_COUNT: u16 = 12;
 
 /// The `kind` label of `outpost_status_write_failures_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,11 +60,8 @@ impl StatusMetrics {
             bytes_pushed: Counter::default(),
             push_rejections: Counter::default(),
             push_retries: Counter::default(),
-            push_duration: Histogram::new(exponential_buckets(
-                DURATION_BUCKET_START,
-                DURATION_BUCKET_FACTOR,
-                DURATION_BUCKET_COUNT,
-            )),
+            // The agent's duration buckets, so dashboards compare Git fetches and pushes bucket for bucket.
+            push_duration: outpost_agent::metrics::duration_histogram(),
             last_successful_push: Gauge::default(),
             write_failures: Family::default(),
             leader: Gauge::default(),
