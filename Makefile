@@ -40,8 +40,9 @@ demo: setup
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) run --quiet --locked -p outpost-tests --bin outpost-demo
 
-# Benchmark against kubectl 1.32 on a fresh local API server (release build; prints a table, asserts nothing).
-# The current Kubernetes by default; OUTPOST_TEST_KUBE_VERSION=1.20 make bench for the old one.
+# Benchmark against kubectl on a fresh local API server (release build; prints a table, asserts nothing).
+# The current Kubernetes with the kubectl built from the same release by default; OUTPOST_TEST_KUBE_VERSION=1.20
+# make bench for the old one, with Debian trixie's kubectl 1.32.
 bench: setup
 	$(CARGO) build --release --workspace --bins --locked
 	$(CARGO) run --release --quiet --locked -p outpost-tests --bin outpost-bench

@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, create_namespace};
 use outpost_tests::{git_servers, kube_env, unique};
 
-use crate::common::{config_value, eventually};
+use crate::common::{Seen, config_value, config_value_exists, config_value_is, eventually};
 use crate::fixtures;
 
 /// Generous bound for "reverted within a second": machines here are shared and slow; the benchmark measures
@@ -75,15 +75,15 @@ async fn hand_edits_and_deletions_are_reverted_but_fields_of_other_managers_are_
     let edit = serde_json::json!({"data": {"key": "theirs"}});
     cms.patch("settings", &PatchParams::default(), &Patch::Merge(&edit))
         .await?;
-    eventually(SOON, "the ConfigMap edit to be reverted", || async {
-        Ok((config_value(&client, &ns, "settings").await?.as_deref() == Some("ours")).then_some(()))
+    eventually(SOON, "the ConfigMap edit to be reverted", || {
+        config_value_is(&client, &ns, "settings", "ours")
     })
     .await?;
 
     // Someone deletes it.
     cms.delete("settings", &DeleteParams::default()).await?;
-    eventually(SOON, "the deleted ConfigMap to come back", || async {
-        Ok((config_value(&client, &ns, "settings").await?.as_deref() == Some("ours")).then_some(()))
+    eventually(SOON, "the deleted ConfigMap to come back", || {
+        config_value_is(&client, &ns, "settings", "ours")
     })
     .await?;
 
@@ -98,13 +98,19 @@ async fn hand_edits_and_deletions_are_reverted_but_fields_of_other_managers_are_
         let image = v
             .pointer("/spec/template/spec/containers/0/image")
             .and_then(|i| i.as_str());
-        Ok((image == Some("nginx:1.27")).then_some(()))
+        Ok(Seen::done_if(
+            image == Some("nginx:1.27"),
+            format!("image={image:?}"),
+        ))
     })
     .await?;
     // The metric is counted once the re-apply has returned, a moment after the object is back.
     eventually(SOON, "the drift metric to count three reverts", || async {
         let reverted = metric(&agent, "outpost_drift_reverted_total", "bundle=\"app\"").await?;
-        Ok((reverted >= 3.0).then_some(()))
+        Ok(Seen::done_if(
+            reverted >= 3.0,
+            format!("outpost_drift_reverted_total={reverted}"),
+        ))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
@@ -166,13 +172,17 @@ async fn an_object_fought_over_is_reported_and_then_left_alone() -> Result<()> {
     for round in 0..outpost_agent::drift::FIGHT_THRESHOLD + 1 {
         cms.patch("contested", &other_manager(), &Patch::Apply(&theirs))
             .await?;
-        eventually(SOON, &format!("revert {round}"), || async {
-            Ok((config_value(&client, &ns, "contested").await?.as_deref() == Some("ours")).then_some(()))
+        eventually(SOON, &format!("revert {round}"), || {
+            config_value_is(&client, &ns, "contested", "ours")
         })
         .await?;
     }
     eventually(SOON, "the fight to be reported", || async {
-        Ok((metric(&agent, "outpost_drift_fights_total", "bundle=\"app\"").await? >= 1.0).then_some(()))
+        let fights = metric(&agent, "outpost_drift_fights_total", "bundle=\"app\"").await?;
+        Ok(Seen::done_if(
+            fights >= 1.0,
+            format!("outpost_drift_fights_total={fights}"),
+        ))
     })
     .await?;
     assert!(agent.logs().contains("Drift fight"), "{}", agent.logs());
@@ -256,7 +266,7 @@ async fn a_local_path_repository_is_applied_as_soon_as_it_changes() -> Result<()
     eventually(
         SOON,
         "the new commit of the local repository to be applied",
-        || async { Ok(config_value(&client, &ns, "b").await?.map(|_| ())) },
+        || config_value_exists(&client, &ns, "b"),
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
@@ -285,7 +295,17 @@ async fn a_bundle_waits_until_its_dependencies_are_healthy() -> Result<()> {
     let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1h")?;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     eventually(Duration::from_secs(60), "db to be applied", || async {
-        Ok(deploys.get_opt("db").await?.map(|_| ()))
+        if deploys.get_opt("db").await?.is_some() {
+            return Ok(Seen::Done(()));
+        }
+        let names: Vec<String> = deploys
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|d| d.metadata.name)
+            .collect();
+        Ok(Seen::Not(format!("no Deployment db; Deployments: {names:?}")))
     })
     .await?;
     // No controllers run here: db never becomes available by itself, so app must wait.
@@ -308,7 +328,7 @@ async fn a_bundle_waits_until_its_dependencies_are_healthy() -> Result<()> {
     eventually(
         Duration::from_secs(30),
         "app to be applied once db is healthy",
-        || async { Ok(config_value(&client, &ns, "app-config").await?.map(|_| ())) },
+        || config_value_exists(&client, &ns, "app-config"),
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
@@ -338,15 +358,24 @@ async fn failures_are_published_as_events_on_the_bundle_inventory() -> Result<()
     let events: Api<Event> = Api::namespaced(client.clone(), &agent_ns);
     let parent = outpost_agent::inventory::applyset::parent_name("app");
     let event = eventually(Duration::from_secs(60), "a SyncFailed event", || async {
-        Ok(events
-            .list(&Default::default())
-            .await?
-            .items
+        let items = events.list(&Default::default()).await?.items;
+        let seen: Vec<(Option<String>, Option<String>)> = items
+            .iter()
+            .map(|e| {
+                let regarding = e.regarding.as_ref().and_then(|r| r.name.clone());
+                (e.reason.clone(), regarding)
+            })
+            .collect();
+        Ok(items
             .into_iter()
             .find(|e| {
                 e.reason.as_deref() == Some("SyncFailed")
                     && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(parent.as_str())
-            }))
+            })
+            .map_or_else(
+                || Seen::Not(format!("events (reason, regarding): {seen:?}")),
+                Seen::Done,
+            ))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
@@ -384,10 +413,11 @@ async fn a_status_only_commit_costs_the_api_server_nothing() -> Result<()> {
     )?;
     repo.commit("status only")?;
     eventually(SOON, "the agent to fetch the status commit", || async {
-        Ok(
-            (metric(&agent, "outpost_git_requests_total", "operation=\"fetch\"").await? > fetches)
-                .then_some(()),
-        )
+        let now = metric(&agent, "outpost_git_requests_total", "operation=\"fetch\"").await?;
+        Ok(Seen::done_if(
+            now > fetches,
+            format!("fetches={now} (before the commit: {fetches})"),
+        ))
     })
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -404,8 +434,8 @@ async fn a_status_only_commit_costs_the_api_server_nothing() -> Result<()> {
         &fixtures::config_map(&ns, "a", "2"),
     )?;
     repo.commit("real change")?;
-    eventually(SOON, "the real change", || async {
-        Ok((config_value(&client, &ns, "a").await?.as_deref() == Some("2")).then_some(()))
+    eventually(SOON, "the real change", || {
+        config_value_is(&client, &ns, "a", "2")
     })
     .await?;
     Ok(())
@@ -438,7 +468,14 @@ async fn with_leader_election_only_one_agent_acts_and_a_standby_takes_over() -> 
     eventually(
         Duration::from_secs(60),
         "the first agent to hold the Lease",
-        || async { Ok(readyz(&first).await.contains("leader").then_some(())) },
+        || async {
+            Ok(match first.get("/readyz").await {
+                Ok((code, body)) => {
+                    Seen::done_if(body.contains("leader"), format!("/readyz {code} {body:?}"))
+                }
+                Err(e) => Seen::Not(format!("/readyz failed: {e:#}")),
+            })
+        },
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", first.logs()))?;
@@ -448,8 +485,8 @@ async fn with_leader_election_only_one_agent_acts_and_a_standby_takes_over() -> 
     assert!(readyz(&second).await.contains("standby"), "{}", second.logs());
     assert_eq!(metric(&second, "outpost_leader", "").await?, 0.0);
     assert_eq!(metric(&first, "outpost_leader", "").await?, 1.0);
-    eventually(SOON, "the leader to sync", || async {
-        Ok(config_value(&client, &ns, "a").await?.map(|_| ()))
+    eventually(SOON, "the leader to sync", || {
+        config_value_exists(&client, &ns, "a")
     })
     .await?;
     assert!(
@@ -465,7 +502,7 @@ async fn with_leader_election_only_one_agent_acts_and_a_standby_takes_over() -> 
     eventually(
         Duration::from_secs(30),
         "the standby to take over and sync",
-        || async { Ok((config_value(&client, &ns, "a").await?.as_deref() == Some("2")).then_some(())) },
+        || config_value_is(&client, &ns, "a", "2"),
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}; standby log:\n{}", second.logs()))?;

@@ -13,7 +13,7 @@ use outpost_tests::agent::{AgentCommand, Transport, create_namespace, output_tex
 use outpost_tests::{TestRepo, git_servers, kube_env, unique};
 use serde_json::Value;
 
-use crate::common::{eventually, inventory_bundles, labelled_config_maps};
+use crate::common::{Seen, eventually, inventory_bundles, labelled_config_maps};
 use crate::emco_rsync::{self, PREINSTALL_HOOK, Rsync};
 use crate::status::file_on_branch;
 
@@ -126,7 +126,11 @@ async fn a_fresh_install_waits_for_emcos_first_deployment_ready_and_without_even
         &[("web+ConfigMap", emco_rsync::config_map("web", "1"))],
     )?;
     eventually(Duration::from_secs(60), "the first app applied", || async {
-        Ok((app_config_maps(&client, &ns).await? == ["web"]).then_some(()))
+        let names = app_config_maps(&client, &ns).await?;
+        Ok(Seen::done_if(
+            names == ["web"],
+            format!("app ConfigMaps={names:?}"),
+        ))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", daemon.logs()))?;
@@ -440,10 +444,15 @@ async fn hooks_keep_status_flowing_and_nothing_is_pruned_before_rsync_removes_it
     eventually(Duration::from_secs(30), "hook Jobs deleted", || async {
         // Jobs are deleted in the background: gone or terminating.
         let left = jobs.list(&ListParams::default()).await?.items;
-        Ok(left
+        let live: Vec<&str> = left
             .iter()
-            .all(|j| j.metadata.deletion_timestamp.is_some())
-            .then_some(()))
+            .filter(|j| j.metadata.deletion_timestamp.is_none())
+            .map(|j| j.metadata.name.as_deref().unwrap_or("<unnamed>"))
+            .collect();
+        Ok(Seen::done_if(
+            live.is_empty(),
+            format!("Jobs not being deleted: {live:?}"),
+        ))
     })
     .await?;
     write_status(&writer)?;

@@ -8,7 +8,7 @@ use anyhow::Result;
 use outpost_tests::agent::{AgentCommand, Transport, create_namespace};
 use outpost_tests::{GitServers, KubeEnv, git_servers, kube_env, unique};
 
-use crate::common::{config_value, eventually, managed_config_maps};
+use crate::common::{Seen, config_value, config_value_is, eventually, log_tail, managed_config_maps};
 use crate::fixtures;
 
 /// Long enough for a few polls with error backoff on a busy machine.
@@ -38,7 +38,11 @@ async fn a_broken_commit_keeps_the_last_good_state_until_it_is_fixed() -> Result
         )?;
     repo.commit("broken")?;
     eventually(CONVERGE, "the parse error in the log", || async {
-        Ok(agent.logs().contains(&format!("{base}/c.yaml")).then_some(()))
+        let logs = agent.logs();
+        Ok(Seen::done_if(
+            logs.contains(&format!("{base}/c.yaml")),
+            log_tail(&logs, 3),
+        ))
     })
     .await?;
     assert_eq!(managed_config_maps(&client, &ns).await?, ["a", "b"]);
@@ -49,7 +53,10 @@ async fn a_broken_commit_keeps_the_last_good_state_until_it_is_fixed() -> Result
     eventually(CONVERGE, "the fixed commit to be synced", || async {
         let names = managed_config_maps(&client, &ns).await?;
         let a = config_value(&client, &ns, "a").await?;
-        Ok((names == ["a", "c"] && a.as_deref() == Some("2")).then_some(()))
+        Ok(Seen::done_if(
+            names == ["a", "c"] && a.as_deref() == Some("2"),
+            format!("managed ConfigMaps={names:?}, a key={a:?}"),
+        ))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
@@ -121,7 +128,8 @@ async fn the_git_server_going_down_and_a_rotated_token_are_survived() -> Result<
     repo.write(&file, &fixtures::config_map(&ns, "a", "2"))?;
     repo.commit("two, while the server is down")?;
     eventually(CONVERGE, "a clear connection error", || async {
-        Ok(agent.logs().contains("cannot reach").then_some(()))
+        let logs = agent.logs();
+        Ok(Seen::done_if(logs.contains("cannot reach"), log_tail(&logs, 3)))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
@@ -131,8 +139,8 @@ async fn the_git_server_going_down_and_a_rotated_token_are_survived() -> Result<
         "state changed while Git was down"
     );
     servers.start_https()?;
-    eventually(CONVERGE, "the commit after the server came back", || async {
-        Ok((config_value(&client, &ns, "a").await?.as_deref() == Some("2")).then_some(()))
+    eventually(CONVERGE, "the commit after the server came back", || {
+        config_value_is(&client, &ns, "a", "2")
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
@@ -143,13 +151,17 @@ async fn the_git_server_going_down_and_a_rotated_token_are_survived() -> Result<
     repo.write(&file, &fixtures::config_map(&ns, "a", "3"))?;
     repo.commit("three, after rotation")?;
     eventually(CONVERGE, "an authentication error", || async {
-        Ok(agent.logs().contains("authentication to").then_some(()))
+        let logs = agent.logs();
+        Ok(Seen::done_if(
+            logs.contains("authentication to"),
+            log_tail(&logs, 3),
+        ))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
     std::fs::write(&token_file, format!("{new_password}\n"))?;
-    eventually(CONVERGE, "the commit with the rotated token", || async {
-        Ok((config_value(&client, &ns, "a").await?.as_deref() == Some("3")).then_some(()))
+    eventually(CONVERGE, "the commit with the rotated token", || {
+        config_value_is(&client, &ns, "a", "3")
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;
@@ -181,8 +193,8 @@ async fn an_api_server_restart_mid_run_is_survived() -> Result<()> {
     // Blocking is fine here: the agent is another process, and nothing else runs on this test's runtime.
     kube.restart_apiserver(Duration::from_secs(3))?;
     let client = kube.client().await?;
-    eventually(CONVERGE, "the commit after the API server came back", || async {
-        Ok((config_value(&client, &ns, "a").await?.as_deref() == Some("2")).then_some(()))
+    eventually(CONVERGE, "the commit after the API server came back", || {
+        config_value_is(&client, &ns, "a", "2")
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.logs()))?;

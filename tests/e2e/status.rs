@@ -12,7 +12,7 @@ use outpost_tests::process::run;
 use outpost_tests::{GitServers, TestRepo, git_servers, kube_env, unique};
 use serde_json::Value;
 
-use crate::common::eventually;
+use crate::common::{Seen, eventually, log_tail};
 use crate::fixtures;
 
 /// Long enough for debounce, push retries and polls on a busy machine.
@@ -28,6 +28,52 @@ pub(crate) fn file_on_branch(repo: &TestRepo, branch: &str, path: &str) -> Optio
     )
     .ok()
     .inspect(|text| outpost_tests::oracle::record_status(path, text))
+}
+
+/// What `branch` of the served repository holds, for a wait that times out: its head commit and the status
+/// files on it.
+fn branch_summary(repo: &TestRepo, branch: &str) -> String {
+    let Some(bare) = repo.bare.to_str() else {
+        return format!("{} is not UTF-8", repo.bare.display());
+    };
+    let branch_ref = format!("refs/heads/{branch}");
+    let head = run(
+        "git",
+        &["-C", bare, "log", "-1", "--format=%h %s", &branch_ref],
+        None,
+    );
+    let files = run(
+        "git",
+        &["-C", bare, "ls-tree", "-r", "--name-only", &branch_ref],
+        None,
+    );
+    match (head, files) {
+        (Ok(head), Ok(files)) => {
+            let status: Vec<&str> = files.lines().filter(|f| f.contains("/status/")).collect();
+            format!("{branch} at {:?}, status files {status:?}", head.trim())
+        }
+        (Err(e), _) | (_, Err(e)) => format!("cannot read {branch}: {e:#}"),
+    }
+}
+
+/// `Done` once the file at `path` on `main` exists (with its text); otherwise what the branch holds.
+fn status_file(repo: &TestRepo, path: &str) -> Seen<String> {
+    file_on_branch(repo, "main", path).map_or_else(|| Seen::Not(branch_summary(repo, "main")), Seen::Done)
+}
+
+/// `Done` once the file at `path` on `main` has a line `line`; otherwise its lines that start like it (up to
+/// the colon), or what the branch holds if the file is not there.
+fn status_file_has(repo: &TestRepo, path: &str, line: &str) -> Seen<()> {
+    let Some(text) = file_on_branch(repo, "main", path) else {
+        return Seen::Not(branch_summary(repo, "main"));
+    };
+    let key = line.split_once(':').map_or(line, |(k, _)| k);
+    let like: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(key))
+        .collect();
+    Seen::done_if(text.contains(line), format!("{path}: {like:?}"))
 }
 
 /// Number of commits on a branch.
@@ -110,7 +156,7 @@ async fn status_lands_at_the_emco_path_with_the_emco_schema_and_ready_follows_th
         .spawn_with(&["--debounce", "500ms"])?;
     let path = format!("clusters/{cluster}/status/100/app/web/100-web-status.yaml");
     let text = eventually(LANDS, "the status file on the branch", || async {
-        Ok(file_on_branch(&repo, "main", &path))
+        Ok(status_file(&repo, &path))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;
@@ -193,11 +239,17 @@ async fn status_lands_at_the_emco_path_with_the_emco_schema_and_ready_follows_th
         .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     eventually(LANDS, "ready: true on the branch", || async {
-        let text = file_on_branch(&repo, "main", &path).unwrap_or_default();
-        Ok(parse_yaml(&text)
-            .ok()
-            .filter(|d| d["status"]["ready"] == true)
-            .map(|_| ()))
+        let text = match status_file(&repo, &path) {
+            Seen::Done(text) => text,
+            Seen::Not(seen) => return Ok(Seen::Not(seen)),
+        };
+        Ok(match parse_yaml(&text) {
+            Ok(d) => Seen::done_if(
+                d["status"]["ready"] == true,
+                format!("status.ready={}", d["status"]["ready"]),
+            ),
+            Err(e) => Seen::Not(format!("unparsable status file: {e:#}")),
+        })
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;
@@ -214,7 +266,7 @@ async fn a_burst_of_status_changes_makes_a_handful_of_commits_and_no_change_make
         .spawn_with(&["--debounce", "2s"])?;
     let path = format!("clusters/{cluster}/status/100/app/web/100-web-status.yaml");
     eventually(LANDS, "the first status", || async {
-        Ok(file_on_branch(&repo, "main", &path).map(|_| ()))
+        Ok(status_file(&repo, &path))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;
@@ -228,8 +280,7 @@ async fn a_burst_of_status_changes_makes_a_handful_of_commits_and_no_change_make
             .await?;
     }
     eventually(LANDS, "the last change on the branch", || async {
-        let text = file_on_branch(&repo, "main", &path).unwrap_or_default();
-        Ok(text.contains("unavailableReplicas: 99").then_some(()))
+        Ok(status_file_has(&repo, &path, "unavailableReplicas: 99"))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;
@@ -355,7 +406,7 @@ async fn a_rewritten_branch_is_reported_and_built_upon_never_force_pushed() -> R
         .spawn_with(&["--debounce", "500ms"])?;
     let path = format!("clusters/{cluster}/status/100/app/web/100-web-status.yaml");
     eventually(LANDS, "the first status", || async {
-        Ok(file_on_branch(&repo, "main", &path).map(|_| ()))
+        Ok(status_file(&repo, &path))
     })
     .await?;
     // Someone force-pushes the branch back to before our status commit.
@@ -380,9 +431,7 @@ async fn a_rewritten_branch_is_reported_and_built_upon_never_force_pushed() -> R
         )
         .await?;
     eventually(LANDS, "the new status on top of the rewritten branch", || async {
-        Ok(file_on_branch(&repo, "main", &path)
-            .filter(|t| t.contains("unavailableReplicas: 7"))
-            .map(|_| ()))
+        Ok(status_file_has(&repo, &path, "unavailableReplicas: 7"))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;
@@ -455,13 +504,14 @@ async fn wrong_credentials_a_read_only_repo_and_a_down_server_fail_clearly_and_r
     let writer = AgentCommand::status_writer(&servers, env, &repo, &cluster, &agent_ns, Transport::Https)?
         .spawn_with(&["--debounce", "200ms"])?;
     eventually(LANDS, "a clear connection error", || async {
-        Ok(writer.logs().contains("cannot reach").then_some(()))
+        let logs = writer.logs();
+        Ok(Seen::done_if(logs.contains("cannot reach"), log_tail(&logs, 3)))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;
     servers.start_https()?;
     eventually(LANDS, "the status after the server came back", || async {
-        Ok(file_on_branch(&repo, "main", &path).map(|_| ()))
+        Ok(status_file(&repo, &path))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;

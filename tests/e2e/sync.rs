@@ -13,7 +13,7 @@ use outpost_agent::inventory::applyset;
 use outpost_tests::agent::{AgentCommand, Transport, create_namespace, output_text};
 use outpost_tests::{git_servers, kube_env, tools, unique};
 
-use crate::common::{config_value, eventually, inventory_bundles, managed_config_maps};
+use crate::common::{Seen, config_value, eventually, inventory_bundles, managed_config_maps};
 use crate::fixtures;
 
 /// A YAML fixture as the single-line JSON EMCO's rsync writes.
@@ -406,7 +406,10 @@ async fn ports_without_a_protocol_sync_on_old_and_new_servers_and_never_show_as_
         "the port edit to be reverted",
         || async {
             let now = target(services.get("web").await?);
-            Ok((now == (Some(IntOrString::Int(8080)), Some("TCP".into()))).then_some(()))
+            Ok(Seen::done_if(
+                now == (Some(IntOrString::Int(8080)), Some("TCP".into())),
+                format!("(targetPort, protocol)={now:?}"),
+            ))
         },
     )
     .await
@@ -421,7 +424,11 @@ async fn ports_without_a_protocol_sync_on_old_and_new_servers_and_never_show_as_
         )
     };
     eventually(Duration::from_secs(10), "the revert to be counted", || async {
-        Ok((reverted().await? >= 1.0).then_some(()))
+        let count = reverted().await?;
+        Ok(Seen::done_if(
+            count >= 1.0,
+            format!("outpost_drift_reverted_total={count}"),
+        ))
     })
     .await?;
     // Long enough for a spurious re-apply loop to show (the watch reacts within a second).

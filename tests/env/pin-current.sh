@@ -2,9 +2,10 @@
 # Moves the current Kubernetes version of the tests to another release (a maintainer's tool; the build never
 # runs it):
 #   bash tests/env/pin-current.sh v1.37.2 [v3.6.17]
-# rewrites tests/env/kube-current/go.mod to require k8s.io/kubernetes at that version with a `replace` line for
-# every staging module k8s.io/kubernetes's own go.mod replaces (k8s.io/api => k8s.io/api v0.37.2, ...), pins
-# the etcd server when a second version is given, and tidies both wrappers (go.sum follows). Then set
+# rewrites tests/env/kube-current/go.mod to require k8s.io/kubernetes at that version, with kube-apiserver and
+# kubectl as its tools (so tidy keeps the modules both need) and a `replace` line for every staging module that
+# k8s.io/kubernetes's own go.mod replaces (k8s.io/api => k8s.io/api v0.37.2, ...), pins the etcd server when a
+# second version is given, and tidies both wrappers (go.sum follows). Then set
 # tools::CURRENT in tests/src/tools.rs (its unit test compares it with these go.mod files), run
 # `bash tests/env/kube-current.sh` and the suite.
 source "$(dirname "$0")/lib.sh"
@@ -23,8 +24,9 @@ UPSTREAM="$("$GO" mod download -json "k8s.io/kubernetes@$K8S" | sed -n 's/^[[:sp
 GOVER="$(sed -n 's/^go //p' "$UPSTREAM")"
 {
   printf 'module outpost.test/kube-current\n\ngo %s\n\n' "$GOVER"
-  printf '// kube-apiserver for the tests (tests/env/kube-current.sh); rewritten by tests/env/pin-current.sh.\n'
-  printf 'tool k8s.io/kubernetes/cmd/kube-apiserver\n\nrequire k8s.io/kubernetes %s\n\n' "$K8S"
+  printf '// kube-apiserver and kubectl for tests/env/kube-current.sh; rewritten by tests/env/pin-current.sh.\n'
+  printf 'tool (\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kubectl\n)\n\n'
+  printf 'require k8s.io/kubernetes %s\n\n' "$K8S"
   printf '// k8s.io/kubernetes requires its staging modules at v0.0.0: use the published ones of the same release.\n'
   printf 'replace (\n'
   sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$UPSTREAM" | sort -u |

@@ -261,13 +261,19 @@ impl RunningAgent {
     /// Wait until `/readyz` answers 200 (first successful sync), or fail with the log.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::new();
         while tokio::time::Instant::now() < deadline {
-            if let Ok((200, _)) = self.get("/readyz").await {
-                return Ok(());
+            match self.get("/readyz").await {
+                Ok((200, _)) => return Ok(()),
+                Ok((code, body)) => last = format!("{code} {body:?}"),
+                Err(e) => last = format!("{e:#}"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        anyhow::bail!("agent not ready after {timeout:?}; log:\n{}", self.logs())
+        anyhow::bail!(
+            "agent not ready after {timeout:?} (last /readyz: {last}); log:\n{}",
+            self.logs()
+        )
     }
 
     /// The agent's process id (not the watchdog's).

@@ -488,13 +488,27 @@ impl TestRepo {
 
 fn wait_for_file(path: &Path, timeout: Duration) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::new();
     while std::time::Instant::now() < deadline {
-        if path.exists() {
-            return Ok(());
+        match std::fs::metadata(path) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    anyhow::bail!("{} did not appear within {timeout:?}", path.display())
+    let mut beside: Vec<String> = path
+        .parent()
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    anyhow::bail!(
+        "{} did not appear within {timeout:?} (last look: {last}; its directory holds {beside:?})",
+        path.display()
+    )
 }
 
 fn s(p: &Path) -> &str {

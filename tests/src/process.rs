@@ -198,9 +198,11 @@ pub fn free_port() -> u16 {
 /// Wait until something accepts connections on `port`, or fail naming the log to read.
 pub fn wait_for_port(port: u16, what: &str, log: &Path, timeout: std::time::Duration) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::new();
     while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -214,7 +216,7 @@ pub fn wait_for_port(port: u16, what: &str, log: &Path, timeout: std::time::Dura
         .rev()
         .collect();
     anyhow::bail!(
-        "{what} did not listen on 127.0.0.1:{port} within {timeout:?}; log {}:\n{}",
+        "{what} did not listen on 127.0.0.1:{port} within {timeout:?} (last connect: {last}); log {}:\n{}",
         log.display(),
         tail.join("\n")
     )

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 /// The command that installs and builds everything (see README).
 pub const SETUP_COMMAND: &str = "bash tests/env/setup.sh";
 
-/// A Kubernetes version the tests run on: a kube-apiserver and the etcd it is tested with.
+/// A Kubernetes version the tests run on: a kube-apiserver and the etcd and kubectl it is tested with.
 #[derive(Debug, PartialEq, Eq)]
 pub struct KubeVersion {
     /// What `OUTPOST_TEST_KUBE_VERSION` calls it (the minor release).
@@ -17,6 +17,8 @@ pub struct KubeVersion {
     pub apiserver: &'static str,
     /// Where its etcd comes from.
     pub etcd: Etcd,
+    /// Which kubectl the tests, the demo and the benchmark run against it.
+    pub kubectl: Kubectl,
 }
 
 /// The etcd a [`KubeVersion`] runs on.
@@ -28,20 +30,34 @@ pub enum Etcd {
     Debian,
 }
 
+/// The kubectl a [`KubeVersion`] is tested with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kubectl {
+    /// Built from `k8s.io/kubernetes/cmd/kubectl` of the same release as the kube-apiserver by
+    /// `tests/env/kube-current.sh`, cached as `kubectl-<apiserver>`.
+    SameRelease,
+    /// Debian trixie's kubectl 1.32 (`tests/env/kubectl.sh`), cached as `kubectl-trixie/usr/bin/kubectl`.
+    Debian,
+}
+
 /// The default: the release `tests/env/kube-current.sh` builds from the Go modules pinned in
-/// `tests/env/kube-current/go.mod` and `tests/env/etcd-current/go.mod` (a unit test keeps them in step).
+/// `tests/env/kube-current/go.mod` and `tests/env/etcd-current/go.mod` (a unit test keeps them in step), with
+/// the kubectl of the same release (Debian's 1.32 is some 20 times slower on server-side apply against it).
 pub const CURRENT: KubeVersion = KubeVersion {
     name: "1.36",
     apiserver: "1.36.3",
     etcd: Etcd::Built("3.6.16"),
+    kubectl: Kubectl::SameRelease,
 };
 
 /// The compatibility version, because edge fleets lag: 1.20.2 as Debian bookworm's `kubernetes` source package
-/// builds it (`tests/env/kube-1.20.sh`), on Debian's etcd.
+/// builds it (`tests/env/kube-1.20.sh`), on Debian's etcd, with Debian trixie's kubectl 1.32 (proven there;
+/// kubectl 1.36 is far outside the one-minor-version skew kubectl supports against a 1.20 server).
 pub const COMPAT: KubeVersion = KubeVersion {
     name: "1.20",
     apiserver: "1.20.2",
     etcd: Etcd::Debian,
+    kubectl: Kubectl::Debian,
 };
 
 /// Every version `OUTPOST_TEST_KUBE_VERSION` can name.
@@ -115,11 +131,25 @@ pub fn etcd(version: &KubeVersion) -> Result<PathBuf> {
     }
 }
 
-/// kubectl 1.32 from Debian trixie: `OUTPOST_TEST_KUBECTL` or the cached one.
+/// kubectl for the version under test ([`kube_version`]): `OUTPOST_TEST_KUBECTL`, else the one that version
+/// is tested with (see [`kubectl_for`]).
 pub fn kubectl() -> Result<PathBuf> {
-    match std::env::var("OUTPOST_TEST_KUBECTL") {
-        Ok(p) => existing(PathBuf::from(p), "OUTPOST_TEST_KUBECTL"),
-        Err(_) => existing(cache_dir().join("kubectl-trixie/usr/bin/kubectl"), "kubectl"),
+    kubectl_for(kube_version()?)
+}
+
+/// kubectl for `version`: `OUTPOST_TEST_KUBECTL`, else the cached build of the same release
+/// ([`Kubectl::SameRelease`]) or Debian trixie's 1.32 ([`Kubectl::Debian`]).
+pub fn kubectl_for(version: &KubeVersion) -> Result<PathBuf> {
+    match (std::env::var("OUTPOST_TEST_KUBECTL"), &version.kubectl) {
+        (Ok(p), _) => existing(PathBuf::from(p), "OUTPOST_TEST_KUBECTL"),
+        (Err(_), Kubectl::SameRelease) => existing(
+            cache_dir().join(format!("kubectl-{}", version.apiserver)),
+            &format!("kubectl {}", version.apiserver),
+        ),
+        (Err(_), Kubectl::Debian) => existing(
+            cache_dir().join("kubectl-trixie/usr/bin/kubectl"),
+            "kubectl 1.32 (Debian trixie)",
+        ),
     }
 }
 

@@ -1,5 +1,7 @@
-//! `make bench`: Outpost's agent against `kubectl apply --server-side` (Debian trixie's kubectl 1.32), measured
-//! in the same run against the same real API server, printed as a table with ratios.
+//! `make bench`: Outpost's agent against `kubectl apply --server-side`, measured in the same run against the
+//! same real API server, printed as a table with ratios. kubectl is the one the tests pair with that server
+//! ([`tools::kubectl`]): built from the same release for the current version, Debian trixie's 1.32 for
+//! `OUTPOST_TEST_KUBE_VERSION=1.20`; the `Peer:` line under the table names its version.
 //!
 //! Scenarios (issue 3): initial sync of 1,000 mixed objects and of 10,000 ConfigMaps; a poll with no new
 //! commit (with the agent's API request count); a commit changing 1%; drift revert latency; pruning 10%; the
@@ -163,7 +165,7 @@ async fn daemon_reconcile(agent: &RunningAgent, change: impl FnOnce() -> Result<
         }
         if Instant::now() > deadline {
             bail!(
-                "the agent did not reconcile the new commit; log:\n{}",
+                "the agent did not reconcile the new commit ({count}{{{filter}}} still {n}); log:\n{}",
                 agent.logs()
             );
         }
@@ -300,7 +302,7 @@ impl Bench {
                 }
                 if started.elapsed() > Duration::from_secs(30) {
                     bail!(
-                        "drift on {ns}/{name} not reverted in 30 s; log:\n{}",
+                        "drift on {ns}/{name} not reverted in 30 s (version still {back:?}); log:\n{}",
                         daemon.logs()
                     );
                 }
