@@ -62,6 +62,21 @@ pub enum Error {
     LeadershipLost,
 }
 
+impl Error {
+    /// The kind of failure, as a bounded metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Branch(e) => e.metric_label(),
+            Error::Url(e) => e.metric_label(),
+            Error::Kube(_) => "kube_config",
+            Error::Admin(_) => "admin_bind",
+            Error::NotListed(_) => "not_listed",
+            Error::Write(e) => e.metric_label(),
+            Error::LeadershipLost => "leadership_lost",
+        }
+    }
+}
+
 /// Run as the flags say.
 pub async fn run(args: Args) -> Result<(), Error> {
     let scrubber = Scrubber::default();
