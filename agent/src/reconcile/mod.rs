@@ -161,11 +161,13 @@ impl Reconciler {
         force: bool,
     ) -> Result<std::result::Result<(Revision, Vec<Bundle>), Revision>> {
         self.interrupt = Some(interrupt.clone());
+        let started = std::time::Instant::now();
         let commit = fetch::update(&self.source, self.parts.metrics.as_ref(), interrupt).await?;
         if !force && self.last_synced == Some(commit) {
             return Ok(Err(commit));
         }
         let path = self.cluster_path();
+        let t_update = started.elapsed();
         let files = fetch::read(&self.source, commit, &path).await?;
         // A missing path is judged with the inventories (in `sync`): waiting when nothing is managed, refused
         // when objects are and no commit announced their deletion.
@@ -178,11 +180,19 @@ impl Reconciler {
             return Ok(Err(commit));
         }
         self.pending_content = Some(content);
+        let t_read = started.elapsed();
         let bundles =
             fetch::bundles(&path, &files, self.renderer.as_ref()).map_err(|source| Error::Manifests {
                 commit: commit.to_string(),
                 source,
             })?;
+        tracing::debug!(
+            git_ms = t_update.as_millis(),
+            read_ms = (t_read - t_update).as_millis(),
+            parse_ms = (started.elapsed() - t_read).as_millis(),
+            files = files.len(),
+            "Commit phases"
+        );
         Ok(Ok((commit, bundles)))
     }
 
@@ -291,6 +301,9 @@ impl Reconciler {
 
     /// Sync `bundles` (already parsed from commit `revision`) to the cluster.
     pub async fn sync(&mut self, revision: &str, mut bundles: Vec<Bundle>) -> Result<SyncReport> {
+        let started = std::time::Instant::now();
+        let mut phases = Vec::with_capacity(7);
+        let mut lap = |name: &'static str| phases.push((name, started.elapsed()));
         let trusted = self.watched && !self.full_sync;
         let loaded = match self.last_report.as_ref().filter(|_| trusted) {
             Some(last) => Loaded {
@@ -299,15 +312,18 @@ impl Reconciler {
             },
             None => self.parts.store.load().await?,
         };
+        lap("load");
         view::settle_contested(&mut bundles, &loaded);
         let store = self.parts.store.clone();
         let desired = desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        lap("desired");
         let announced = self.announced_if_empty(revision, &bundles, &loaded).await;
         let live = if trusted {
             view::trusted(&loaded, |b| store.applyset_id(b))
         } else {
             view::listed(&self.parts.client, &mut self.parts.resolver, &loaded).await
         };
+        lap("live");
         let safety = self.parts.settings.safety;
         let plan = match plan::build(&desired, &loaded, &live, safety, &announced, |b| {
             store.applyset_id(b)
@@ -325,9 +341,14 @@ impl Reconciler {
                 progress.fail(bundle, f.to_string());
             }
         }
+        lap("plan");
         waves::apply(&mut self.parts, &mut progress, &bundles, &plan, &desired).await?;
+        lap("apply");
         finish::prune(&mut self.parts, &mut progress, &plan, &live).await;
+        lap("prune");
         finish::record(&self.parts, &mut progress, &plan, revision).await;
+        lap("record");
+        log_phases(&phases);
         self.warn_failures(&progress).await;
         let totals = progress.finish();
         let report = SyncReport {
@@ -409,6 +430,23 @@ impl Reconciler {
             },
         }
     }
+}
+
+/// How long each phase of a sync took, in one debug line (`load_ms=.. desired_ms=..`).
+fn log_phases(phases: &[(&'static str, std::time::Duration)]) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let mut previous = std::time::Duration::ZERO;
+    let text: Vec<String> = phases
+        .iter()
+        .map(|(name, at)| {
+            let ms = at.saturating_sub(previous).as_millis();
+            previous = *at;
+            format!("{name}_ms={ms}")
+        })
+        .collect();
+    tracing::debug!(phases = %text.join(" "), "Sync phases");
 }
 
 /// The first problems, joined, with how many more there are.
