@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::cmd::status::Format as StatusFormat;
 use crate::logging::LogFormat;
-use crate::runtime::{AdminArgs, LeaseArgs, parse_duration};
+use crate::runtime::{AdminArgs, LeaseArgs, parse_interval, parse_resync_interval};
 use crate::secret::Secret;
 use crate::source::{self, Auth, GitRef, RepoUrl};
 
@@ -115,7 +115,7 @@ pub struct Args {
     pub namespace: String,
 
     /// Time between polls of the Git ref (±10% jitter).
-    #[arg(long, env = "OUTPOST_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "OUTPOST_INTERVAL", default_value = "30s", value_parser = parse_interval)]
     pub interval: Duration,
 
     /// Reconcile once and exit; non-zero exit status on any error.
@@ -147,7 +147,7 @@ pub struct Args {
     pub max_prune_ratio: Option<f64>,
 
     /// Full re-sync (re-check every object even if the commit did not change).
-    #[arg(long, env = "OUTPOST_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "OUTPOST_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_resync_interval)]
     pub resync_interval: Duration,
 
     /// Log format: text or json.

@@ -30,8 +30,11 @@ const MIN_ERROR_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(300);
 /// Share of the interval added or removed at random, so agents started together drift apart.
 const INTERVAL_JITTER: f64 = 0.10;
-/// Retry delay while bundles wait for dependencies to become healthy.
+/// First retry while bundles wait for dependencies to become healthy.
 const WAITING_RETRY: Duration = Duration::from_secs(5);
+/// Longest retry while they keep waiting: each retry re-reads and re-parses the commit, so a dependency that
+/// stays unhealthy for hours must not cost a parse every 5 s.
+const MAX_WAITING_RETRY: Duration = Duration::from_secs(60);
 
 /// What a round leaves for the loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub struct Rounds {
     resync_interval: Duration,
     /// Waits after consecutive failed rounds.
     backoff: ErrorBackoff,
+    /// Retries while bundles wait for dependencies: from 5 s, doubling, up to a minute.
+    waiting: ErrorBackoff,
     /// The sync report drift was last aimed at, so an unchanged report is not handed over again.
     last_report: Option<Arc<SyncReport>>,
     /// When the last full sync ended (or was forced), to schedule the next.
@@ -97,6 +102,7 @@ impl Rounds {
             interval: args.interval,
             resync_interval: args.resync_interval,
             backoff: ErrorBackoff::new(MIN_ERROR_BACKOFF, MAX_ERROR_BACKOFF),
+            waiting: ErrorBackoff::new(WAITING_RETRY, MAX_WAITING_RETRY),
             last_report: None,
             last_full_sync: Instant::now(),
         }
@@ -135,6 +141,9 @@ impl Rounds {
             }
         };
         self.backoff.reset();
+        if !matches!(outcome, Outcome::Waiting { .. }) {
+            self.waiting.reset();
+        }
         match outcome {
             Outcome::Unchanged { .. } => {
                 timer.finish(ReconcileResult::Unchanged);
@@ -150,7 +159,7 @@ impl Rounds {
                 timer.finish(ReconcileResult::Success);
                 info!(bundles = ?bundles, "Waiting for dependencies");
                 Next {
-                    wait: WAITING_RETRY,
+                    wait: self.waiting.next_wait(),
                     ready: false,
                 }
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use outpost_agent::cli::GitArgs;
 use outpost_agent::logging::LogFormat;
-use outpost_agent::runtime::{AdminArgs, LeaseArgs, parse_duration};
+use outpost_agent::runtime::{AdminArgs, LeaseArgs, parse_debounce};
 
 /// Outpost status writer: commits each bundle's ResourceBundleState to the control Git repository.
 #[derive(Parser, Clone, Debug)]
@@ -38,7 +38,7 @@ pub struct Args {
     pub namespace: String,
 
     /// Coalesce status changes over this window into one commit.
-    #[arg(long, env = "OUTPOST_DEBOUNCE", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "OUTPOST_DEBOUNCE", default_value = "5s", value_parser = parse_debounce)]
     pub debounce: Duration,
 
     /// Commit author name.

@@ -510,3 +510,48 @@ async fn with_leader_election_only_one_agent_acts_and_a_standby_takes_over() -> 
     assert!(readyz(&second).await.contains("leader"));
     Ok(())
 }
+
+#[tokio::test]
+async fn zero_or_absurd_durations_are_refused_naming_the_flag_before_anything_is_applied() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "flags").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("flags"))?;
+    repo.write(
+        &format!("clusters/{cluster}/app/a.yaml"),
+        &fixtures::config_map(&ns, "a", "1"),
+    )?;
+    repo.commit("one object")?;
+    let refused = [
+        ("outpost-agent", "--interval", "0s", "busy loop"),
+        ("outpost-agent", "--resync-interval", "1s", "needless load"),
+        ("outpost-agent", "--lease-duration", "0s", "renewals"),
+        ("outpost-status-writer", "--debounce", "0s", "commit per change"),
+    ];
+    for (binary, flag, value, why) in refused {
+        let mut cmd = if binary == "outpost-agent" {
+            AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::File)?
+        } else {
+            AgentCommand::status_writer(git_servers(), env, &repo, &cluster, &agent_ns, Transport::File)?
+        };
+        cmd.arg(flag).arg(value);
+        let out = cmd.once()?;
+        let text = outpost_tests::agent::output_text(&out);
+        assert!(
+            !out.status.success(),
+            "{binary} {flag} {value} was accepted:\n{text}"
+        );
+        assert!(
+            text.contains(flag) && text.contains(&format!("{value} is outside")) && text.contains(why),
+            "{binary} {flag} {value}:\n{text}"
+        );
+    }
+    assert_eq!(
+        config_value(&client, &ns, "a").await?,
+        None,
+        "a refused command line applied"
+    );
+    Ok(())
+}

@@ -12,6 +12,54 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h)"))
 }
 
+/// A duration within `min..=max`; `why` says what goes wrong outside (clap prefixes the flag's name).
+fn parse_within(text: &str, min: Duration, max: Duration, why: &str) -> Result<Duration, String> {
+    let value = parse_duration(text)?;
+    if value < min || value > max {
+        return Err(format!(
+            "{} is outside {}..={}: {why}",
+            humantime::format_duration(value),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(value)
+}
+
+/// `--interval`: 1 s to a day. Shorter polls hammer the Git server (a thousand agents at 0 s is a denial of
+/// service); a day is already "never".
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let why = "a shorter poll is a busy loop against the Git server, a longer one never notices a commit";
+    parse_within(text, Duration::from_secs(1), Duration::from_secs(86_400), why)
+}
+
+/// `--resync-interval`: 10 s to a week. A full resync lists every managed kind; more often than that is load
+/// without purpose.
+pub fn parse_resync_interval(text: &str) -> Result<Duration, String> {
+    let why =
+        "a full resync re-reads every managed object: more often is needless load, less often hides drift";
+    parse_within(
+        text,
+        Duration::from_secs(10),
+        Duration::from_secs(7 * 86_400),
+        why,
+    )
+}
+
+/// `--lease-duration`: 2 s to 10 min. The holder renews every third of it, so below 2 s renewals race the API
+/// server's own latency; above 10 min a dead leader blocks its standby for too long.
+pub fn parse_lease_duration(text: &str) -> Result<Duration, String> {
+    let why = "renewals happen every third of it: shorter races the API server, longer leaves a dead leader in place";
+    parse_within(text, Duration::from_secs(2), Duration::from_secs(600), why)
+}
+
+/// `--debounce`: 10 ms to 10 min. Zero writes a commit per change (a commit storm on the control
+/// repository); more than minutes leaves status stale.
+pub fn parse_debounce(text: &str) -> Result<Duration, String> {
+    let why = "zero makes a commit per change, more than minutes leaves status stale";
+    parse_within(text, Duration::from_millis(10), Duration::from_secs(600), why)
+}
+
 /// Where the admin server (`/metrics`, `/healthz`, `/readyz`) listens.
 ///
 /// The default is the agent's port; the status writer, which runs beside it in the same pod, moves its
@@ -35,7 +83,7 @@ pub struct LeaseArgs {
     pub lease_name: Option<String>,
 
     /// How long a leader's claim lasts without renewal; a standby takes over after it.
-    #[arg(long, env = "OUTPOST_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "OUTPOST_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
     pub lease_duration: Duration,
 }
 
@@ -60,6 +108,25 @@ mod tests {
     struct Moved {
         #[command(flatten)]
         admin: AdminArgs,
+    }
+
+    #[test]
+    fn duration_flags_refuse_zero_and_absurd_values_with_the_reason() {
+        assert_eq!(parse_interval("30s").unwrap(), Duration::from_secs(30));
+        let zero = parse_interval("0s").unwrap_err();
+        assert!(
+            zero.contains("0s is outside 1s..=1day") && zero.contains("busy loop"),
+            "{zero}"
+        );
+        assert!(parse_interval("2days").is_err());
+        assert!(parse_resync_interval("1s").is_err());
+        assert_eq!(parse_resync_interval("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_lease_duration("0s").is_err());
+        assert!(parse_lease_duration("1h").is_err());
+        assert_eq!(parse_lease_duration("3s").unwrap(), Duration::from_secs(3));
+        assert!(parse_debounce("0s").is_err());
+        assert_eq!(parse_debounce("200ms").unwrap(), Duration::from_millis(200));
+        assert!(Shared::try_parse_from(["x", "--lease-duration", "0s"]).is_err());
     }
 
     #[test]

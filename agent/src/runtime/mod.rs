@@ -13,6 +13,9 @@ pub mod leadership;
 pub mod process;
 pub mod shutdown;
 
-pub use args::{AdminArgs, LeaseArgs, parse_duration};
+pub use args::{
+    AdminArgs, LeaseArgs, parse_debounce, parse_duration, parse_interval, parse_lease_duration,
+    parse_resync_interval,
+};
 pub use backoff::{ErrorBackoff, jittered};
 pub use process::{Candidate, LeadershipLost, Process, Stop};
