@@ -37,14 +37,11 @@ pub struct GitArgs {
     #[arg(long = "git-token-file", env = "OUTPOST_GIT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
-    /// The token itself (prefer --git-token-file; this is for the OUTPOST_GIT_TOKEN variable).
-    #[arg(
-        long = "git-token",
-        env = "OUTPOST_GIT_TOKEN",
-        hide = true,
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    /// The token itself, from the `OUTPOST_GIT_TOKEN` variable only (prefer --git-token-file). There is no
+    /// command-line flag for it: argv is world-readable in /proc. Held as a [`Secret`], so printing the flags
+    /// never shows it.
+    #[arg(skip = std::env::var("OUTPOST_GIT_TOKEN").ok().map(Secret::new))]
+    pub token: Option<Secret>,
 
     /// PEM file of CA certificates trusted for the HTTPS Git server.
     #[arg(long = "git-ca-file", env = "OUTPOST_GIT_CA_FILE")]
@@ -70,7 +67,7 @@ impl GitArgs {
         Auth {
             username: self.username.clone(),
             token_file: self.token_file.clone(),
-            token: self.token.as_deref().map(Secret::new),
+            token: self.token.clone(),
             ca_file: self.ca_file.clone(),
             ssh_key_file: self.ssh_key_file.clone(),
             known_hosts_file: self.known_hosts_file.clone(),

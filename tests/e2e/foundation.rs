@@ -284,6 +284,7 @@ async fn ssh_file_and_url_credentials_reach_the_same_repository() -> Result<()> 
         Transport::Ssh,
         Transport::File,
         Transport::HttpsWithCredentialsInUrl,
+        Transport::HttpsWithTokenVariable,
     ]
     .into_iter()
     .enumerate()
@@ -307,5 +308,24 @@ async fn ssh_file_and_url_credentials_reach_the_same_repository() -> Result<()> 
             "transport {i}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_on_the_command_line_is_refused_without_echoing_it() -> Result<()> {
+    let env = kube_env();
+    let agent_ns = create_namespace(&env.client().await?, "agent").await?;
+    let repo = git_servers().create_repo(&unique("argv"))?;
+    repo.write("clusters/c/app/.keep", "")?;
+    repo.commit("empty")?;
+    // argv is readable by every user of the node through /proc: the token comes from a file or the
+    // environment only.
+    let mut agent = AgentCommand::new(env, &repo, "c", &agent_ns, Transport::File)?;
+    agent.arg("--git-token").arg("argv-token-value");
+    let out = agent.once()?;
+    let text = output_text(&out);
+    assert!(!out.status.success(), "--git-token was accepted: {text}");
+    assert!(text.contains("--git-token"), "{text}");
+    assert!(!text.contains("argv-token-value"), "the token was echoed: {text}");
     Ok(())
 }

@@ -25,6 +25,8 @@ pub enum Transport {
     Ssh,
     /// `https://user:password@host/...` with no other credentials.
     HttpsWithCredentialsInUrl,
+    /// Smart HTTP over TLS with the server's token in the `OUTPOST_GIT_TOKEN` variable (no token file).
+    HttpsWithTokenVariable,
 }
 
 /// A configured `outpost-agent` (or `outpost-status-writer`) command line.
@@ -104,6 +106,16 @@ impl AgentCommand {
                     .arg(&servers.ssh_key)
                     .arg("--git-known-hosts-file")
                     .arg(&servers.known_hosts);
+            }
+            Transport::HttpsWithTokenVariable => {
+                cmd.arg("--git-url")
+                    .arg(repo.https_url())
+                    .arg("--git-username")
+                    .arg(&servers.http_user)
+                    .arg("--git-ca-file")
+                    .arg(&servers.ca_file);
+                let token = std::fs::read_to_string(&servers.token_file)?;
+                cmd.env("OUTPOST_GIT_TOKEN", token.trim());
             }
             Transport::HttpsWithCredentialsInUrl => {
                 cmd.arg("--git-url")
