@@ -43,6 +43,10 @@ pub struct GitArgs {
     #[arg(skip = std::env::var("OUTPOST_GIT_TOKEN").ok().map(Secret::new))]
     pub token: Option<Secret>,
 
+    /// Send credentials over plain http:// (a trusted link only: they cross it unencrypted).
+    #[arg(long = "git-allow-insecure-http", env = "OUTPOST_GIT_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+
     /// PEM file of CA certificates trusted for the HTTPS Git server.
     #[arg(long = "git-ca-file", env = "OUTPOST_GIT_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -57,9 +61,14 @@ pub struct GitArgs {
 }
 
 impl GitArgs {
-    /// Parse the URL.
+    /// Parse the URL; credentials over plain http:// are refused unless allowed.
     pub fn repo_url(&self) -> Result<RepoUrl, source::url::Error> {
-        RepoUrl::parse(&self.url)
+        let url = RepoUrl::parse(&self.url)?;
+        let credentials = self.token_file.is_some() || self.token.is_some() || url.has_embedded_credentials();
+        if url.is_plain_http() && credentials && !self.allow_insecure_http {
+            return Err(source::url::Error::InsecureCredentials { url: url.to_string() });
+        }
+        Ok(url)
     }
 
     /// Credentials and TLS settings.

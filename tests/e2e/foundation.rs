@@ -329,3 +329,46 @@ async fn a_token_on_the_command_line_is_refused_without_echoing_it() -> Result<(
     assert!(!text.contains("argv-token-value"), "the token was echoed: {text}");
     Ok(())
 }
+
+#[tokio::test]
+async fn credentials_over_plain_http_are_refused_unless_allowed() -> Result<()> {
+    let env = kube_env();
+    let agent_ns = create_namespace(&env.client().await?, "agent").await?;
+    let servers = git_servers();
+    // Nothing listens there: the refusal must come before any connection.
+    let url = "http://127.0.0.1:9/nowhere.git";
+    for binary in ["outpost-agent", "outpost-status-writer"] {
+        let run = |extra: &[&str]| -> Result<(bool, String)> {
+            let out = std::process::Command::new(outpost_tests::tools::outpost_bin(binary)?)
+                .args([
+                    "--cluster",
+                    "c",
+                    "--namespace",
+                    &agent_ns,
+                    "--git-url",
+                    url,
+                    "--once",
+                ])
+                .arg("--git-token-file")
+                .arg(&servers.token_file)
+                .arg("--cache-dir")
+                .arg(outpost_tests::scratch_dir("insecure")?)
+                .args(extra)
+                .env_clear()
+                .env("KUBECONFIG", &env.kubeconfig)
+                .output()?;
+            Ok((out.status.success(), output_text(&out)))
+        };
+        let (ok, text) = run(&[])?;
+        assert!(!ok, "{binary}: {text}");
+        assert!(
+            text.contains("plain http://") && text.contains("--git-allow-insecure-http"),
+            "{binary}: {text}"
+        );
+        // Allowed explicitly, it gets as far as the (absent) server.
+        let (ok, text) = run(&["--git-allow-insecure-http"])?;
+        assert!(!ok, "{binary}: {text}");
+        assert!(!text.contains("plain http://"), "{binary}: {text}");
+    }
+    Ok(())
+}

@@ -30,6 +30,14 @@ pub enum Error {
         /// The scheme as written.
         scheme: String,
     },
+    /// Credentials would cross the network in clear text.
+    #[error(
+        "--git-url {url} is plain http:// but credentials are configured: they would cross the network unencrypted; use https:// (or set --git-allow-insecure-http for a trusted link)"
+    )]
+    InsecureCredentials {
+        /// The URL without credentials.
+        url: String,
+    },
 }
 
 impl Error {
@@ -38,6 +46,7 @@ impl Error {
         match self {
             Error::Invalid { .. } => "git_url_invalid",
             Error::UnsupportedScheme { .. } => "git_url_scheme",
+            Error::InsecureCredentials { .. } => "git_url_insecure",
         }
     }
 }
@@ -57,6 +66,22 @@ pub enum RepoUrl {
 }
 
 impl RepoUrl {
+    /// Whether this is a plain `http://` URL (no TLS).
+    pub fn is_plain_http(&self) -> bool {
+        matches!(self, RepoUrl::Remote { url, .. } if url.scheme == gix::url::Scheme::Http)
+    }
+
+    /// Whether credentials were written into the URL.
+    pub fn has_embedded_credentials(&self) -> bool {
+        matches!(
+            self,
+            RepoUrl::Remote {
+                embedded: Some(_),
+                ..
+            }
+        )
+    }
+
     /// Parse `--git-url`.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let redacted = crate::secret::strip_url_userinfo(text);
