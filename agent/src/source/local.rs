@@ -120,7 +120,7 @@ pub fn watch(path: &Path, changed: Arc<Notify>) -> Option<notify::RecommendedWat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
+    use crate::source::test_git::git;
     use std::time::Duration;
 
     /// A scratch directory, removed when dropped.
@@ -136,24 +136,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         Dir(path)
-    }
-
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@t")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@t")
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     #[test]

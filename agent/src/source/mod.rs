@@ -24,6 +24,8 @@ pub mod local;
 mod remote;
 mod revision;
 mod ssh;
+#[cfg(test)]
+mod test_git;
 pub mod transport;
 mod tree;
 mod upstream;
