@@ -723,8 +723,8 @@ fn existing_outpost_values_render_as_before() -> Result<()> {
         .find(|d| d["kind"] == "Deployment")
         .context("deployment")?;
     assert_eq!(
-        deployment["spec"]["template"]["metadata"]["annotations"]["checksum/values"], "6677c15838da67c7",
-        "existing installs keep their pod template hash (it changes when a key is added to git.* in values.yaml)"
+        deployment["spec"]["template"]["metadata"]["annotations"]["checksum/values"], "9017ea6c1c559d25",
+        "existing installs keep their pod template hash (it changes when a key is added to git.* in values.yaml; it changed once when the token and SSH key left it)"
     );
     // Defaults: one repository and one branch for both, no proxy, Outpost's image.
     let docs = render("rel", "ns", &values_file(&base(""))?)?;
@@ -746,5 +746,36 @@ fn existing_outpost_values_render_as_before() -> Result<()> {
         container(&docs, "agent")?["image"],
         format!("ghcr.io/outpost-dev/outpost:{}", app_version()?).as_str()
     );
+    Ok(())
+}
+
+/// Issue 12 item 14: no hash of the token or the SSH key in the pod template, where anyone allowed to read
+/// pods could test guesses against it; a real setting still rolls the pods.
+#[test]
+fn pod_annotations_carry_no_hash_of_the_token_or_the_ssh_key() -> Result<()> {
+    let annotations = |values: &str| -> Result<Value> {
+        let docs = render("rel", "ns", &values_file(values)?)?;
+        let workload = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment")
+            .context("deployment")?;
+        Ok(workload["spec"]["template"]["metadata"]["annotations"].clone())
+    };
+    let with = |token: &str, key: &str, branch: &str| {
+        format!(
+            "git:\n  repo: ssh://git@git.example.invalid/fleet/resources.git\n  token: {token}\n  branch: {branch}\n  clustername: provider1+edge-7\n  ssh:\n    privateKey: {key}\n    knownHosts: host ssh-ed25519 AAAA\n"
+        )
+    };
+    let first = annotations(&with("token-one", "key-one", "main"))?;
+    let rotated = annotations(&with("token-two", "key-two", "main"))?;
+    assert_eq!(
+        first, rotated,
+        "the pod template changed with the token or the SSH key alone"
+    );
+    for secret in ["token-one", "key-one"] {
+        assert!(!first.to_string().contains(secret), "{first}");
+    }
+    let moved = annotations(&with("token-one", "key-one", "release-2"))?;
+    assert_ne!(first, moved, "a new branch must still roll the pods");
     Ok(())
 }

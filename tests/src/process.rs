@@ -189,10 +189,22 @@ pub fn run(program: &str, args: &[&str], cwd: Option<&Path>) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A free loopback TCP port (bound and released; good enough for tests started one by one).
+/// A free loopback TCP port, never one this test process handed out before.
+///
+/// The port is bound and released, so the kernel may offer it again; tests run in parallel in one binary,
+/// and a server stopped by one test (a Git server taken down on purpose) must not have its port taken over by
+/// another test's server, or the agent watching it would meet a stranger (401) instead of a closed port.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local addr").port()
+    static ISSUED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut issued = ISSUED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local addr").port();
+        if issued.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Wait until something accepts connections on `port`, or fail naming the log to read.
