@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             allow_empty: false,
             max_prune_ratio: None,
         },
+        allow_own_namespace: false,
     };
     let mut reconciler = Reconciler::new(Directory(dir.into()), client, settings, Scrubber::default());
     let interrupt = Arc::new(AtomicBool::new(false));

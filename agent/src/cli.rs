@@ -148,6 +148,11 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_ALLOW_EMPTY")]
     pub allow_empty: bool,
 
+    /// Let Git write into the agent's own namespace (--namespace), where its inventories, credentials and Lease
+    /// live; refused by default.
+    #[arg(long, env = "OUTPOST_ALLOW_OWN_NAMESPACE")]
+    pub allow_own_namespace: bool,
+
     /// Refuse a reconcile that would delete more than this share (0-1) of all managed objects.
     #[arg(long, env = "OUTPOST_MAX_PRUNE_RATIO", value_parser = parse_ratio)]
     pub max_prune_ratio: Option<f64>,

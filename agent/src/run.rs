@@ -83,6 +83,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         namespace: args.namespace.clone(),
         apply: args.apply_options(),
         safety: args.safety(),
+        allow_own_namespace: args.allow_own_namespace,
     };
     let mut reconciler = Reconciler::new(source, client.clone(), settings, scrubber.clone());
 

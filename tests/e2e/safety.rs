@@ -234,3 +234,61 @@ async fn an_immutable_field_change_is_reported_unless_forced_and_the_rest_still_
     );
     Ok(())
 }
+
+/// Issue 12 item 5: Git may not write into the agent's namespace unless allowed, and never a Secret that would
+/// pass for an inventory parent (it would be read back as ours and steer pruning).
+#[tokio::test]
+async fn the_agent_namespace_and_forged_inventories_are_not_gits_to_write() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "fenced").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("fenced"))?;
+    let base = format!("clusters/{cluster}/app");
+    let forged = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: forged\n  namespace: {ns}\n  labels:\n    outpost.dev/inventory: v1\n  annotations:\n    outpost.dev/cluster: {cluster}\n    outpost.dev/bundle: ghost\ntype: outpost.dev/inventory\n"
+    );
+    repo.write(&format!("{base}/ok.yaml"), &fixtures::config_map(&ns, "ok", "1"))?
+        .write(
+            &format!("{base}/own.yaml"),
+            &fixtures::config_map(&agent_ns, "own", "1"),
+        )?
+        .write(&format!("{base}/forged.yaml"), &forged)?;
+    repo.commit("one fine object, one in the agent's namespace, one forged inventory")?;
+    let mut agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let out = agent.once()?;
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    for needle in [
+        "own.yaml",
+        "metadata.namespace is the agent's own namespace",
+        "--allow-own-namespace",
+        "forged.yaml",
+        "marks it as an Outpost inventory",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert_eq!(managed_config_maps(&client, &ns).await?, ["ok"]);
+    assert!(managed_config_maps(&client, &agent_ns).await?.is_empty());
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        secrets.get_opt("forged").await?.is_none(),
+        "a forged inventory was applied"
+    );
+
+    // Allowed explicitly, the agent's namespace is writable; a forged inventory never is.
+    agent.arg("--allow-own-namespace");
+    let out = agent.once()?;
+    let text = output_text(&out);
+    assert!(
+        text.contains("forged.yaml") && !text.contains("own.yaml"),
+        "{text}"
+    );
+    assert_eq!(managed_config_maps(&client, &agent_ns).await?, ["own"]);
+    assert!(
+        secrets.get_opt("forged").await?.is_none(),
+        "a forged inventory was applied"
+    );
+    Ok(())
+}

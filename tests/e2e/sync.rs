@@ -223,7 +223,9 @@ async fn kubectl_recognises_our_applyset_and_refuses_it_until_the_tooling_is_kub
         &fixtures::config_map(&agent_ns, "two", "2"),
     )?;
     repo.commit("two config maps")?;
-    let out = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.once()?;
+    // Git writing into the agent's namespace has to be allowed explicitly.
+    let mut agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let out = agent.arg("--allow-own-namespace").once()?;
     assert!(out.status.success(), "{}", output_text(&out));
 
     let parent = applyset::parent_name("local");

@@ -40,6 +40,9 @@ pub enum ObjectError {
     /// A Namespace we applied is being deleted.
     #[error("namespace is Terminating; it cannot hold new objects until deletion finishes")]
     Terminating,
+    /// Git may not write it (the agent's own namespace, a forged inventory): refused before sending.
+    #[error("refused: {0}")]
+    Fenced(#[from] super::fence::Refusal),
 }
 
 impl ObjectError {
@@ -55,6 +58,8 @@ impl ObjectError {
             ObjectError::Client(_) => "client",
             ObjectError::NotEstablished(_) => "crd_not_established",
             ObjectError::Terminating => "namespace_terminating",
+            ObjectError::Fenced(super::fence::Refusal::OwnNamespace { .. }) => "own_namespace",
+            ObjectError::Fenced(super::fence::Refusal::ForgedInventory { .. }) => "forged_inventory",
         }
     }
 

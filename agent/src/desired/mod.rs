@@ -15,9 +15,11 @@ use crate::inventory::applyset::PART_OF_LABEL;
 use sha2::Digest;
 
 mod failure;
+mod fence;
 mod stage;
 
 pub use failure::{Failure, ObjectError};
+pub use fence::{Fence, Refusal};
 pub use stage::Stage;
 
 use crate::manifest::{Bundle, Manifest, Origin, digest, normalize};
@@ -89,10 +91,12 @@ impl DesiredSet {
 }
 
 /// Build the desired set, taking the manifests out of `bundles` (their bodies move into the desired objects
-/// instead of being copied). `applyset_id` gives each bundle's ApplySet id.
+/// instead of being copied). `applyset_id` gives each bundle's ApplySet id; what `fence` refuses becomes a
+/// failure (still protected from prune).
 pub async fn build(
     bundles: &mut [Bundle],
     resolver: &mut Resolver,
+    fence: &Fence,
     applyset_id: impl Fn(&str) -> String,
 ) -> DesiredSet {
     let crd_scopes = crd_scopes(bundles);
@@ -123,8 +127,21 @@ pub async fn build(
                     }
                 },
             };
+            let (object, origin) = (m.display_name(), m.origin.clone());
             let obj = settle(&bundle.name, m, namespaced, resolved, &id);
             set.protected.insert(obj.key.clone());
+            if let Some(refusal) = fence.check(&obj.key, obj.body.get()) {
+                set.failures
+                    .entry(bundle.name.clone())
+                    .or_default()
+                    .push(Failure {
+                        bundle: bundle.name.clone(),
+                        object,
+                        origin,
+                        error: refusal.into(),
+                    });
+                continue;
+            }
             objects.push(Arc::new(obj));
         }
     }

@@ -180,11 +180,22 @@ pub(crate) fn encode_members(members: &BTreeMap<ObjectKey, Member>) -> Vec<u8> {
 }
 
 /// Inverse of [`encode_members`].
+/// Most bytes a member list may decompress to: ten thousand members take about 1.5 MiB, a Secret holds at most 1 MiB
+/// compressed, and gzip reaches 1000:1, so without a cap one forged parent could ask for a gigabyte.
+const MAX_MEMBERS_JSON: u64 = 64 << 20;
+
 pub(crate) fn decode_members(bytes: &[u8]) -> Result<BTreeMap<ObjectKey, Member>, String> {
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(bytes)
+        .take(MAX_MEMBERS_JSON + 1)
         .read_to_end(&mut json)
         .map_err(|e| format!("not gzip: {e}"))?;
+    if json.len() as u64 > MAX_MEMBERS_JSON {
+        return Err(format!(
+            "member list larger than {} MiB once decompressed (a gzip bomb?)",
+            MAX_MEMBERS_JSON >> 20
+        ));
+    }
     let entries: Vec<Entry> = serde_json::from_slice(&json).map_err(|e| format!("not a member list: {e}"))?;
     Ok(entries.into_iter().map(|e| (e.key, e.member)).collect())
 }
@@ -192,6 +203,19 @@ pub(crate) fn decode_members(bytes: &[u8]) -> Result<BTreeMap<ObjectKey, Member>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_list_that_inflates_past_the_cap_is_refused_not_read() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..=(MAX_MEMBERS_JSON >> 20) {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "the bomb fits in a Secret: {}", bomb.len());
+        let err = decode_members(&bomb).unwrap_err();
+        assert!(err.contains("64 MiB"), "{err}");
+    }
 
     #[test]
     fn ten_thousand_members_fit_in_a_secret() {

@@ -71,6 +71,16 @@ pub struct Loaded {
     pub corrupt: BTreeMap<String, Error>,
 }
 
+/// Whether a Secret was applied from Git (it carries a bundle's `part-of` label, which our parents never do): such
+/// a Secret is never read as an inventory, whatever labels it claims.
+fn applied_from_git(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|labels| labels.contains_key(applyset::PART_OF_LABEL))
+}
+
 /// Parents of one agent (one cluster) in its namespace.
 #[derive(Clone)]
 pub struct Store {
@@ -113,6 +123,13 @@ impl Store {
         for secret in list.items {
             let annotations = secret.metadata.annotations.clone().unwrap_or_default();
             if annotations.get(CLUSTER_ANNOTATION) != Some(&self.cluster) {
+                continue;
+            }
+            if applied_from_git(&secret) {
+                tracing::warn!(
+                    secret = secret.metadata.name.as_deref().unwrap_or_default(),
+                    "A Secret applied from Git poses as an inventory; ignored"
+                );
                 continue;
             }
             let Some(bundle) = annotations.get(BUNDLE_ANNOTATION).cloned() else {

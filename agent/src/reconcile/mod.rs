@@ -203,7 +203,11 @@ impl Reconciler {
         };
         let loaded = self.parts.store.load().await?;
         let store = self.parts.store.clone();
-        let desired = desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        let fence = self.parts.settings.fence();
+        let desired = desired::build(&mut bundles, &mut self.parts.resolver, &fence, |b| {
+            store.applyset_id(b)
+        })
+        .await;
         let live = view::listed(&self.parts.client, &mut self.parts.resolver, &loaded).await;
         let revision = commit.to_string();
         let announced = self.announced_if_empty(&revision, &bundles, &loaded).await;
@@ -315,7 +319,11 @@ impl Reconciler {
         lap("load");
         view::settle_contested(&mut bundles, &loaded);
         let store = self.parts.store.clone();
-        let desired = desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        let fence = self.parts.settings.fence();
+        let desired = desired::build(&mut bundles, &mut self.parts.resolver, &fence, |b| {
+            store.applyset_id(b)
+        })
+        .await;
         lap("desired");
         let announced = self.announced_if_empty(revision, &bundles, &loaded).await;
         let live = if trusted {

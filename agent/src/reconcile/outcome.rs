@@ -56,6 +56,18 @@ pub struct Settings {
     pub apply: crate::apply::Options,
     /// Safety checks.
     pub safety: Safety,
+    /// `--allow-own-namespace`: Git may write into `namespace`.
+    pub allow_own_namespace: bool,
+}
+
+impl Settings {
+    /// What Git may not write, by these settings.
+    pub fn fence(&self) -> crate::desired::Fence {
+        crate::desired::Fence {
+            namespace: self.namespace.clone(),
+            allow_own_namespace: self.allow_own_namespace,
+        }
+    }
 }
 
 /// The result of syncing one set of bundles (shared by the Git path and tests that bypass Git).
