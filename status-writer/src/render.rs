@@ -3,8 +3,9 @@
 //! Data enters as a [`BundleView`] (the inventory plus the live objects of its members and of the pods its
 //! tracker selects) and leaves as YAML bytes. Rendering is deterministic: keys sorted, lists in a stable order,
 //! volatile fields (resourceVersion, managedFields, heartbeat times) removed, so unchanged status yields
-//! identical bytes and no commit. Secrets are written as metadata only, never their data. The rendered
-//! documents of every bundle travel on as [`Files`] grouped into [`Branches`].
+//! identical bytes and no commit. Secrets are written as metadata only, never their data, and container env
+//! variables without their values (`redact`). The rendered documents of every bundle travel on as [`Files`]
+//! grouped into [`Branches`].
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,8 @@ use outpost_agent::health::{self, Health};
 use outpost_agent::inventory::Inventory;
 use outpost_agent::object::ObjectKey;
 use serde_json::{Map, Value, json};
+
+use crate::redact;
 
 /// apiVersion and kind of the document.
 pub const API_VERSION: &str = "k8splugin.io/v1alpha1";
@@ -190,8 +193,8 @@ fn sort_key(v: &Value) -> (String, String) {
     (s("/metadata/namespace"), s("/metadata/name"))
 }
 
-/// The object as it is written: volatile fields removed, managedFields emptied, last-applied blanked,
-/// ConfigMaps and Secrets reduced to their metadata (ConfigMaps as EMCO does; Secrets never leave the cluster).
+/// The object as it is written: volatile fields removed, managedFields emptied, last-applied blanked, and
+/// what must not leave the cluster removed ([`redact::object`]: Secret and ConfigMap data, env values).
 fn clean_object(key: &ObjectKey, obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -210,16 +213,8 @@ fn clean_object(key: &ObjectKey, obj: &Value) -> Value {
             obj.get("apiVersion").cloned().unwrap_or(Value::Null),
         );
         map.insert("kind".into(), Value::String(key.kind.clone()));
-        let metadata_only = key.group.is_empty() && matches!(key.kind.as_str(), "ConfigMap" | "Secret");
-        if metadata_only {
-            map.retain(|k, _| {
-                matches!(
-                    k.as_str(),
-                    "apiVersion" | "kind" | "metadata" | "type" | "immutable"
-                )
-            });
-        }
     }
+    redact::object(&key.group, &key.kind, &mut v);
     strip_volatile_condition_times(&mut v);
     v
 }
@@ -372,6 +367,42 @@ mod tests {
             obj.get("data").is_none() && obj.get("stringData").is_none(),
             "{obj}"
         );
+    }
+
+    #[test]
+    fn env_values_reach_neither_typed_arrays_nor_res() {
+        let env = json!([{"name": "TOKEN", "value": "env-value-do-not-leak"}]);
+        let spec = json!({"containers": [{"name": "main", "image": "nginx:1.27", "env": env}]});
+        let keys = [
+            key("apps", "Deployment", "web"),
+            key("batch", "CronJob", "nightly"),
+        ];
+        let inv = inventory(&keys, None);
+        let mut live = BTreeMap::new();
+        let mut deploy = ready_deployment("5");
+        deploy["spec"]["template"] = json!({"spec": spec});
+        live.insert(keys[0].clone(), deploy);
+        live.insert(
+            keys[1].clone(),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "nightly", "namespace": "web"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}),
+        );
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "web"},
+            "spec": spec});
+        let view = BundleView {
+            inventory: &inv,
+            agent_namespace: "ns",
+            live: &live,
+            pods: &[pod],
+        };
+        let doc = parse(&render(&view));
+        let res = base64::engine::general_purpose::STANDARD
+            .decode(doc["status"]["resourceStatuses"][0]["res"].as_str().unwrap())
+            .unwrap();
+        let all = format!("{doc}{}", String::from_utf8(res).unwrap());
+        assert!(!all.contains("env-value-do-not-leak"), "{all}");
+        assert_eq!(all.matches("\"TOKEN\"").count(), 3, "names kept: {all}");
     }
 
     #[test]

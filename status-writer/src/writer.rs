@@ -20,7 +20,8 @@ use crate::memory::Memory;
 use crate::metrics::StatusMetrics;
 use crate::paths;
 use crate::render::{self, Branches};
-use crate::watch::{Snapshot, bundle_pods};
+use crate::select::bundle_pods;
+use crate::watch::Snapshot;
 
 pub use crate::outcome::{Error, Report, Written};
 pub use crate::target::Target;

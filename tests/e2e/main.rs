@@ -18,5 +18,6 @@ mod resilience;
 mod safety;
 mod status;
 mod status_branches;
+mod status_secrets;
 mod status_yaml11;
 mod sync;

@@ -321,6 +321,70 @@ async fn plan_previews_the_next_sync_and_status_lists_bundles() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn plan_masks_secret_values_and_names_only_the_keys_that_change() -> Result<()> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "plan-secret").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("plan-secret"))?;
+    let path = format!("clusters/{cluster}/app/creds.yaml");
+    let secret = |data: serde_json::Value, string_data: serde_json::Value| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": ns},
+            "data": data, "stringData": string_data})
+        .to_string()
+    };
+    let (old, new, added, same) = (
+        "old-password-do-not-show",
+        "new-password-do-not-show",
+        "added-token-do-not-show",
+        "unchanged-do-not-show",
+    );
+    repo.write(
+        &path,
+        &secret(
+            serde_json::json!({"password": b64(old), "same": b64(same)}),
+            serde_json::json!({}),
+        ),
+    )?;
+    repo.commit("a secret")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let out = agent.once()?;
+    anyhow::ensure!(out.status.success(), "{}", output_text(&out));
+
+    // One key changes, one is added through stringData (the server turns it into data), one stays.
+    repo.write(
+        &path,
+        &secret(
+            serde_json::json!({"password": b64(new), "same": b64(same)}),
+            serde_json::json!({"token": added}),
+        ),
+    )?;
+    repo.commit("rotate the password, add a token")?;
+    let out = agent.subcommand("plan")?;
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        format!("~ update Secret/{ns}/creds"),
+        "data.password: <masked, changed>".to_owned(),
+        "data.token: <masked, added>".to_owned(),
+        "0 to create, 1 to update, 0 to prune, 0 invalid.".to_owned(),
+    ] {
+        assert!(text.contains(&line), "plan output lacks {line:?}:\n{text}");
+    }
+    assert!(!text.contains("data.same"), "an unchanged key is listed:\n{text}");
+    for value in [old, new, added, same] {
+        assert!(
+            !text.contains(value) && !text.contains(&b64(value)),
+            "plan shows the value {value}:\n{text}"
+        );
+    }
+    Ok(())
+}
+
 /// A Deployment whose container port leaves `protocol` to its default.
 fn deployment_with_port(ns: &str, name: &str, image: &str) -> String {
     format!(

@@ -88,7 +88,8 @@ pub async fn run(
                     let after = returned
                         .and_then(|r| serde_json::to_value(r).ok())
                         .unwrap_or_default();
-                    let changes = diff::diff(&before, &after);
+                    let secret = o.key.group.is_empty() && o.key.kind == "Secret";
+                    let changes = diff::diff(&before, &after, secret);
                     summary.update += 1;
                     let why = match action.reason {
                         Reason::Drifted => " (changed in the cluster)",
