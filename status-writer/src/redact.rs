@@ -15,6 +15,9 @@ const METADATA_ONLY_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "type"
 /// job template, custom resources that embed a PodSpec).
 const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
 
+/// kubectl's client-side copy of the whole object as applied: Secret data and env values included.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Remove what must not be published from `obj`, a live object of kind `group`/`kind`.
 pub fn object(group: &str, kind: &str, obj: &mut Value) {
     if group.is_empty()
@@ -22,6 +25,12 @@ pub fn object(group: &str, kind: &str, obj: &mut Value) {
         && let Some(map) = obj.as_object_mut()
     {
         map.retain(|k, _| METADATA_ONLY_FIELDS.contains(&k.as_str()));
+    }
+    if let Some(annotations) = obj
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED);
     }
     drop_env_values(obj);
 }
@@ -57,6 +66,18 @@ fn drop_container_env_values(container: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn kubectls_last_applied_copy_is_dropped_from_every_object() {
+        for kind in ["Secret", "Deployment"] {
+            let mut obj = json!({"metadata": {"name": "x", "annotations": {
+                LAST_APPLIED: "{\"data\":{\"password\":\"c2VjcmV0\"}}",
+                "team": "edge",
+            }}});
+            object("", kind, &mut obj);
+            assert_eq!(obj["metadata"]["annotations"], json!({"team": "edge"}), "{kind}");
+        }
+    }
 
     fn env() -> Value {
         json!([{"name": "TOKEN", "value": "s3cr3t"},
