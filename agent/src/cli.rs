@@ -58,6 +58,16 @@ pub struct GitArgs {
     /// known_hosts file for SSH; host keys are checked strictly against it.
     #[arg(long = "git-known-hosts-file", env = "OUTPOST_GIT_KNOWN_HOSTS_FILE")]
     pub known_hosts_file: Option<PathBuf>,
+
+    /// How long a Git operation (fetch, push, ref listing) may go without progress before it counts as stalled
+    /// and is abandoned: reported, and tried again at the next poll.
+    #[arg(
+        long = "git-timeout",
+        env = "OUTPOST_GIT_TIMEOUT",
+        default_value = "60s",
+        value_parser = crate::runtime::args::parse_git_timeout
+    )]
+    pub timeout: std::time::Duration,
 }
 
 impl GitArgs {
@@ -80,6 +90,7 @@ impl GitArgs {
             ca_file: self.ca_file.clone(),
             ssh_key_file: self.ssh_key_file.clone(),
             known_hosts_file: self.known_hosts_file.clone(),
+            timeout: Some(self.timeout),
         }
     }
 }

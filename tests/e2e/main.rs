@@ -16,6 +16,7 @@ mod library;
 mod packaging;
 mod resilience;
 mod safety;
+mod stalls;
 mod status;
 mod status_branches;
 mod status_secrets;
