@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         safety: Safety {
             allow_empty: false,
             max_prune_ratio: None,
+            allow_cascading_prune: false,
         },
     };
     let mut reconciler = Reconciler::new(Directory(dir.into()), client, settings, Scrubber::default());

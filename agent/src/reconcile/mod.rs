@@ -25,6 +25,7 @@ use crate::resolve::Resolver;
 use crate::secret::Scrubber;
 use crate::source::{Revision, Upstream};
 
+mod consent;
 mod error;
 mod fetch;
 mod finish;
@@ -314,6 +315,7 @@ impl Reconciler {
         };
         lap("load");
         view::settle_contested(&mut bundles, &loaded);
+        let declared = consent::declared(&bundles);
         let store = self.parts.store.clone();
         let desired = desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
         lap("desired");
@@ -344,7 +346,15 @@ impl Reconciler {
         lap("plan");
         waves::apply(&mut self.parts, &mut progress, &bundles, &plan, &desired).await?;
         lap("apply");
-        finish::prune(&mut self.parts, &mut progress, &plan, &live).await;
+        let history = consent::History {
+            source: &self.source,
+            cluster_path: self.cluster_path(),
+            interrupt: self.interrupt.clone(),
+        };
+        let all = self.parts.settings.safety.allow_cascading_prune;
+        let plan_view = (revision, &loaded, &plan);
+        let consent = consent::consent(all, declared, &announced, plan_view, history).await;
+        finish::prune(&mut self.parts, &mut progress, &plan, &live, &consent).await;
         lap("prune");
         finish::record(&self.parts, &mut progress, &plan, revision).await;
         lap("record");
