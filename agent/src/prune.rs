@@ -25,7 +25,7 @@ use crate::inventory::Member;
 use crate::live::{LiveIndex, LiveMeta, Lookup};
 use crate::object::ObjectKey;
 use crate::plan::Plan;
-use crate::resolve::Resolver;
+use crate::resolve::{Error as ResolveError, Resolved, Resolver};
 
 /// Whether deleting an object of this kind deletes more than itself (everything in a Namespace, every object
 /// of a CRD, the data of a volume).
@@ -136,6 +136,12 @@ pub async fn prune(
             .or_default()
             .push(c);
     }
+    // Discovery afresh for every group pruned from: a version served when the member was applied may not be
+    // any more, and a delete through it would answer 404 as if the object were gone.
+    let groups: BTreeSet<String> = by_stage.values().flatten().map(|c| c.key.group.clone()).collect();
+    for group in &groups {
+        resolver.forget(group);
+    }
     let mut results = Vec::new();
     for stage in Stage::ALL.iter().rev() {
         let Some(candidates) = by_stage.remove(stage) else {
@@ -143,14 +149,12 @@ pub async fn prune(
         };
         let mut ready = Vec::new();
         for c in candidates {
-            match resolver.resolve(&c.member.api_version, &c.key.kind).await {
+            match resolve(resolver, &c).await {
                 Ok(resolved) => {
                     let api = resolved.api(client, c.key.namespace.as_deref());
                     ready.push((c, api));
                 }
-                // The kind is gone (its CRD was deleted): so are its objects.
-                Err(crate::resolve::Error::UnknownKind { .. }) => results.push((c, Outcome::Gone)),
-                Err(e) => results.push((c, Outcome::Failed(e.into()))),
+                Err(outcome) => results.push((c, outcome)),
             }
         }
         let done: Vec<(Candidate, Outcome)> = futures::stream::iter(ready)
@@ -168,6 +172,28 @@ pub async fn prune(
         results.extend(done);
     }
     results
+}
+
+/// The kind of a member as the API server serves it now (at its recorded version, or another served one), or
+/// what became of the member when no version serves it.
+async fn resolve(resolver: &mut Resolver, c: &Candidate) -> Result<Resolved, Outcome> {
+    let (group, kind) = (&c.key.group, &c.key.kind);
+    match resolver
+        .resolve_recorded(&c.member.api_version, group, kind)
+        .await
+    {
+        Ok(resolved) => Ok(resolved),
+        Err(ResolveError::UnknownKind { .. }) => match resolver.vanished(group, kind).await {
+            // Its CRD was deleted, which deleted its objects (or an upgrade removed the API: nothing can reach
+            // them): nothing left to delete.
+            Ok(()) => {
+                info!(object = %c.key, "Its kind is served no more and no CRD defines it: its objects went with it");
+                Err(Outcome::Gone)
+            }
+            Err(e) => Err(Outcome::Failed(e.into())),
+        },
+        Err(e) => Err(Outcome::Failed(e.into())),
+    }
 }
 
 /// Check ownership (on metadata listed moments ago, or read now) and consent to a cascade, delete with a uid

@@ -21,3 +21,4 @@ mod status;
 mod status_branches;
 mod status_yaml11;
 mod sync;
+mod vanished;
