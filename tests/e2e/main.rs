@@ -4,6 +4,7 @@
 //! repository, cluster name and namespaces. Run with `cargo test` (not nextest, which would start one API
 //! server per test).
 
+mod cascade;
 mod chart;
 mod common;
 mod daemon;
@@ -22,3 +23,4 @@ mod status_branches;
 mod status_secrets;
 mod status_yaml11;
 mod sync;
+mod vanished;
