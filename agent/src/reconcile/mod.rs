@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::apply::Applier;
 use crate::desired;
+use crate::inventory::migrate;
 use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Loaded, Store};
 use crate::manifest::Bundle;
@@ -310,7 +311,10 @@ impl Reconciler {
                 inventories: last.inventories.clone(),
                 corrupt: Default::default(),
             },
-            None => self.parts.store.load().await?,
+            None => {
+                let parts = &mut self.parts;
+                migrate::load_migrating(&parts.store, &parts.client, &mut parts.resolver).await?
+            }
         };
         lap("load");
         view::settle_contested(&mut bundles, &loaded);
