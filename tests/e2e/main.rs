@@ -14,6 +14,7 @@ mod foundation;
 mod health_oracle;
 mod inventories;
 mod library;
+mod owners;
 mod packaging;
 mod resilience;
 mod safety;

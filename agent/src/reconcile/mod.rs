@@ -31,6 +31,7 @@ mod fetch;
 mod finish;
 mod history;
 mod outcome;
+mod owners;
 mod parts;
 mod phase;
 mod progress;
@@ -203,8 +204,11 @@ impl Reconciler {
             unreachable!("forced fetch never reports unchanged");
         };
         let loaded = self.parts.store.load().await?;
+        owners::settle_contested(&mut bundles, &loaded);
         let store = self.parts.store.clone();
-        let desired = desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        let mut desired =
+            desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        owners::settle_duplicates(&mut desired, &bundles, &loaded);
         let live = view::listed(&self.parts.client, &mut self.parts.resolver, &loaded).await;
         let revision = commit.to_string();
         let announced = self.announced_if_empty(&revision, &bundles, &loaded).await;
@@ -317,9 +321,11 @@ impl Reconciler {
             }
         };
         lap("load");
-        view::settle_contested(&mut bundles, &loaded);
+        owners::settle_contested(&mut bundles, &loaded);
         let store = self.parts.store.clone();
-        let desired = desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        let mut desired =
+            desired::build(&mut bundles, &mut self.parts.resolver, |b| store.applyset_id(b)).await;
+        owners::settle_duplicates(&mut desired, &bundles, &loaded);
         lap("desired");
         let announced = self.announced_if_empty(revision, &bundles, &loaded).await;
         let live = if trusted {

@@ -133,6 +133,14 @@ impl Progress {
         self.inventory(bundle).members.remove(key);
     }
 
+    /// Whether a bundle other than `bundle` records `key` as applied (a digest, not a pending entry), so
+    /// `bundle` may let go of it.
+    pub(crate) fn applied_elsewhere(&self, bundle: &str, key: &ObjectKey) -> bool {
+        self.inventories
+            .iter()
+            .any(|(b, inv)| b != bundle && inv.members.get(key).is_some_and(|m| !m.digest.is_empty()))
+    }
+
     /// Whether `bundle` applied cleanly, so what left it may be pruned.
     pub(crate) fn clean(&self, bundle: &str) -> bool {
         !self.failed.contains(bundle) && !self.skipped.contains(bundle)
