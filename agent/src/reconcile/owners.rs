@@ -3,8 +3,8 @@
 //! Twice: before the desired set is built, on identities as written, two bundles of one EMCO app (an update in
 //! flight, [`contest`]) leave the object to the newer one; after it is built, on **settled** keys (a namespaced
 //! object without a namespace is in `default`, a cluster-scoped one has none), the same rule holds for one
-//! app, and otherwise the bundle whose inventory already records the object keeps it (else the first by name)
-//! while the others fail that object with a duplicate error. The owner never changes while it keeps defining
+//! app, and otherwise the bundle whose inventory already records the object keeps it (else the bundle seen
+//! first, then the first by name) while the others, the later ones, fail that object with a duplicate error. The owner never changes while it keeps defining
 //! the object, so nothing flaps between syncs; a losing bundle is not pruned while it reports the duplicate.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,7 +76,16 @@ pub(crate) fn settle_duplicates(desired: &mut DesiredSet, bundles: &[Bundle], lo
                     .get(*b)
                     .is_some_and(|i| i.members.contains_key(key))
             };
-            claimants.iter().copied().find(recorded)
+            // Else the bundle seen first (one without an inventory is the newest), then the first by name.
+            let seen = |b: &&str| {
+                let first = first_seen(loaded, b);
+                (first.is_none(), first, (*b).to_owned())
+            };
+            claimants
+                .iter()
+                .copied()
+                .find(recorded)
+                .or_else(|| claimants.iter().copied().min_by_key(seen))
         }
         .unwrap_or(claimants[0]);
         let Some(&kept) = claims.iter().find(|c| c.0 == owner) else {
@@ -210,6 +219,15 @@ mod tests {
         settle_duplicates(&mut desired, &plain, &Loaded::default());
         assert_eq!((desired.objects["a"].len(), desired.objects["b"].len()), (1, 0));
         assert_eq!(desired.failures["b"].len(), 1);
+        // Unless the other bundle was there first: the later one reports the duplicate.
+        let mut desired = set(&[("a", key("default")), ("b", key("default"))]);
+        let loaded = Loaded {
+            inventories: [owning("b", "2026-01-01T00:00:00Z", None)].into(),
+            ..Default::default()
+        };
+        settle_duplicates(&mut desired, &plain, &loaded);
+        assert_eq!((desired.objects["a"].len(), desired.objects["b"].len()), (0, 1));
+        assert_eq!(desired.failures["a"].len(), 1);
     }
 
     #[test]
