@@ -349,3 +349,41 @@ async fn an_interrupted_migration_is_finished_with_every_member_of_both_parents(
     assert_eq!(part_of(&client, &ns, &["one"]).await?["one"], id_of(&parent));
     Ok(())
 }
+
+#[tokio::test]
+async fn the_status_writer_keeps_reporting_a_bundle_through_its_migration() -> Result<()> {
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "work").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("migrate-status"))?;
+    for name in ["one", "two"] {
+        repo.write(
+            &format!("clusters/{cluster}/web/{name}.yaml"),
+            &fixtures::config_map(&ns, name, "1"),
+        )?;
+    }
+    repo.commit("two config maps")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let writer =
+        AgentCommand::status_writer(git_servers(), env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let path = format!("clusters/{cluster}/status/web/web-status.yaml");
+    let resource_count = || -> Result<serde_json::Value> {
+        let out = writer.once()?;
+        anyhow::ensure!(out.status.success(), "{}", output_text(&out));
+        let text = crate::status::file_on_branch(&repo, "main", &path).context("no status file")?;
+        let doc: serde_json::Value = serde_saphyr::from_str(&text)?;
+        Ok(doc["status"]["resourceCount"].clone())
+    };
+    let out = agent.once()?;
+    assert!(out.status.success(), "{}", output_text(&out));
+    let members = [(ns.as_str(), "one"), (ns.as_str(), "two")];
+    rewrite_as_previous_layout(&client, &agent_ns, &cluster, "web", &members).await?;
+    // Upgraded before the agent migrated: the parent of the previous layout still counts.
+    assert_eq!(resource_count()?, 2);
+    let out = agent.once()?;
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(resource_count()?, 2);
+    Ok(())
+}
