@@ -258,3 +258,62 @@ async fn an_object_moved_into_a_waiting_or_failing_bundle_stays_in_its_old_inven
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn two_contexts_of_one_app_settled_to_one_object_leave_it_to_the_newer_without_a_failure() -> Result<()>
+{
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let (ns_old, ns_new) = (unique("old"), unique("new"));
+    let cluster = format!("p+{}", unique("edge"));
+    let role = unique("role");
+    let repo = git_servers().create_repo(&unique("contexts"))?;
+    let file = |cid: &str, name: &str| format!("clusters/{cluster}/context/{cid}/app/web/{name}");
+    // rsync writes the namespace of its intent even on a cluster-scoped kind: the update under a new context
+    // carries another one, so as written the two differ; settled, they are one ClusterRole.
+    repo.write(
+        &file("100", "role+ClusterRole.yaml"),
+        &fixtures::cluster_role_with_namespace(&role, &ns_old),
+    )?
+    .write(
+        &file("100", "a+ConfigMap.yaml"),
+        &fixtures::config_map(&agent_ns, "ctx-a", "1"),
+    )?;
+    repo.commit("context 100")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    let out = agent.once()?;
+    assert!(out.status.success(), "{}", output_text(&out));
+    let uid = Api::<ClusterRole>::all(client.clone())
+        .get(&role)
+        .await?
+        .metadata
+        .uid;
+    repo.write(
+        &file("200", "role+ClusterRole.yaml"),
+        &fixtures::cluster_role_with_namespace(&role, &ns_new),
+    )?;
+    repo.commit("context 200 updates the role")?;
+    for _ in 0..2 {
+        let out = agent.once()?;
+        assert!(out.status.success(), "{}", output_text(&out));
+        let cr = Api::<ClusterRole>::all(client.clone()).get(&role).await?;
+        assert_eq!(cr.metadata.uid, uid, "the role was recreated");
+        assert_eq!(
+            cr.metadata.labels.unwrap_or_default()[applyset::PART_OF_LABEL],
+            id_of(&client, &agent_ns, &cluster, "200-web").await?
+        );
+        assert_eq!(
+            recorded(&client, &agent_ns, &cluster, "100-web").await?,
+            ["ctx-a"]
+        );
+        assert_eq!(
+            recorded(&client, &agent_ns, &cluster, "200-web").await?,
+            [role.clone()]
+        );
+    }
+    Api::<ClusterRole>::all(client.clone())
+        .delete(&role, &Default::default())
+        .await?;
+    Ok(())
+}
