@@ -309,7 +309,7 @@ async fn two_contexts_of_one_app_settled_to_one_object_leave_it_to_the_newer_wit
         );
         assert_eq!(
             recorded(&client, &agent_ns, &cluster, "200-web").await?,
-            [role.clone()]
+            [role.as_str()]
         );
     }
     Api::<ClusterRole>::all(client.clone())

@@ -24,6 +24,9 @@ use crate::apply::FIELD_MANAGER;
 use crate::object::ObjectKey;
 use crate::resolve::{self, Resolver};
 
+/// Attempts to move one member's label while others keep changing the member.
+const RELABEL_ATTEMPTS: usize = 5;
+
 /// Load this cluster's inventories, first migrating parents of the previous layout.
 pub async fn load_migrating(
     store: &Store,
@@ -118,26 +121,33 @@ async fn relabel(
         Err(resolve::Error::Discovery { source, .. }) => return Err(failed(source)),
     };
     let api = resolved.api(client, key.namespace.as_deref());
-    let Some(live) = api.get_metadata_opt(&key.name).await.map_err(failed)? else {
-        return Ok(false);
-    };
-    let labels = live.metadata.labels.unwrap_or_default();
-    if labels.get(PART_OF_LABEL).map(String::as_str) != Some(old_id) {
-        return Ok(false);
-    }
-    // The resourceVersion makes this a compare-and-swap: a change in between fails with 409, and is then
-    // judged by the next sync like any other.
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": live.metadata.resource_version,
-            "labels": {PART_OF_LABEL: new_id},
+    // The resourceVersion makes each attempt a compare-and-swap: a change in between fails with 409, and the
+    // label is read again (a member left with the old id would look like someone else's to prune).
+    for _ in 0..RELABEL_ATTEMPTS {
+        let Some(live) = api.get_metadata_opt(&key.name).await.map_err(failed)? else {
+            return Ok(false);
+        };
+        let labels = live.metadata.labels.unwrap_or_default();
+        if labels.get(PART_OF_LABEL).map(String::as_str) != Some(old_id) {
+            return Ok(false);
         }
-    });
-    match api.patch(&key.name, &patch_params(), &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
-        Err(source) => Err(failed(source)),
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": live.metadata.resource_version,
+                "labels": {PART_OF_LABEL: new_id},
+            }
+        });
+        match api.patch(&key.name, &patch_params(), &Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(source) => return Err(failed(source)),
+        }
     }
+    // Still contended: the old parent stays and the next sync tries again.
+    Err(StoreError::RelabelContended {
+        object: key.to_string(),
+    })
 }
 
 /// A plain (non-apply) patch under our field manager.

@@ -49,6 +49,14 @@ pub enum StoreError {
         #[source]
         source: kube::Error,
     },
+    /// A member kept changing while its `part-of` label was being moved; the migration is retried.
+    #[error(
+        "moving {object} to its inventory's per-cluster ApplySet id: it kept changing; the migration is retried"
+    )]
+    RelabelContended {
+        /// `Kind/namespace/name`.
+        object: String,
+    },
     /// The API server refused or failed.
     #[error("inventory Secret {name} in namespace {namespace}: {source}")]
     Api {
@@ -68,7 +76,7 @@ impl StoreError {
         match self {
             StoreError::NamespaceMissing { .. } => "namespace_missing",
             StoreError::Api { .. } => "api",
-            StoreError::Relabel { .. } => "relabel",
+            StoreError::Relabel { .. } | StoreError::RelabelContended { .. } => "relabel",
         }
     }
 }
