@@ -12,6 +12,7 @@ pub mod land;
 pub mod memory;
 pub mod metrics;
 pub mod outcome;
+pub mod parents;
 pub mod paths;
 pub mod push;
 pub mod redact;
