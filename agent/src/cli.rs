@@ -95,6 +95,44 @@ impl GitArgs {
     }
 }
 
+/// Caps on what one commit may make the agent download and read; breaking one fails the sync before anything
+/// is applied or pruned. Sizes take KiB, MiB or GiB.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Largest file read below the cluster path.
+    #[arg(long, env = "OUTPOST_MAX_BLOB_BYTES", default_value = "16MiB", value_parser = source::limits::parse_bytes)]
+    pub max_blob_bytes: u64,
+
+    /// Most files read below the cluster path.
+    #[arg(long, env = "OUTPOST_MAX_FILES", default_value = "20000", value_parser = source::limits::parse_count)]
+    pub max_files: u64,
+
+    /// Deepest directory nesting below the cluster path.
+    #[arg(long, env = "OUTPOST_MAX_TREE_DEPTH", default_value = "64", value_parser = source::limits::parse_count)]
+    pub max_tree_depth: u64,
+
+    /// Most bytes read below the cluster path (files and directory listings together).
+    #[arg(long, env = "OUTPOST_MAX_TOTAL_BYTES", default_value = "32MiB", value_parser = source::limits::parse_bytes)]
+    pub max_total_bytes: u64,
+
+    /// Most bytes one fetch may download (the whole repository's pack), and the largest object it may unpack.
+    #[arg(long, env = "OUTPOST_MAX_FETCH_BYTES", default_value = "96MiB", value_parser = source::limits::parse_bytes)]
+    pub max_fetch_bytes: u64,
+}
+
+impl LimitArgs {
+    /// The source's caps.
+    pub fn limits(&self) -> source::Limits {
+        source::Limits {
+            max_blob_bytes: self.max_blob_bytes,
+            max_files: self.max_files,
+            max_tree_depth: self.max_tree_depth,
+            max_total_bytes: self.max_total_bytes,
+            max_fetch_bytes: self.max_fetch_bytes,
+        }
+    }
+}
+
 /// What the process does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -142,6 +180,10 @@ pub struct Args {
     /// Where the admin server listens.
     #[command(flatten)]
     pub admin: AdminArgs,
+
+    /// Caps on what one commit may make the agent read.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// Directory for the Git cache (an emptyDir in the pod).
     #[arg(long, env = "OUTPOST_CACHE_DIR", default_value = "/var/cache/outpost")]
@@ -202,6 +244,7 @@ impl Args {
             reference: GitRef::parse(&self.git_ref),
             auth: self.git.auth(),
             cache_dir: self.cache_dir.clone(),
+            limits: self.limits.limits(),
         })
     }
 
@@ -258,6 +301,7 @@ mod tests {
         assert_eq!(args.admin.metrics_addr.to_string(), "0.0.0.0:9090");
         assert_eq!(args.apply_concurrency, 16);
         assert!(args.force_conflicts);
+        assert_eq!(args.limits.limits(), source::Limits::default());
         assert!(!args.allow_empty);
         assert!(!args.allow_cascading_prune);
         assert_eq!(args.max_prune_ratio, None);

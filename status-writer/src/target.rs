@@ -57,6 +57,7 @@ pub(crate) fn source_for(target: &Target, scrubber: &Scrubber, reference: GitRef
             reference,
             auth: target.auth.clone(),
             cache_dir: target.cache_dir.clone(),
+            limits: source::Limits::default(),
         },
         scrubber.clone(),
     ))

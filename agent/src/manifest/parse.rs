@@ -53,8 +53,31 @@ impl Error {
     }
 }
 
-/// Documents larger than this many nested levels are refused (a YAML bomb, not a manifest).
+/// Documents larger than this many nested levels are refused (a YAML bomb, not a manifest). serde_json stops
+/// JSON at the same depth; the YAML parser's budget stops YAML there, before a value is built.
 const MAX_DEPTH: usize = 128;
+
+/// What a YAML file may expand into beyond its own size: aliases (`*a`) replay what an anchor (`&a`) holds, so a
+/// few hundred bytes can describe gigabytes (an alias bomb). A file may yield at most twice its size in scalar
+/// bytes and in nodes, plus this much for small files; a commit's files are capped (`--max-files`,
+/// `--max-total-bytes`), so what all of them can expand into stays bounded too.
+const YAML_SLACK: usize = 256;
+
+/// The YAML parser's budget for a file of `len` bytes: nesting, nodes, scalar bytes and alias replay bounded
+/// by the file's own size (see [`YAML_SLACK`]).
+fn yaml_options(len: usize) -> serde_saphyr::Options {
+    let grown = len.saturating_mul(2).saturating_add(YAML_SLACK);
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            max_nodes: grown,
+            max_total_scalar_bytes: grown,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: grown,
+        },
+    }
+}
 
 /// Parse `data`, the content of repository file `file`, into validated manifests.
 pub fn parse_file(file: &str, data: &[u8]) -> Result<Vec<Manifest>, Error> {
@@ -107,7 +130,7 @@ fn parse_json(file: &str, text: &str) -> Result<Vec<(u64, Value)>, Error> {
                     document: docs.len() + 1,
                     line: e.line() as u64,
                     column: e.column() as u64,
-                    message: e.to_string(),
+                    message: explain(&e.to_string()),
                 });
             }
         }
@@ -117,16 +140,17 @@ fn parse_json(file: &str, text: &str) -> Result<Vec<(u64, Value)>, Error> {
 
 /// Multi-document YAML; empty documents (a leading `---`, `---` twice) are skipped.
 fn parse_yaml(file: &str, text: &str) -> Result<Vec<(u64, Value)>, Error> {
-    let docs: Vec<serde_saphyr::Spanned<Value>> = serde_saphyr::from_multiple(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-        Error::Syntax {
-            file: file.to_owned(),
-            document: document_at_line(text, line),
-            line,
-            column,
-            message: first_line(&e.to_string()),
-        }
-    })?;
+    let docs: Vec<serde_saphyr::Spanned<Value>> =
+        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).map_err(|e| {
+            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            Error::Syntax {
+                file: file.to_owned(),
+                document: document_at_line(text, line),
+                line,
+                column,
+                message: explain(&first_line(&e.to_string())),
+            }
+        })?;
     Ok(docs
         .into_iter()
         .filter(|d| !d.value.is_null())
@@ -208,6 +232,22 @@ fn depth(v: &Value) -> usize {
         Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
         _ => 0,
     }
+}
+
+/// The parser's word for a broken budget, said in ours: which cap, and why it exists.
+fn explain(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("depth") || lower.contains("recursion limit") || lower.contains("nesting") {
+        return format!(
+            "nested more than {MAX_DEPTH} levels deep, which no Kubernetes object is ({message})"
+        );
+    }
+    if lower.contains("budget breached") || lower.contains("alias replay") {
+        return format!(
+            "expands to more than twice its own size (aliases replaying anchors: an alias bomb) ({message})"
+        );
+    }
+    message.to_owned()
 }
 
 /// 1-based line of a byte offset.
@@ -349,6 +389,78 @@ mod tests {
     fn binary_files_are_rejected_by_name() {
         let err = parse_file("img.yaml", &[0xff, 0xfe, 0x00]).unwrap_err();
         assert_eq!(err.to_string(), "img.yaml: not UTF-8 text");
+    }
+
+    /// Nine anchors, each a list of nine of the previous: 9^9 strings if expanded.
+    fn alias_bomb() -> String {
+        let mut text = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n");
+        text.push_str("  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            text.push_str(&format!("  {name}: &{name} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_naming_file_and_document() {
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ok}}\n---\n{}",
+            alias_bomb()
+        );
+        let err = parse_file("clusters/c/app/bomb.yaml", text.as_bytes()).unwrap_err();
+        let Error::Syntax { file, document, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (file.as_str(), *document),
+            ("clusters/c/app/bomb.yaml", 2),
+            "{err}"
+        );
+        assert!(err.to_string().contains("alias bomb"), "{err}");
+    }
+
+    #[test]
+    fn a_long_scalar_aliased_many_times_is_refused() {
+        let long = "x".repeat(100_000);
+        let refs = vec!["*s"; 50].join(", ");
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata:\n  s: &s {long}\n  l: [{refs}]\n"
+        );
+        let err = parse_file("long.yaml", text.as_bytes()).unwrap_err();
+        assert!(matches!(err, Error::Syntax { document: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_few_anchors_as_manifests_use_them_still_parse() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w, labels: &l {app: w}}\nspec:\n  selector: {matchLabels: *l}\n  template: {metadata: {labels: *l}}\n";
+        let ms = parse_file("d.yaml", text.as_bytes()).unwrap();
+        assert_eq!(
+            ms[0].value()["spec"]["template"]["metadata"]["labels"]["app"],
+            "w"
+        );
+    }
+
+    #[test]
+    fn ten_thousand_levels_of_nesting_are_refused_in_yaml_and_json() {
+        let flow = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata: {}{}\n",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let block = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata:\n  x:\n  {}x\n",
+            "- ".repeat(10_000)
+        );
+        let json = format!("{{\"a\": {}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        for (file, text) in [("flow.yaml", flow), ("block.yaml", block), ("deep.json", json)] {
+            let err = parse_file(file, text.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("nested more than 128 levels"), "{err}");
+            assert!(
+                matches!(&err, Error::Syntax { file: f, document: 1, .. } if f == file),
+                "{file}: {err}"
+            );
+        }
     }
 
     #[test]

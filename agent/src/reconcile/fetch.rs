@@ -1,6 +1,7 @@
 //! The source end of a reconcile: check the ref (fetching when it moved), read the cluster path at the commit,
 //! and turn its files into bundles (layout, then parse), rejecting real duplicates. Blocking Git work runs in
-//! `spawn_blocking`, stopped by the interrupt flag.
+//! `spawn_blocking`, stopped by the interrupt flag; hashing and parsing the files (CPU work bounded only by the
+//! source's limits) run there too, so a large commit never stalls the runtime's drift watches and probes.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -42,23 +43,45 @@ pub(crate) fn stalled(err: deadline::Error, url: String) -> Error {
     }
 }
 
-/// The files under `path` at `commit`; `None` when the path does not exist there.
+/// The files under `path` at `commit` (`None` when the path does not exist there), with their
+/// [`content_digest`].
 pub(crate) async fn read(
     source: &Arc<dyn Upstream>,
     commit: Revision,
     path: &str,
-) -> Result<Option<Vec<SourceFile>>> {
+) -> Result<(Option<Vec<SourceFile>>, String)> {
     let source = source.clone();
     let dir = path.to_owned();
-    let files = tokio::task::spawn_blocking(move || source.read_dir(commit, &dir))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
-    Ok(files)
+    let read = tokio::task::spawn_blocking(move || {
+        source.read_dir(commit, &dir).map(|files| {
+            let digest = content_digest(files.as_deref().unwrap_or_default());
+            (files, digest)
+        })
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
+    Ok(read)
 }
 
-/// The bundles of the cluster path's `files`, each bundle's files passed through `renderer` before parsing. Any file that does not parse or validate, and any object that
-/// two unrelated bundles define, rejects the commit (one app's update in flight is settled later, with the
-/// inventories).
+/// [`bundles`] on the blocking pool: the files of `commit` become its bundles, or the error that rejects it.
+pub(crate) async fn parse(
+    path: String,
+    files: Vec<SourceFile>,
+    renderer: Arc<dyn Render>,
+    commit: Revision,
+) -> Result<Vec<Bundle>> {
+    tokio::task::spawn_blocking(move || bundles(&path, &files, renderer.as_ref()))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(|source| Error::Manifests {
+            commit: commit.to_string(),
+            source,
+        })
+}
+
+/// The bundles of the cluster path's `files`, each bundle's files passed through `renderer` before parsing. Any
+/// file that does not parse or validate, and any object that two unrelated bundles define, rejects the commit
+/// (one app's update in flight is settled later, with the inventories).
 pub(crate) fn bundles(
     path: &str,
     files: &[SourceFile],

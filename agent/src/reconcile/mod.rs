@@ -170,12 +170,11 @@ impl Reconciler {
         }
         let path = self.cluster_path();
         let t_update = started.elapsed();
-        let files = fetch::read(&self.source, commit, &path).await?;
+        let (files, content) = fetch::read(&self.source, commit, &path).await?;
         // A missing path is judged with the inventories (in `sync`): waiting when nothing is managed, refused
         // when objects are and no commit announced their deletion.
         self.pending_missing = files.is_none();
         let files = files.unwrap_or_default();
-        let content = fetch::content_digest(&files);
         if !force && self.last_content.as_ref() == Some(&content) {
             // Only files the agent never applies changed (status written by status writers).
             self.last_synced = Some(commit);
@@ -183,16 +182,13 @@ impl Reconciler {
         }
         self.pending_content = Some(content);
         let t_read = started.elapsed();
-        let bundles =
-            fetch::bundles(&path, &files, self.renderer.as_ref()).map_err(|source| Error::Manifests {
-                commit: commit.to_string(),
-                source,
-            })?;
+        let count = files.len();
+        let bundles = fetch::parse(path, files, self.renderer.clone(), commit).await?;
         tracing::debug!(
             git_ms = t_update.as_millis(),
             read_ms = (t_read - t_update).as_millis(),
             parse_ms = (started.elapsed() - t_read).as_millis(),
-            files = files.len(),
+            files = count,
             "Commit phases"
         );
         Ok(Ok((commit, bundles)))

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::auth::Auth;
+use super::limits::Limits;
 use super::revision::Revision;
 use super::url::RepoUrl;
 
@@ -73,6 +74,8 @@ pub struct Config {
     pub auth: Auth,
     /// Where network repositories are cached between polls and restarts.
     pub cache_dir: PathBuf,
+    /// Caps on what one commit may make us download and read.
+    pub limits: Limits,
 }
 
 #[cfg(test)]

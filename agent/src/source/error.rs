@@ -72,6 +72,9 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The commit (or the fetch of it) broke a cap: nothing of it is read further.
+    #[error(transparent)]
+    Limit(#[from] super::limits::Exceeded),
     /// Shutdown was requested while talking to the server.
     #[error("interrupted by shutdown")]
     Interrupted,
@@ -89,6 +92,7 @@ impl Error {
             Error::Fetch { .. } => "git_fetch",
             Error::Open { .. } => "git_open",
             Error::Read { .. } => "git_read",
+            Error::Limit(_) => "git_limit",
             Error::Interrupted => "interrupted",
         }
     }

@@ -30,7 +30,9 @@ impl Source {
     /// A source for `config`, remote or local as its URL says; nothing is contacted until [`Source::update`].
     pub fn new(config: Config, scrubber: Scrubber) -> Self {
         match &config.url {
-            RepoUrl::Local(path) => Source::Local(Local::new(path.clone(), config.reference)),
+            RepoUrl::Local(path) => {
+                Source::Local(Local::new(path.clone(), config.reference).with_limits(config.limits))
+            }
             RepoUrl::Remote { .. } => Source::Remote(Box::new(Remote::new(config, scrubber))),
         }
     }

@@ -12,6 +12,7 @@ use tracing::warn;
 use super::config::GitRef;
 use super::error::{Error, Result};
 use super::file::SourceFile;
+use super::limits::Limits;
 use super::revision::Revision;
 use super::upstream::{Update, Upstream};
 use super::{history, tree};
@@ -23,12 +24,25 @@ pub struct Local {
     path: PathBuf,
     /// What to follow in it.
     reference: GitRef,
+    /// Caps on what one commit may make us read.
+    limits: Limits,
 }
 
 impl Local {
-    /// The repository at `path`, following `reference`; nothing is opened until asked.
+    /// The repository at `path`, following `reference`, read within the default [`Limits`]; nothing is opened
+    /// until asked.
     pub fn new(path: PathBuf, reference: GitRef) -> Self {
-        Local { path, reference }
+        Local {
+            path,
+            reference,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Read within `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The repository directory.
@@ -78,7 +92,7 @@ impl Upstream for Local {
     }
 
     fn read_dir(&self, revision: Revision, dir: &str) -> Result<Option<Vec<SourceFile>>> {
-        tree::read_dir(self.open()?, revision, dir)
+        tree::read_dir(self.open()?, revision, dir, &self.limits)
     }
 
     /// The whole history is in place: one walk.

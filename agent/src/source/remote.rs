@@ -87,7 +87,7 @@ impl Upstream for Remote {
     }
 
     fn read_dir(&self, revision: Revision, dir: &str) -> Result<Option<Vec<SourceFile>>> {
-        tree::read_dir(self.cache_repo()?, revision, dir)
+        tree::read_dir(self.cache_repo()?, revision, dir, &self.config.limits)
     }
 
     /// The cache is deepened to `max` commits first when its shallow history does not reach `base`.
@@ -187,19 +187,28 @@ fn fetch_at_depth(
     let _cache =
         super::deadline::CacheLock::acquire(&cache_path(config), interrupt).ok_or(Error::Interrupted)?;
     let mut repo = open_cache(config)?;
-    if config.url.is_ssh() {
-        let command = super::ssh::command(&config.auth, &cache_path(config))?;
-        let mut snapshot = repo.config_snapshot_mut();
-        snapshot
-            .set_value(&gix::config::tree::Core::SSH_COMMAND, command.as_str())
-            .map_err(|e| Error::Connect {
-                url: shown.clone(),
-                reason: format!("cannot configure ssh: {e}"),
-            })?;
-        snapshot.commit().map_err(|e| Error::Connect {
+    {
+        let configure_err = |what: &str, e: &dyn std::error::Error| Error::Connect {
             url: shown.clone(),
-            reason: format!("cannot configure ssh: {e}"),
-        })?;
+            reason: format!("cannot configure {what}: {e}"),
+        };
+        let mut snapshot = repo.config_snapshot_mut();
+        if config.url.is_ssh() {
+            let command = super::ssh::command(&config.auth, &cache_path(config))?;
+            snapshot
+                .set_value(&gix::config::tree::Core::SSH_COMMAND, command.as_str())
+                .map_err(|e| configure_err("ssh", &e))?;
+        }
+        // No single object of the pack may inflate beyond the fetch cap: indexing holds it whole in memory.
+        snapshot
+            .set_value(
+                &gix::config::tree::gitoxide::Objects::ALLOC_LIMIT,
+                config.limits.max_fetch_bytes.to_string().as_str(),
+            )
+            .map_err(|e| configure_err("the allocation limit", &e))?;
+        snapshot
+            .commit()
+            .map_err(|e| configure_err("the repository", &e))?;
     }
 
     let connect_err = |e: &dyn std::error::Error| classify(e, &shown, scrubber);
@@ -249,12 +258,29 @@ fn fetch_at_depth(
         return Ok((found, false));
     }
     let depth = std::num::NonZeroU32::new(depth.max(1)).expect("at least 1");
-    prepare
-        .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth))
-        .receive(gix::progress::Discard, interrupt)
+    let cap = super::fetch_cap::Cap::new(config.limits.max_fetch_bytes);
+    let over_cap = |found: String| {
+        Error::from(super::limits::Exceeded {
+            path: format!("{shown} ({})", config.reference),
+            limit: super::limits::Limit::FetchBytes,
+            max: config.limits.max_fetch_bytes,
+            found,
+        })
+    };
+    let prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth));
+    cap.receive(interrupt, |progress, stop| prepare.receive(progress, stop))
         .map_err(|e| {
+            if cap.exceeded() {
+                return over_cap(format!(
+                    "a fetch that had sent {} and was still sending",
+                    super::limits::Bytes(cap.received())
+                ));
+            }
             if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
                 return Error::Interrupted;
+            }
+            if describe(&e, scrubber).contains("too large to fit in memory") {
+                return over_cap("an object in the fetched pack that inflates beyond it".to_owned());
             }
             match classify(&e, &shown, scrubber) {
                 Error::Connect { reason, .. } => Error::Fetch {

@@ -85,6 +85,7 @@ impl Fixture {
             reference,
             auth: self.auth.clone(),
             cache_dir: self.cache.clone(),
+            limits: source::Limits::default(),
         };
         let source = Source::new(config, self.scrubber.clone());
         let update = source.update(&AtomicBool::new(false)).unwrap();
