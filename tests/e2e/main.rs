@@ -15,6 +15,7 @@ mod foundation;
 mod health_oracle;
 mod inventories;
 mod library;
+mod limits;
 mod owners;
 mod packaging;
 mod resilience;

@@ -123,7 +123,7 @@ fn list(
                     depth,
                 });
             } else if entry.mode.is_blob() {
-                limits.check(Limit::Files, files.len() as u64 + 1, &full(""), |_| {
+                limits.check(Limit::Files, files.len() as u64 + 1, &full(&pending.path), |_| {
                     format!("more than {} files", limits.max_files)
                 })?;
                 let size = size_of(oid, &path)?;
@@ -221,7 +221,11 @@ mod tests {
             capped(|l| l.max_blob_bytes = 1000),
             (Limit::BlobBytes, "clusters/c/big.yaml".into())
         );
-        assert_eq!(capped(|l| l.max_files = 2), (Limit::Files, "clusters/c".into()));
+        // The walk lists clusters/c first: the third file is in the deepest directory.
+        assert_eq!(
+            capped(|l| l.max_files = 2),
+            (Limit::Files, "clusters/c/d1/d2/d3".into())
+        );
         assert_eq!(
             capped(|l| l.max_tree_depth = 2),
             (Limit::TreeDepth, "clusters/c/d1/d2/d3".into())
