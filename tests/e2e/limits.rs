@@ -128,8 +128,14 @@ async fn a_hostile_commit_is_refused(
     let cluster = unique("edge");
     let repo = git_servers().create_repo(&unique(name))?;
     let dir = format!("clusters/{cluster}");
-    repo.write(&format!("{dir}/app/kept.yaml"), &fixtures::config_map(&ns, "kept", "1"))?;
-    repo.write(&format!("{dir}/app/same.yaml"), &fixtures::config_map(&ns, "same", "1"))?;
+    repo.write(
+        &format!("{dir}/app/kept.yaml"),
+        &fixtures::config_map(&ns, "kept", "1"),
+    )?;
+    repo.write(
+        &format!("{dir}/app/same.yaml"),
+        &fixtures::config_map(&ns, "same", "1"),
+    )?;
     repo.commit("good")?;
     let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1s")?;
     agent.wait_ready(Duration::from_secs(60)).await?;
@@ -151,7 +157,18 @@ async fn a_hostile_commit_is_refused(
         })
     })
     .await;
-    let line = waited.map_err(|e| anyhow!("{e}; log:\n{}", log_tail(&agent.logs(), 20)))?;
+    let line = match waited {
+        Ok(line) => line,
+        Err(e) => {
+            let peak = agent.peak_rss_kib().map(|k| format!("{} MiB", k / 1024));
+            let alive = agent.get("/healthz").await.is_ok();
+            anyhow::bail!(
+                "{e}; agent peak RSS {peak:?} (chart limit {} MiB), still answering: {alive}; log:\n{}",
+                limit_kib / 1024,
+                log_tail(&agent.logs(), 20)
+            )
+        }
+    };
     anyhow::ensure!(
         line.contains("nothing was applied or pruned"),
         "the report does not say the commit was left alone: {line}"
@@ -207,7 +224,9 @@ async fn a_300_mb_blob_of_zeros_is_refused_without_being_inflated() -> Result<()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_thousand_files_are_refused_before_any_is_read() -> Result<()> {
-    let file = leak(Content::Text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n".into()));
+    let file = leak(Content::Text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n".into(),
+    ));
     a_hostile_commit_is_refused(
         "files",
         |dir| {
@@ -222,7 +241,9 @@ async fn fifty_thousand_files_are_refused_before_any_is_read() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tree_five_thousand_levels_deep_is_refused_at_the_depth_cap() -> Result<()> {
-    let file = leak(Content::Text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n".into()));
+    let file = leak(Content::Text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n".into(),
+    ));
     a_hostile_commit_is_refused(
         "deep",
         |dir| vec![(format!("{dir}/deep/{}f.yaml", "d/".repeat(5_000)), file)],
