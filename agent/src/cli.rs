@@ -112,10 +112,10 @@ pub struct LimitArgs {
     pub max_tree_depth: u64,
 
     /// Most bytes read below the cluster path (files and directory listings together).
-    #[arg(long, env = "OUTPOST_MAX_TOTAL_BYTES", default_value = "32MiB", value_parser = source::limits::parse_bytes)]
+    #[arg(long, env = "OUTPOST_MAX_TOTAL_BYTES", default_value = "24MiB", value_parser = source::limits::parse_bytes)]
     pub max_total_bytes: u64,
 
-    /// Most bytes one fetch may download (the whole repository's pack), and the largest object it may unpack.
+    /// Most bytes one fetch may download (the whole repository's pack); an object in it may inflate to half.
     #[arg(long, env = "OUTPOST_MAX_FETCH_BYTES", default_value = "96MiB", value_parser = source::limits::parse_bytes)]
     pub max_fetch_bytes: u64,
 }

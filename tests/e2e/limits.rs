@@ -212,12 +212,12 @@ async fn a_300_mb_blob_is_stopped_by_the_fetch_cap_within_the_memory_limit() -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_300_mb_blob_of_zeros_is_refused_without_being_inflated() -> Result<()> {
-    // Its pack is small: the fetch cap's byte count never trips, gix's allocation limit (the same cap) does.
+    // Its pack is small: the fetch cap's byte count never trips, gix's allocation limit (half the cap) does.
     let blob = leak(Content::Zeros(300 << 20));
     a_hostile_commit_is_refused(
         "zeros",
         |dir| vec![(format!("{dir}/app/zeros.yaml"), blob)],
-        &["--max-fetch-bytes", "inflates beyond it"],
+        &["--max-fetch-bytes", "inflating beyond half of it (48 MiB)"],
     )
     .await
 }
@@ -280,6 +280,64 @@ async fn ten_thousand_levels_of_yaml_nesting_are_refused_naming_file_and_documen
         "nesting",
         |dir| vec![(format!("{dir}/app/nested.yaml"), file)],
         &["/app/nested.yaml: document 2", "nested more than 128 levels"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_the_fetch_lets_through_is_refused_by_the_blob_cap_within_the_memory_limit() -> Result<()> {
+    // Just under half the fetch cap, the largest object a fetch takes: indexing holds its pack entry and the
+    // inflated blob at once. The default caps must still fit the chart's limit.
+    let blob = leak(Content::Random(47 << 20));
+    a_hostile_commit_is_refused(
+        "near",
+        |dir| vec![(format!("{dir}/app/near.yaml"), blob)],
+        &["/app/near.yaml: a file of 47 MiB", "--max-blob-bytes (16 MiB)"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_at_the_blob_cap_packed_with_tiny_keys_is_refused_within_the_memory_limit() -> Result<()> {
+    // The densest YAML a manifest can be: 16 MiB of one-letter values, a key and a value per 12 bytes. The
+    // parser's event budget stops it at about half a million keys, before the value outgrows the memory limit.
+    let mut text = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dense}\ndata:\n");
+    let mut i = 0u64;
+    while text.len() < (16 << 20) - 64 {
+        text.push_str(&format!("  k{i:x}: v\n"));
+        i += 1;
+    }
+    let file = leak(Content::Text(text));
+    a_hostile_commit_is_refused(
+        "dense",
+        |dir| vec![(format!("{dir}/app/dense.yaml"), file)],
+        &[
+            "/app/dense.yaml: document 1",
+            "over the YAML budget",
+            "400000 parser events",
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_file_at_the_blob_cap_packed_with_tiny_keys_is_refused_within_the_memory_limit() -> Result<()>
+{
+    // EMCO writes single-line JSON into .yaml files: JSON has no parser budget of its own, so its values are
+    // counted before it is parsed.
+    let mut text =
+        String::from(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dense"},"data":{"#);
+    let mut i = 0u64;
+    while text.len() < (16 << 20) - 64 {
+        text.push_str(&format!("\"k{i:x}\":\"v\","));
+        i += 1;
+    }
+    text.push_str("\"end\":\"v\"}}");
+    let file = leak(Content::Text(text));
+    a_hostile_commit_is_refused(
+        "densejson",
+        |dir| vec![(format!("{dir}/app/dense+ConfigMap.yaml"), file)],
+        &["/app/dense+ConfigMap.yaml: document 1", "over the JSON budget"],
     )
     .await
 }

@@ -4,6 +4,7 @@
 //! Data enters as [`SourceFile`](crate::source::SourceFile)s and leaves as [`Bundle`]s of [`Manifest`]s. Any
 //! error fails the whole set: the caller must then apply and prune nothing.
 
+mod budget;
 mod bundle;
 pub mod contest;
 pub mod digest;

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::budget::{self, MAX_DEPTH};
 use super::bundle::{Manifest, Origin};
 
 /// A file that cannot become manifests.
@@ -53,38 +54,22 @@ impl Error {
     }
 }
 
-/// Documents larger than this many nested levels are refused (a YAML bomb, not a manifest). serde_json stops
-/// JSON at the same depth; the YAML parser's budget stops YAML there, before a value is built.
-const MAX_DEPTH: usize = 128;
-
-/// What a YAML file may expand into beyond its own size: aliases (`*a`) replay what an anchor (`&a`) holds, so a
-/// few hundred bytes can describe gigabytes (an alias bomb). A file may yield at most twice its size in scalar
-/// bytes and in nodes, plus this much for small files; a commit's files are capped (`--max-files`,
-/// `--max-total-bytes`), so what all of them can expand into stays bounded too.
-const YAML_SLACK: usize = 256;
-
-/// The YAML parser's budget for a file of `len` bytes: nesting, nodes, scalar bytes and alias replay bounded
-/// by the file's own size (see [`YAML_SLACK`]).
-fn yaml_options(len: usize) -> serde_saphyr::Options {
-    let grown = len.saturating_mul(2).saturating_add(YAML_SLACK);
-    serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_depth: MAX_DEPTH,
-            max_nodes: grown,
-            max_total_scalar_bytes: grown,
-        },
-        alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: grown,
-        },
-    }
-}
-
 /// Parse `data`, the content of repository file `file`, into validated manifests.
 pub fn parse_file(file: &str, data: &[u8]) -> Result<Vec<Manifest>, Error> {
     let text = std::str::from_utf8(data).map_err(|_| Error::NotText {
         file: file.to_owned(),
     })?;
     let docs = if looks_like_json(file, text) {
+        // Over budget is final: YAML would build the same value.
+        if let Some((offset, document)) = budget::json_over_budget(text) {
+            return Err(Error::Syntax {
+                file: file.to_owned(),
+                document,
+                line: line_of(text, offset),
+                column: 1,
+                message: budget::json_message(),
+            });
+        }
         match parse_json(file, text) {
             Ok(docs) => docs,
             // `{a: b}` in a .yaml file is a YAML flow mapping, not JSON: let YAML have a go before reporting
@@ -130,7 +115,7 @@ fn parse_json(file: &str, text: &str) -> Result<Vec<(u64, Value)>, Error> {
                     document: docs.len() + 1,
                     line: e.line() as u64,
                     column: e.column() as u64,
-                    message: explain(&e.to_string()),
+                    message: budget::explain(&e.to_string()),
                 });
             }
         }
@@ -141,14 +126,14 @@ fn parse_json(file: &str, text: &str) -> Result<Vec<(u64, Value)>, Error> {
 /// Multi-document YAML; empty documents (a leading `---`, `---` twice) are skipped.
 fn parse_yaml(file: &str, text: &str) -> Result<Vec<(u64, Value)>, Error> {
     let docs: Vec<serde_saphyr::Spanned<Value>> =
-        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).map_err(|e| {
+        serde_saphyr::from_multiple_with_options(text, budget::yaml_options(text.len())).map_err(|e| {
             let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
             Error::Syntax {
                 file: file.to_owned(),
                 document: document_at_line(text, line),
                 line,
                 column,
-                message: explain(&first_line(&e.to_string())),
+                message: budget::explain(&first_line(&e.to_string())),
             }
         })?;
     Ok(docs
@@ -232,22 +217,6 @@ fn depth(v: &Value) -> usize {
         Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
         _ => 0,
     }
-}
-
-/// The parser's word for a broken budget, said in ours: which cap, and why it exists.
-fn explain(message: &str) -> String {
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("depth") || lower.contains("recursion limit") || lower.contains("nesting") {
-        return format!(
-            "nested more than {MAX_DEPTH} levels deep, which no Kubernetes object is ({message})"
-        );
-    }
-    if lower.contains("budget breached") || lower.contains("alias replay") {
-        return format!(
-            "expands to more than twice its own size (aliases replaying anchors: an alias bomb) ({message})"
-        );
-    }
-    message.to_owned()
 }
 
 /// 1-based line of a byte offset.
@@ -418,6 +387,7 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("alias bomb"), "{err}");
+        assert!(err.to_string().contains("twice its own size"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! check of ours could see it), so the cap must act on the stream. [`Cap`] is the progress gix reports to: its
 //! "read pack" child counts the bytes as they are read from the connection, and past the cap raises the flag gix
 //! checks between reads, which ends the fetch. gix is handed one flag, so [`Cap::receive`] also forwards the
-//! caller's interrupt (shutdown, `--git-timeout`) into it. The same value, set as gix's allocation limit
+//! caller's interrupt (shutdown, `--git-timeout`) into it. Half the cap, set as gix's allocation limit
 //! (`gitoxide.objects.allocLimit`), stops a small pack that inflates into one huge object (a blob of zeros).
 
 use std::sync::Arc;

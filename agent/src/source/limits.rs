@@ -23,7 +23,7 @@ pub enum Limit {
     TreeDepth,
     /// `--max-total-bytes`: everything read below the cluster path (files and directory listings).
     TotalBytes,
-    /// `--max-fetch-bytes`: what one fetch may download, and the largest object it may unpack.
+    /// `--max-fetch-bytes`: what one fetch may download (and, halved, the largest object it may inflate).
     FetchBytes,
 }
 
@@ -75,7 +75,7 @@ pub struct Limits {
     pub max_tree_depth: u64,
     /// Most bytes read below the cluster path, files and directory listings together.
     pub max_total_bytes: u64,
-    /// Most bytes one fetch may download; also the largest single object it may unpack.
+    /// Most bytes one fetch may download; an object in it may inflate to half of that.
     pub max_fetch_bytes: u64,
 }
 
@@ -92,9 +92,9 @@ impl Default for Limits {
             max_files: 20_000,
             // EMCO's deepest layout is context/<cid>/app/<app>/<file>: four levels.
             max_tree_depth: 64,
-            // Read files are held while parsed and again as objects: 32 MiB of YAML keeps the agent well under
-            // its 256Mi chart limit.
-            max_total_bytes: 32 * MIB,
+            // Read files are held while parsed and again as objects, and dense YAML grows several times over
+            // into values: 24 MiB of it keeps the agent under its 256Mi chart limit.
+            max_total_bytes: 24 * MIB,
             // A depth-1 pack of a whole fleet repository, compressed; the pack of one object is buffered whole
             // while it is indexed, so this also bounds the memory a fetch takes.
             max_fetch_bytes: 96 * MIB,
@@ -121,6 +121,12 @@ impl Limits {
             max,
             found: describe(found),
         })
+    }
+
+    /// The largest object a fetch may inflate: half of `--max-fetch-bytes`, because indexing the pack holds the
+    /// object's pack entry and the object itself at once, so the fetch never holds more than the cap.
+    pub fn max_inflated_object(&self) -> u64 {
+        (self.max_fetch_bytes / 2).max(1)
     }
 
     /// The value of one cap.

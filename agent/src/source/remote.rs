@@ -199,11 +199,12 @@ fn fetch_at_depth(
                 .set_value(&gix::config::tree::Core::SSH_COMMAND, command.as_str())
                 .map_err(|e| configure_err("ssh", &e))?;
         }
-        // No single object of the pack may inflate beyond the fetch cap: indexing holds it whole in memory.
+        // Indexing holds an object's pack entry and the object inflated at once: with neither above half the
+        // cap, a fetch holds at most the cap.
         snapshot
             .set_value(
                 &gix::config::tree::gitoxide::Objects::ALLOC_LIMIT,
-                config.limits.max_fetch_bytes.to_string().as_str(),
+                config.limits.max_inflated_object().to_string().as_str(),
             )
             .map_err(|e| configure_err("the allocation limit", &e))?;
         snapshot
@@ -280,7 +281,10 @@ fn fetch_at_depth(
                 return Error::Interrupted;
             }
             if describe(&e, scrubber).contains("too large to fit in memory") {
-                return over_cap("an object in the fetched pack that inflates beyond it".to_owned());
+                return over_cap(format!(
+                    "an object in the fetched pack inflating beyond half of it ({})",
+                    super::limits::Bytes(config.limits.max_inflated_object())
+                ));
             }
             match classify(&e, &shown, scrubber) {
                 Error::Connect { reason, .. } => Error::Fetch {
