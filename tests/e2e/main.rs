@@ -7,6 +7,7 @@
 mod cascade;
 mod chart;
 mod common;
+mod crash;
 mod daemon;
 mod emco;
 mod emco_rsync;
