@@ -13,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub mod outcome;
 pub mod paths;
+pub mod published;
 pub mod push;
 pub mod redact;
 pub mod render;
