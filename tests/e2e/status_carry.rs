@@ -140,7 +140,10 @@ exit 0
     );
     for w in &writers {
         let text = file_on_branch(&control, "main", &w.path()).context("raced status missing")?;
-        anyhow::ensure!(text.contains("unavailableReplicas: 1"), "{text}");
+        anyhow::ensure!(
+            text.lines().any(|l| l.trim() == "unavailableReplicas: 1"),
+            "{text}"
+        );
     }
     Ok((control, writers))
 }
@@ -218,8 +221,9 @@ async fn without_atomic_pushes_a_stale_status_is_never_carried_over_a_newer_one(
                 .map(str::trim)
                 .filter(|l| l.starts_with("unavailableReplicas"))
                 .collect();
+            let newest = format!("unavailableReplicas: {want}");
             anyhow::ensure!(
-                text.contains(&format!("unavailableReplicas: {want}")),
+                seen == [newest.as_str()],
                 "step {step} (writer {who} wrote {n}): {} went back to {seen:?}, its newest is {want}; status refs: {:?}; log:\n{}",
                 w.cluster,
                 status_refs(&control)?,

@@ -53,6 +53,7 @@ pub fn push_with(
     let held = done.held.len();
     let applied = match removal::remove(req, &done.held, interrupt) {
         Ok(removed) => removed == held && held == extra.len(),
+        Err(Error::Interrupted) => false,
         Err(e) => {
             tracing::warn!(error = %e, "Removing settled status refs after the branch moved failed; the next landing removes them");
             false

@@ -355,9 +355,15 @@ fn a_repository_that_refuses_http_pushes_is_read_only() {
 
 #[test]
 fn without_atomic_pushes_removals_follow_a_branch_update_that_landed_and_only_then() {
+    for via in [Via::Https, Via::Ssh, Via::File] {
+        removals_follow_the_branch(via);
+    }
+}
+
+fn removals_follow_the_branch(via: Via) {
     let f = Fixture::new("push-non-atomic");
     f.git(&["config", "receive.advertiseAtomic", "false"]);
-    let (repo, tip) = f.fetch(Via::Https);
+    let (repo, tip) = f.fetch(via);
     let status_ref = "refs/outpost/main.status/carried";
     f.git(&["update-ref", status_ref, &tip.to_string()]);
     let removal = [RefCommand {
@@ -365,7 +371,7 @@ fn without_atomic_pushes_removals_follow_a_branch_update_that_landed_and_only_th
         old: Some(tip),
         new: None,
     }];
-    let url = f.url(Via::Https);
+    let url = f.url(via);
     let push = |old: ObjectId, built: &Built| {
         let request = PushRequest {
             url: &url,
@@ -387,7 +393,7 @@ fn without_atomic_pushes_removals_follow_a_branch_update_that_landed_and_only_th
     assert!(matches!(outcome, PushOutcome::Rejected { .. }) && !applied);
     assert_eq!(f.git(&["rev-parse", status_ref]), tip.to_string());
     // Rebuilt on the new tip it lands, and the removal follows it.
-    let (_, theirs) = f.fetch(Via::Https);
+    let (_, theirs) = f.fetch(via);
     let (outcome, applied) = push(theirs, &commit_file(&repo, theirs, "status.yaml", "a: 2\n"));
     assert_eq!((outcome, applied), (PushOutcome::Updated, true));
     assert_eq!(f.git(&["for-each-ref", "refs/outpost/"]), "");
