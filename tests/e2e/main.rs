@@ -23,6 +23,7 @@ mod safety;
 mod stalls;
 mod status;
 mod status_branches;
+mod status_carry;
 mod status_secrets;
 mod status_yaml11;
 mod sync;
