@@ -16,7 +16,7 @@ use crate::inventory::source_state::SourceStateStore;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::{self, Outcome, Reconciler, Settings};
 use crate::rounds::Rounds;
-use crate::runtime::{Candidate, Process};
+use crate::runtime::{Candidate, Process, Stop};
 use crate::secret::Scrubber;
 use crate::source::{self, RepoUrl, Source};
 
@@ -132,14 +132,30 @@ pub async fn run(args: Args) -> Result<(), Error> {
     };
 
     loop {
-        let next = rounds.next(process.interrupt()).await;
+        // Leadership lost mid-round cancels the round at once (the in-flight requests are dropped) and stops
+        // drift correction: the holder stops acting before any standby may take the Lease over.
+        let interrupt = process.interrupt();
+        let round = tokio::select! {
+            biased;
+            () = process.lost() => None,
+            next = rounds.next(interrupt) => Some(next),
+        };
+        let Some(next) = round else {
+            rounds.stop();
+            return process
+                .stop(Stop::LeadershipLost)
+                .map_err(|_| Error::LeadershipLost);
+        };
         if next.ready {
             process.set_ready();
         }
         // A signal or a lost Lease wins over the next round: nothing new starts once stopping.
         tokio::select! {
             biased;
-            stop = process.stopped() => return process.stop(stop).map_err(|_| Error::LeadershipLost),
+            stop = process.stopped() => {
+                rounds.stop();
+                return process.stop(stop).map_err(|_| Error::LeadershipLost);
+            }
             _ = tokio::time::sleep(next.wait) => {}
             _ = changed.notified() => {
                 tokio::time::sleep(LOCAL_DEBOUNCE).await;

@@ -12,6 +12,7 @@ mod emco_rsync;
 mod fixtures;
 mod foundation;
 mod health_oracle;
+mod leader;
 mod library;
 mod packaging;
 mod resilience;

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod args;
 pub mod backoff;
 pub mod leadership;
+pub mod observed;
 pub mod process;
 pub mod shutdown;
 
