@@ -322,7 +322,10 @@ async fn leadership_lost_during_a_long_apply_stops_the_apply_at_once() -> Result
     let many: Vec<String> = (0..OBJECTS)
         .map(|i| fixtures::config_map(&ns, &format!("cm-{i:04}"), "1"))
         .collect();
-    repo.write(&format!("clusters/{cluster}/app/many.yaml"), &many.join("---\n"))?;
+    // Files of 500 documents: a file may hold at most 1024.
+    for (i, chunk) in many.chunks(500).enumerate() {
+        repo.write(&format!("clusters/{cluster}/app/many-{i}.yaml"), &chunk.join("---\n"))?;
+    }
     repo.commit("many")?;
     let mut cmd = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
     cmd.arg("--leader-election")
