@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         safety: Safety {
             allow_empty: false,
             max_prune_ratio: None,
+            allow_cascading_prune: false,
         },
         allow_own_namespace: false,
     };

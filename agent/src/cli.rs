@@ -58,6 +58,16 @@ pub struct GitArgs {
     /// known_hosts file for SSH; host keys are checked strictly against it.
     #[arg(long = "git-known-hosts-file", env = "OUTPOST_GIT_KNOWN_HOSTS_FILE")]
     pub known_hosts_file: Option<PathBuf>,
+
+    /// How long a Git operation (fetch, push, ref listing) may go without progress before it counts as stalled
+    /// and is abandoned: reported, and tried again at the next poll.
+    #[arg(
+        long = "git-timeout",
+        env = "OUTPOST_GIT_TIMEOUT",
+        default_value = "60s",
+        value_parser = crate::runtime::args::parse_git_timeout
+    )]
+    pub timeout: std::time::Duration,
 }
 
 impl GitArgs {
@@ -80,6 +90,7 @@ impl GitArgs {
             ca_file: self.ca_file.clone(),
             ssh_key_file: self.ssh_key_file.clone(),
             known_hosts_file: self.known_hosts_file.clone(),
+            timeout: Some(self.timeout),
         }
     }
 }
@@ -153,7 +164,13 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_ALLOW_OWN_NAMESPACE")]
     pub allow_own_namespace: bool,
 
-    /// Refuse a reconcile that would delete more than this share (0-1) of all managed objects.
+    /// Prune Namespaces, CRDs and PersistentVolumes (Claims), which delete what they hold, without their
+    /// `outpost.dev/prune: allow-cascade` annotation.
+    #[arg(long, env = "OUTPOST_ALLOW_CASCADING_PRUNE")]
+    pub allow_cascading_prune: bool,
+
+    /// Refuse a reconcile that would delete more than this share (0-1) of all managed objects (off by default:
+    /// EMCO terminating a cluster's last app deletes all of them).
     #[arg(long, env = "OUTPOST_MAX_PRUNE_RATIO", value_parser = parse_ratio)]
     pub max_prune_ratio: Option<f64>,
 
@@ -193,6 +210,7 @@ impl Args {
         crate::plan::Safety {
             allow_empty: self.allow_empty,
             max_prune_ratio: self.max_prune_ratio,
+            allow_cascading_prune: self.allow_cascading_prune,
         }
     }
 
@@ -241,6 +259,7 @@ mod tests {
         assert_eq!(args.apply_concurrency, 16);
         assert!(args.force_conflicts);
         assert!(!args.allow_empty);
+        assert!(!args.allow_cascading_prune);
         assert_eq!(args.max_prune_ratio, None);
         assert_eq!(args.resync_interval, Duration::from_secs(3600));
         assert_eq!(args.output, StatusFormat::Table);

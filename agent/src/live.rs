@@ -32,21 +32,25 @@ pub struct LiveMeta {
     pub uid: Option<String>,
     /// Annotated `outpost.dev/prune: disabled`.
     pub keep: bool,
+    /// Annotated `outpost.dev/prune: allow-cascade`: consents to a prune that deletes what it holds.
+    pub allow_cascade: bool,
 }
 
 impl LiveMeta {
     /// From an object's metadata.
     pub fn of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Self {
+        let prune = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::desired::PRUNE_ANNOTATION))
+            .map(String::as_str);
         LiveMeta {
             generation: meta.generation,
             resource_version: meta.resource_version.clone(),
             part_of: meta.labels.as_ref().and_then(|l| l.get(PART_OF_LABEL).cloned()),
             uid: meta.uid.clone(),
-            keep: meta
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(crate::desired::PRUNE_ANNOTATION))
-                .is_some_and(|v| v == "disabled"),
+            keep: prune == Some("disabled"),
+            allow_cascade: prune == Some(crate::desired::ALLOW_CASCADE),
         }
     }
 }

@@ -100,6 +100,8 @@ pub struct Safety {
     pub allow_empty: bool,
     /// `--max-prune-ratio`.
     pub max_prune_ratio: Option<f64>,
+    /// `--allow-cascading-prune`: Namespaces, CRDs and volumes may be pruned without their consent annotation.
+    pub allow_cascading_prune: bool,
 }
 
 /// The whole plan.

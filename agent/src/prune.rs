@@ -5,8 +5,14 @@
 //! to be kept (`outpost.dev/prune: disabled`), judged on metadata listed moments before (or read again when
 //! none was listed). Deletes carry the uid seen as a precondition, so an object recreated in between by
 //! someone else is never removed.
+//!
+//! Some deletes take more with them than the object: a Namespace everything in it, a CustomResourceDefinition
+//! every custom resource of its kind, a PersistentVolume (or the claim bound to it) the data. Those
+//! [`cascades`] are refused unless consented to ([`Consent`]): `outpost.dev/prune: allow-cascade` on the live
+//! object, `--allow-cascading-prune`, or a termination EMCO declared for the bundle. A refused member stays in
+//! the inventory, so it is reported and tried again, never orphaned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use backon::Retryable;
 use futures::StreamExt;
@@ -19,7 +25,34 @@ use crate::inventory::Member;
 use crate::live::{LiveIndex, LiveMeta, Lookup};
 use crate::object::ObjectKey;
 use crate::plan::Plan;
-use crate::resolve::Resolver;
+use crate::resolve::{Error as ResolveError, Resolved, Resolver};
+
+/// Whether deleting an object of this kind deletes more than itself (everything in a Namespace, every object
+/// of a CRD, the data of a volume).
+pub fn cascades(key: &ObjectKey) -> bool {
+    matches!(
+        (key.group.as_str(), key.kind.as_str()),
+        ("", "Namespace" | "PersistentVolume" | "PersistentVolumeClaim")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+    )
+}
+
+/// Who agreed to cascading deletes besides the objects themselves (their `allow-cascade` annotation).
+#[derive(Clone, Debug, Default)]
+pub struct Consent {
+    /// `--allow-cascading-prune`: every bundle.
+    pub all: bool,
+    /// Bundles whose termination EMCO declared (a commit left only their status trackers): EMCO cannot
+    /// annotate objects, and deleting the app is what it asked for.
+    pub bundles: BTreeSet<String>,
+}
+
+impl Consent {
+    /// Whether cascading deletes in `bundle` are agreed to without an annotation.
+    pub fn given(&self, bundle: &str) -> bool {
+        self.all || self.bundles.contains(bundle)
+    }
+}
 
 /// One member to delete.
 #[derive(Clone, Debug)]
@@ -45,6 +78,8 @@ pub enum Outcome {
     NotOurs,
     /// Annotated `outpost.dev/prune: disabled`: left in place, dropped from the inventory.
     Kept,
+    /// Its delete would cascade ([`cascades`]) and nobody consented: left in place, kept in the inventory.
+    Refused,
     /// Deleting failed; it stays in the inventory and is tried again next time.
     Failed(Error),
 }
@@ -52,7 +87,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the member can leave the inventory.
     pub fn settled(&self) -> bool {
-        !matches!(self, Outcome::Failed(_))
+        !matches!(self, Outcome::Failed(_) | Outcome::Refused)
     }
 }
 
@@ -91,6 +126,7 @@ pub async fn prune(
     resolver: &mut Resolver,
     candidates: Vec<Candidate>,
     live: &LiveIndex,
+    consent: &Consent,
     concurrency: usize,
 ) -> Vec<(Candidate, Outcome)> {
     let mut by_stage: BTreeMap<Stage, Vec<Candidate>> = BTreeMap::new();
@@ -100,6 +136,12 @@ pub async fn prune(
             .or_default()
             .push(c);
     }
+    // Discovery afresh for every group pruned from: a version served when the member was applied may not be
+    // any more, and a delete through it would answer 404 as if the object were gone.
+    let groups: BTreeSet<String> = by_stage.values().flatten().map(|c| c.key.group.clone()).collect();
+    for group in &groups {
+        resolver.forget(group);
+    }
     let mut results = Vec::new();
     for stage in Stage::ALL.iter().rev() {
         let Some(candidates) = by_stage.remove(stage) else {
@@ -107,14 +149,12 @@ pub async fn prune(
         };
         let mut ready = Vec::new();
         for c in candidates {
-            match resolver.resolve(&c.member.api_version, &c.key.kind).await {
+            match resolve(resolver, &c).await {
                 Ok(resolved) => {
                     let api = resolved.api(client, c.key.namespace.as_deref());
                     ready.push((c, api));
                 }
-                // The kind is gone (its CRD was deleted): so are its objects.
-                Err(crate::resolve::Error::UnknownKind { .. }) => results.push((c, Outcome::Gone)),
-                Err(e) => results.push((c, Outcome::Failed(e.into()))),
+                Err(outcome) => results.push((c, outcome)),
             }
         }
         let done: Vec<(Candidate, Outcome)> = futures::stream::iter(ready)
@@ -123,7 +163,7 @@ pub async fn prune(
                     Lookup::Present(meta) if meta.uid.is_some() => Some(meta.clone()),
                     _ => None,
                 };
-                let outcome = delete_one(&api, &c, listed).await;
+                let outcome = delete_one(&api, &c, listed, consent.given(&c.bundle)).await;
                 (c, outcome)
             })
             .buffer_unordered(concurrency.max(1))
@@ -134,8 +174,36 @@ pub async fn prune(
     results
 }
 
-/// Check ownership (on metadata listed moments ago, or read now), delete with a uid precondition.
-async fn delete_one(api: &Api<DynamicObject>, c: &Candidate, listed: Option<LiveMeta>) -> Outcome {
+/// The kind of a member as the API server serves it now (at its recorded version, or another served one), or
+/// what became of the member when no version serves it.
+async fn resolve(resolver: &mut Resolver, c: &Candidate) -> Result<Resolved, Outcome> {
+    let (group, kind) = (&c.key.group, &c.key.kind);
+    match resolver
+        .resolve_recorded(&c.member.api_version, group, kind)
+        .await
+    {
+        Ok(resolved) => Ok(resolved),
+        Err(ResolveError::UnknownKind { .. }) => match resolver.vanished(group, kind).await {
+            // Its CRD was deleted, which deleted its objects (or an upgrade removed the API: nothing can reach
+            // them): nothing left to delete.
+            Ok(()) => {
+                info!(object = %c.key, "Its kind is served no more and no CRD defines it: its objects went with it");
+                Err(Outcome::Gone)
+            }
+            Err(e) => Err(Outcome::Failed(e.into())),
+        },
+        Err(e) => Err(Outcome::Failed(e.into())),
+    }
+}
+
+/// Check ownership (on metadata listed moments ago, or read now) and consent to a cascade, delete with a uid
+/// precondition.
+async fn delete_one(
+    api: &Api<DynamicObject>,
+    c: &Candidate,
+    listed: Option<LiveMeta>,
+    consented: bool,
+) -> Outcome {
     let meta = match listed {
         Some(meta) => meta,
         None => match (|| async { api.get_opt(&c.key.name).await })
@@ -153,6 +221,9 @@ async fn delete_one(api: &Api<DynamicObject>, c: &Candidate, listed: Option<Live
     }
     if meta.keep {
         return Outcome::Kept;
+    }
+    if cascades(&c.key) && !consented && !meta.allow_cascade {
+        return Outcome::Refused;
     }
     // The uid precondition makes the delete fail if the object was replaced since it was read.
     let params = DeleteParams {
@@ -173,5 +244,60 @@ async fn delete_one(api: &Api<DynamicObject>, c: &Candidate, listed: Option<Live
         // The uid changed: someone recreated it; it is not the object we own.
         Err(kube::Error::Api(s)) if s.code == 409 => Outcome::NotOurs,
         Err(e) => Outcome::Failed(Error::from_kube(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(group: &str, kind: &str) -> ObjectKey {
+        ObjectKey {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: None,
+            name: "x".into(),
+        }
+    }
+
+    #[test]
+    fn namespaces_crds_and_volumes_cascade_and_the_rest_does_not() {
+        for (group, kind) in [
+            ("", "Namespace"),
+            ("", "PersistentVolume"),
+            ("", "PersistentVolumeClaim"),
+            ("apiextensions.k8s.io", "CustomResourceDefinition"),
+        ] {
+            assert!(cascades(&key(group, kind)), "{group}/{kind}");
+        }
+        for (group, kind) in [
+            ("", "ConfigMap"),
+            ("apps", "Deployment"),
+            ("example.com", "Namespace"),
+        ] {
+            assert!(!cascades(&key(group, kind)), "{group}/{kind}");
+        }
+    }
+
+    #[test]
+    fn consent_comes_from_the_flag_or_a_declared_bundle() {
+        let declared = Consent {
+            all: false,
+            bundles: ["1-web".to_owned()].into(),
+        };
+        assert!(declared.given("1-web"));
+        assert!(!declared.given("2-db"));
+        assert!(
+            Consent {
+                all: true,
+                ..Default::default()
+            }
+            .given("2-db")
+        );
+        assert!(!Consent::default().given("1-web"));
+        assert!(
+            !Outcome::Refused.settled(),
+            "a refused member must stay in the inventory"
+        );
     }
 }

@@ -37,13 +37,15 @@ const WAITING_RETRY: Duration = Duration::from_secs(5);
 const MAX_WAITING_RETRY: Duration = Duration::from_secs(60);
 
 /// What a round leaves for the loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Next {
     /// How long to wait before the next round (unless the source changes first).
     pub wait: Duration,
     /// The round synced (or found nothing to sync): the agent does its job, mark it ready. `false` leaves
     /// readiness as it was.
     pub ready: bool,
+    /// The round's Git work stalled (`--git-timeout`): not ready, for this reason, until a round gets through.
+    pub stalled: Option<String>,
 }
 
 /// The daemon's rounds and what they carry from one to the next.
@@ -70,6 +72,8 @@ pub struct Rounds {
     last_report: Option<Arc<SyncReport>>,
     /// When the last full sync ended (or was forced), to schedule the next.
     last_full_sync: Instant,
+    /// The last round stalled: the next one that gets through marks the agent ready again, even unchanged.
+    stalled: bool,
 }
 
 impl Rounds {
@@ -105,6 +109,7 @@ impl Rounds {
             waiting: ErrorBackoff::new(WAITING_RETRY, MAX_WAITING_RETRY),
             last_report: None,
             last_full_sync: Instant::now(),
+            stalled: false,
         }
     }
 
@@ -134,17 +139,29 @@ impl Rounds {
         }
         drop(paused);
         let interval = self.interval;
-        let polled = |ready| Next {
+        let recovered = std::mem::take(&mut self.stalled);
+        let polled = |ready: bool| Next {
             wait: jittered(interval, INTERVAL_JITTER),
-            ready,
+            ready: ready || recovered,
+            stalled: None,
         };
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
                 timer.finish(ReconcileResult::Error);
                 let wait = self.backoff.next_wait();
-                error!(error = %self.scrubber.scrub(&e.to_string()), retry_in = ?wait, "Reconcile failed");
-                return Next { wait, ready: false };
+                let message = self.scrubber.scrub(&e.to_string());
+                error!(error = %message, retry_in = ?wait, "Reconcile failed");
+                let stalled = matches!(
+                    e,
+                    crate::reconcile::Error::Source(crate::source::Error::Stalled { .. })
+                );
+                self.stalled = stalled;
+                return Next {
+                    wait,
+                    ready: false,
+                    stalled: stalled.then_some(message),
+                };
             }
         };
         self.backoff.reset();
@@ -167,7 +184,8 @@ impl Rounds {
                 info!(bundles = ?bundles, "Waiting for dependencies");
                 Next {
                     wait: self.waiting.next_wait(),
-                    ready: false,
+                    ready: recovered,
+                    stalled: None,
                 }
             }
         }

@@ -62,6 +62,9 @@ impl Error {
     }
 }
 
+/// How long one round may take before `/healthz` reports the loop stuck (on top of the wait before it).
+const ROUND_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Run the agent as the flags say.
 pub async fn run(args: Args) -> Result<(), Error> {
     let scrubber = Scrubber::default();
@@ -131,6 +134,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
         None => None,
     };
 
+    // A round may apply thousands of objects; beyond this plus the wait before it, the loop is stuck (every
+    // Git operation is bounded by --git-timeout, every API request by the client's timeouts).
+    let allowance = ROUND_ALLOWANCE + 2 * args.git.timeout;
+    process.beat(allowance);
     loop {
         // Leadership lost mid-round cancels the round at once (the in-flight requests are dropped) and stops
         // drift correction: the holder stops acting before any standby may take the Lease over.
@@ -146,7 +153,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 .stop(Stop::LeadershipLost)
                 .map_err(|_| Error::LeadershipLost);
         };
-        if next.ready {
+        process.beat(next.wait + allowance);
+        if let Some(reason) = &next.stalled {
+            process.set_not_ready(reason);
+        } else if next.ready {
             process.set_ready();
         }
         // A signal or a lost Lease wins over the next round: nothing new starts once stopping.

@@ -23,6 +23,7 @@ use std::time::Duration;
 use gix::ObjectId;
 use outpost_agent::secret::Scrubber;
 use outpost_agent::source::GitRef;
+use outpost_agent::source::deadline::Watchdog;
 use tracing::{info, warn};
 
 use crate::land::Job;
@@ -46,8 +47,10 @@ pub(crate) struct Fanout<'a> {
     pub(crate) scrubber: &'a Scrubber,
     /// `outpost_status_*`.
     pub(crate) metrics: Option<&'a StatusMetrics>,
-    /// Raised on shutdown.
+    /// Raised on shutdown, and when no branch was written for `--git-timeout`.
     pub(crate) interrupt: &'a AtomicBool,
+    /// Told each time a branch is done, which restarts `--git-timeout`.
+    pub(crate) progress: &'a Watchdog,
     /// What the writer remembers between writes.
     pub(crate) memory: &'a Memory,
     /// The newest rendered files by branch (`None`: the watches are not complete).
@@ -97,7 +100,9 @@ impl Fanout<'_> {
                 no_carrying: &self.memory.no_carrying,
                 latest: &latest,
             };
-            match job.run(files) {
+            let result = job.run(files);
+            self.progress.feed();
+            match result {
                 Ok(written) => {
                     let emptied = *memory.landed.lock().unwrap_or_else(|e| e.into_inner()) == Some(None);
                     if per_bundle && emptied {

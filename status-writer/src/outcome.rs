@@ -45,6 +45,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Source(source::Error::Interrupted) => "interrupted",
+            Error::Source(source::Error::Stalled { .. }) => "timeout",
             Error::Source(_) => "fetch",
             Error::Commit(e) => e.metric_label(),
             Error::Push(e) => e.metric_label(),

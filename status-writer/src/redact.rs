@@ -29,8 +29,10 @@ pub fn object(group: &str, kind: &str, obj: &mut Value) {
     if let Some(annotations) = obj
         .pointer_mut("/metadata/annotations")
         .and_then(Value::as_object_mut)
+        && let Some(copy) = annotations.get_mut(LAST_APPLIED)
     {
-        annotations.remove(LAST_APPLIED);
+        // Blanked, not removed: EMCO's monitor blanks it too, and the hub may expect the key.
+        *copy = Value::String(String::new());
     }
     drop_env_values(obj);
 }
@@ -75,7 +77,11 @@ mod tests {
                 "team": "edge",
             }}});
             object("", kind, &mut obj);
-            assert_eq!(obj["metadata"]["annotations"], json!({"team": "edge"}), "{kind}");
+            assert_eq!(
+                obj["metadata"]["annotations"],
+                json!({LAST_APPLIED: "", "team": "edge"}),
+                "{kind}"
+            );
         }
     }
 

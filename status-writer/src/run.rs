@@ -9,6 +9,7 @@ use std::time::Duration;
 use outpost_agent::metrics;
 use outpost_agent::runtime::{Candidate, ErrorBackoff, Process, Stop, jittered};
 use outpost_agent::secret::Scrubber;
+use outpost_agent::source;
 use tracing::{error, info};
 
 use crate::branch::{self, BranchTemplate};
@@ -185,7 +186,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
             }
             Err(e) => {
                 let wait = backoff.next_wait();
-                error!(error = %scrubber.scrub(&e.to_string()), retry_in = ?wait, "Status write failed");
+                let message = scrubber.scrub(&e.to_string());
+                error!(error = %message, retry_in = ?wait, "Status write failed");
+                if matches!(e, crate::outcome::Error::Source(source::Error::Stalled { .. })) {
+                    process.set_not_ready(&message);
+                }
                 retry_in = Some(wait);
             }
         }

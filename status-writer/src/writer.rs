@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use outpost_agent::secret::Scrubber;
+use outpost_agent::source::{self, deadline};
 use tracing::warn;
 
 use crate::branch::BranchTemplate;
@@ -142,12 +143,16 @@ impl Writer {
         let interrupt = self.interrupt.clone();
         let memory = self.memory.clone();
         let fanout_metrics = metrics.clone();
-        let joined = tokio::task::spawn_blocking(move || {
+        let (limit, url) = (target.auth.timeout, target.url.to_string());
+        // No progress (a branch written) for --git-timeout abandons the write: a frozen receive-pack or a server
+        // that stopped answering must not hold the writer.
+        let joined = deadline::run(limit, interrupt, move |dog| {
             Fanout {
                 target: &target,
                 scrubber: &scrubber,
                 metrics: fanout_metrics.as_ref(),
-                interrupt: &interrupt,
+                interrupt: dog.interrupt(),
+                progress: dog,
                 memory: &memory,
                 latest: &latest,
             }
@@ -155,7 +160,10 @@ impl Writer {
         })
         .await;
         joined.unwrap_or_else(|e| {
-            let e = Error::Task(e.to_string());
+            let e = match e {
+                deadline::Error::Stalled(s) => Error::Source(source::Error::Stalled { url, after: s.after }),
+                deadline::Error::Task(e) => Error::Task(e),
+            };
             if let Some(m) = &metrics {
                 m.write_failed(e.metric_label());
             }

@@ -174,6 +174,7 @@ async fn the_chart_lints_renders_and_passes_server_side_dry_run_for_every_mode()
             "git:\n  repo: ssh://git@git.example.invalid/fleet.git\n  clustername: c1\n  ssh:\n    privateKey: KEY\n    knownHosts: 'git.example.invalid ssh-ed25519 AAAA'\n".to_owned(),
         ),
         ("replicas", base("replicas: 2\nproxy: \"\"\n").replace("proxy: \"\"\n", "")),
+        ("cascading-prune", base("allowCascadingPrune: true\n")),
     ];
     for (name, values) in cases {
         let file = values_file(&values)?;
@@ -232,6 +233,16 @@ async fn the_chart_lints_renders_and_passes_server_side_dry_run_for_every_mode()
             leader.iter().all(|l| l == expected),
             "{name}: leader election {leader:?}"
         );
+        let cascade = containers(&docs)
+            .iter()
+            .filter_map(|c| env_var(c, "OUTPOST_ALLOW_CASCADING_PRUNE"))
+            .collect::<Vec<_>>();
+        let expected = if name == "cascading-prune" {
+            "true"
+        } else {
+            "false"
+        };
+        assert_eq!(cascade, [expected], "{name}: the agent's --allow-cascading-prune");
         dry_run(&client, &docs, &ns)
             .await
             .with_context(|| format!("dry-run {name}"))?;

@@ -324,7 +324,10 @@ async fn leadership_lost_during_a_long_apply_stops_the_apply_at_once() -> Result
         .collect();
     // Files of 500 documents: a file may hold at most 1024.
     for (i, chunk) in many.chunks(500).enumerate() {
-        repo.write(&format!("clusters/{cluster}/app/many-{i}.yaml"), &chunk.join("---\n"))?;
+        repo.write(
+            &format!("clusters/{cluster}/app/many-{i}.yaml"),
+            &chunk.join("---\n"),
+        )?;
     }
     repo.commit("many")?;
     let mut cmd = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;

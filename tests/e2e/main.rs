@@ -4,6 +4,7 @@
 //! repository, cluster name and namespaces. Run with `cargo test` (not nextest, which would start one API
 //! server per test).
 
+mod cascade;
 mod chart;
 mod common;
 mod daemon;
@@ -17,8 +18,10 @@ mod library;
 mod packaging;
 mod resilience;
 mod safety;
+mod stalls;
 mod status;
 mod status_branches;
 mod status_secrets;
 mod status_yaml11;
 mod sync;
+mod vanished;

@@ -106,7 +106,7 @@ fn parse_yaml(text: &str) -> Result<Value> {
 
 /// Sync an EMCO-layout app (Deployment, Service, Secret, ConfigMap, an Ingress-like other kind, a tracker) with
 /// the agent; returns (cluster, app namespace, agent namespace, repo).
-async fn synced_emco_app(
+pub(crate) async fn synced_emco_app(
     client: &kube::Client,
     servers: &GitServers,
 ) -> Result<(String, String, String, TestRepo)> {

@@ -30,6 +30,7 @@ pub enum Transport {
 }
 
 /// A configured `outpost-agent` (or `outpost-status-writer`) command line.
+#[derive(Clone)]
 pub struct AgentCommand {
     /// Which of our binaries.
     binary: &'static str,

@@ -136,6 +136,9 @@ impl GitServers {
         let token_file = dir.join("token");
         std::fs::write(&token_file, format!("{http_password}\n"))?;
 
+        // The servers' own global Git configuration: the freeze hook for stall tests (crate::freeze).
+        let server_gitconfig = crate::freeze::install(&dir)?;
+
         // fcgiwrap behind a unix socket, nginx in front of it.
         let socket = dir.join("fcgiwrap.sock");
         let fcgi_log = dir.join("fcgiwrap.log");
@@ -187,6 +190,7 @@ http {{
       fastcgi_pass unix:{socket};
       fastcgi_param SCRIPT_FILENAME {backend};
       fastcgi_param GIT_PROJECT_ROOT {root};
+      fastcgi_param GIT_CONFIG_GLOBAL {gitconfig};
       fastcgi_param GIT_HTTP_EXPORT_ALL "";
       fastcgi_param PATH_INFO $uri;
       fastcgi_param REMOTE_USER $remote_user;
@@ -208,6 +212,7 @@ http {{
                 socket = socket.display(),
                 backend = backend.display(),
                 root = root.display(),
+                gitconfig = server_gitconfig.display(),
             ),
         )?;
         let nginx_args = vec![
@@ -267,10 +272,11 @@ http {{
         std::fs::write(
             &sshd_conf,
             format!(
-                "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {dir}/sshd.pid\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nAllowUsers {ssh_user}\nSetEnv PATH=/usr/local/bin:/usr/bin:/bin\n",
+                "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {dir}/sshd.pid\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nAllowUsers {ssh_user}\nSetEnv PATH=/usr/local/bin:/usr/bin:/bin GIT_CONFIG_GLOBAL={gc}\n",
                 hk = host_key.display(),
                 ak = authorized.display(),
                 dir = ssh_dir.display(),
+                gc = server_gitconfig.display(),
             ),
         )?;
         let sshd_log = ssh_dir.join("sshd.log");
@@ -364,6 +370,7 @@ http {{
             https_port: self.https_port,
             ssh_port: self.ssh_port,
             ssh_user: self.ssh_user.clone(),
+            servers_dir: self.dir.clone(),
         })
     }
 }
@@ -379,6 +386,8 @@ pub struct TestRepo {
     https_port: u16,
     ssh_port: u16,
     ssh_user: String,
+    /// The servers' scratch directory (where the freeze hook is).
+    pub(crate) servers_dir: PathBuf,
 }
 
 impl TestRepo {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod freeze;
 pub mod git;
 pub mod kube;
 pub mod oracle;

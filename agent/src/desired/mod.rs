@@ -28,8 +28,11 @@ use crate::resolve::{Resolved, Resolver};
 
 /// Annotation asking for delete-and-recreate when an immutable field changed.
 pub const FORCE_ANNOTATION: &str = "outpost.dev/force";
-/// Annotation keeping an object when it leaves Git.
+/// Annotation keeping an object when it leaves Git (`disabled`), or consenting to a prune that deletes what
+/// the object holds (`allow-cascade`).
 pub const PRUNE_ANNOTATION: &str = "outpost.dev/prune";
+/// Value of [`PRUNE_ANNOTATION`] that consents to a cascading delete (a Namespace, CRD or volume).
+pub const ALLOW_CASCADE: &str = "allow-cascade";
 /// Namespace given to namespaced objects written without one (as kubectl does without a context namespace).
 pub const DEFAULT_NAMESPACE: &str = "default";
 

@@ -65,7 +65,7 @@ impl Error {
     /// The kind of failure, as a bounded metric label (failed reconciles are counted by it).
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Source(_) => "source",
+            Error::Source(e) => e.metric_label(),
             Error::MissingClusterPath { .. } => "missing_cluster_path",
             Error::Manifests { .. } => "manifests",
             Error::Refused { .. } => "refused",

@@ -9,7 +9,7 @@ use super::error::{Error, Result};
 use crate::manifest::render::Render;
 use crate::manifest::{Bundle, contest, layout};
 use crate::metrics::{GitOperation, Metrics};
-use crate::source::{Revision, SourceFile, Upstream};
+use crate::source::{Revision, SourceFile, Upstream, deadline};
 
 /// Check the ref, fetching when it moved; the Git request is timed into `metrics`.
 pub(crate) async fn update(
@@ -17,11 +17,13 @@ pub(crate) async fn update(
     metrics: Option<&Metrics>,
     interrupt: Arc<AtomicBool>,
 ) -> Result<Revision> {
+    let (limit, url) = (source.deadline(), source.location());
     let source = source.clone();
     let started = std::time::Instant::now();
-    let update = tokio::task::spawn_blocking(move || source.update(&interrupt))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?;
+    let update = match deadline::run(limit, interrupt, move |dog| source.update(dog.interrupt())).await {
+        Ok(update) => update.map_err(Error::from),
+        Err(e) => Err(stalled(e, url)),
+    };
     if let Some(m) = metrics {
         let op = match &update {
             Ok(u) if u.fetched => GitOperation::Fetch,
@@ -30,6 +32,14 @@ pub(crate) async fn update(
         m.git_request(op, update.is_ok(), started.elapsed().as_secs_f64());
     }
     Ok(update?.revision)
+}
+
+/// A deadline's verdict as an error of ours.
+pub(crate) fn stalled(err: deadline::Error, url: String) -> Error {
+    match err {
+        deadline::Error::Stalled(s) => crate::source::Error::Stalled { url, after: s.after }.into(),
+        deadline::Error::Task(e) => Error::Task(e),
+    }
 }
 
 /// The files under `path` at `commit`; `None` when the path does not exist there.

@@ -1,6 +1,8 @@
 //! The end of a sync: prune what left Git (in bundles that applied cleanly), then record the outcome in the
 //! inventories (shrinking member lists only after deletes succeeded).
 
+use std::collections::BTreeMap;
+
 use tracing::{info, warn};
 
 use super::parts::Parts;
@@ -8,17 +10,33 @@ use super::progress::Progress;
 use crate::inventory::record::{self, Write};
 use crate::live::LiveIndex;
 use crate::plan::Plan;
-use crate::prune::{self, Outcome as PruneOutcome};
+use crate::prune::{self, Candidate, Consent, Outcome as PruneOutcome};
 
-/// Delete what left Git, in bundles that applied cleanly (and in bundles that left Git).
-pub(crate) async fn prune(parts: &mut Parts, progress: &mut Progress, plan: &Plan, live: &LiveIndex) {
+/// Delete what left Git, in bundles that applied cleanly (and in bundles that left Git); cascading deletes
+/// only with `consent` or the object's own.
+pub(crate) async fn prune(
+    parts: &mut Parts,
+    progress: &mut Progress,
+    plan: &Plan,
+    live: &LiveIndex,
+    consent: &Consent,
+) {
     let store = &parts.store;
     let candidates = prune::candidates(plan, |b| progress.clean(b), |b| store.applyset_id(b));
     if candidates.is_empty() {
         return;
     }
     let concurrency = parts.settings.apply.concurrency;
-    let outcomes = prune::prune(&parts.client, &mut parts.resolver, candidates, live, concurrency).await;
+    let outcomes = prune::prune(
+        &parts.client,
+        &mut parts.resolver,
+        candidates,
+        live,
+        consent,
+        concurrency,
+    )
+    .await;
+    let mut refusals: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (c, outcome) in outcomes {
         match &outcome {
             PruneOutcome::Deleted => {
@@ -31,6 +49,13 @@ pub(crate) async fn prune(parts: &mut Parts, progress: &mut Progress, plan: &Pla
             PruneOutcome::Kept => info!(bundle = %c.bundle, object = %c.key, "Kept (prune disabled)"),
             PruneOutcome::NotOurs => {
                 info!(bundle = %c.bundle, object = %c.key, "Not pruned: no longer ours")
+            }
+            PruneOutcome::Refused => {
+                refused(parts, progress, &c);
+                refusals
+                    .entry(c.bundle.clone())
+                    .or_default()
+                    .push(c.key.to_string());
             }
             PruneOutcome::Gone => {}
             PruneOutcome::Failed(e) => {
@@ -45,6 +70,42 @@ pub(crate) async fn prune(parts: &mut Parts, progress: &mut Progress, plan: &Pla
         if outcome.settled() {
             progress.forget(&c.bundle, &c.key);
         }
+    }
+    warn_refused(parts, refusals).await;
+}
+
+/// A cascading prune nobody consented to: the member stays (in the cluster and the inventory) and the bundle
+/// reports it.
+fn refused(parts: &Parts, progress: &mut Progress, c: &Candidate) {
+    if let Some(m) = &parts.metrics {
+        m.object_failed("prune", "cascade_refused");
+    }
+    warn!(bundle = %c.bundle, object = %c.key, "Prune refused: it would cascade and nobody consented");
+    progress.fail(
+        &c.bundle,
+        format!(
+            "prune {} refused: deleting it deletes everything it holds; {CONSENT_HINT}",
+            c.key
+        ),
+    );
+}
+
+/// How to consent to a refused cascading prune.
+const CONSENT_HINT: &str = "annotate it outpost.dev/prune=allow-cascade (or run with --allow-cascading-prune) to delete it, or put it back in Git";
+
+/// One `PruneRefused` Warning per bundle naming its refused objects (Events with the same reason on the same
+/// inventory are merged into one series, so one per object would show only the first).
+async fn warn_refused(parts: &Parts, refused: BTreeMap<String, Vec<String>>) {
+    let Some(events) = &parts.events else {
+        return;
+    };
+    for (bundle, mut objects) in refused {
+        objects.sort();
+        let note = format!(
+            "prune of {} refused: deleting it deletes everything it holds; {CONSENT_HINT}",
+            objects.join(", ")
+        );
+        events.warn(&bundle, "PruneRefused", "Prune", &note).await;
     }
 }
 

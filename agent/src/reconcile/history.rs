@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::inventory::store::Loaded;
 use crate::manifest::layout;
-use crate::source::{Revision, Upstream};
+use crate::source::{Revision, Upstream, deadline};
 
 /// Commits read back at most: EMCO makes a handful per app change, so this covers days of skipped commits for
 /// an agent that was down, while bounding what one refused poll may fetch and read.
@@ -49,10 +49,12 @@ pub(crate) async fn announced_deletions(
         return BTreeSet::new();
     }
     let interrupt = interrupt.unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
-    let scan = tokio::task::spawn_blocking(move || {
+    let limit = source.deadline();
+    let scan = deadline::run(limit, interrupt, move |dog| {
         let mut announced = BTreeSet::new();
         for (base, bundles) in by_base {
-            let commits = match source.history(tip, base, MAX_HISTORY, &interrupt) {
+            dog.feed();
+            let commits = match source.history(tip, base, MAX_HISTORY, dog.interrupt()) {
                 Ok(Some(commits)) => commits,
                 Ok(None) => {
                     warn!(base = %base, max = MAX_HISTORY, "The last applied commit is not among the recent ancestors of the new one; cannot tell whether a deletion was announced");
@@ -75,5 +77,8 @@ pub(crate) async fn announced_deletions(
         }
         announced
     });
-    scan.await.unwrap_or_default()
+    scan.await.unwrap_or_else(|e| {
+        warn!(error = %e, "Reading the commits since the last applied one stalled");
+        BTreeSet::new()
+    })
 }

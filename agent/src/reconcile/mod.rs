@@ -14,7 +14,6 @@ use kube::Client;
 use tracing::info;
 
 use crate::apply::Applier;
-use crate::desired;
 use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Loaded, Store};
 use crate::manifest::Bundle;
@@ -25,6 +24,7 @@ use crate::resolve::Resolver;
 use crate::secret::Scrubber;
 use crate::source::{Revision, Upstream};
 
+mod consent;
 mod error;
 mod fetch;
 mod finish;
@@ -203,11 +203,7 @@ impl Reconciler {
         };
         let loaded = self.parts.store.load().await?;
         let store = self.parts.store.clone();
-        let fence = self.parts.settings.fence();
-        let desired = desired::build(&mut bundles, &mut self.parts.resolver, &fence, |b| {
-            store.applyset_id(b)
-        })
-        .await;
+        let desired = self.parts.desired(&mut bundles).await;
         let live = view::listed(&self.parts.client, &mut self.parts.resolver, &loaded).await;
         let revision = commit.to_string();
         let announced = self.announced_if_empty(&revision, &bundles, &loaded).await;
@@ -318,12 +314,9 @@ impl Reconciler {
         };
         lap("load");
         view::settle_contested(&mut bundles, &loaded);
+        let declared = consent::declared(&bundles);
         let store = self.parts.store.clone();
-        let fence = self.parts.settings.fence();
-        let desired = desired::build(&mut bundles, &mut self.parts.resolver, &fence, |b| {
-            store.applyset_id(b)
-        })
-        .await;
+        let desired = self.parts.desired(&mut bundles).await;
         lap("desired");
         let announced = self.announced_if_empty(revision, &bundles, &loaded).await;
         let live = if trusted {
@@ -352,7 +345,15 @@ impl Reconciler {
         lap("plan");
         waves::apply(&mut self.parts, &mut progress, &bundles, &plan, &desired).await?;
         lap("apply");
-        finish::prune(&mut self.parts, &mut progress, &plan, &live).await;
+        let history = consent::History {
+            source: &self.source,
+            cluster_path: self.cluster_path(),
+            interrupt: self.interrupt.clone(),
+        };
+        let all = self.parts.settings.safety.allow_cascading_prune;
+        let plan_view = (revision, &loaded, &plan);
+        let consent = consent::consent(all, declared, &announced, plan_view, history).await;
+        finish::prune(&mut self.parts, &mut progress, &plan, &live, &consent).await;
         lap("prune");
         finish::record(&self.parts, &mut progress, &plan, revision).await;
         lap("record");

@@ -37,4 +37,14 @@ impl Parts {
     pub(crate) fn concurrency(&self) -> usize {
         self.settings.apply.concurrency.max(1)
     }
+
+    /// The desired objects of `bundles` (taking their manifests), with what Git may not write refused.
+    pub(crate) async fn desired(
+        &mut self,
+        bundles: &mut [crate::manifest::Bundle],
+    ) -> crate::desired::DesiredSet {
+        let store = self.store.clone();
+        let fence = self.settings.fence();
+        crate::desired::build(bundles, &mut self.resolver, &fence, |b| store.applyset_id(b)).await
+    }
 }

@@ -68,6 +68,9 @@ struct ReadyState {
     role: String,
     /// Why the process is not ready, reported while not ready.
     reason: String,
+    /// The work loop's last sign of progress and how long it may go without one; `/healthz` fails past it.
+    /// `None` until the loop first beats (a standby waiting for its Lease has no loop to watch).
+    beat: Option<(std::time::Instant, Duration)>,
 }
 
 impl Readiness {
@@ -77,6 +80,7 @@ impl Readiness {
             ready: false,
             role: ROLE_SINGLE.to_owned(),
             reason: "starting".to_owned(),
+            beat: None,
         })))
     }
 
@@ -92,6 +96,27 @@ impl Readiness {
         let mut state = self.lock();
         state.ready = false;
         reason.clone_into(&mut state.reason);
+    }
+
+    /// The work loop made progress; `/healthz` fails once `window` passes without another beat, so the
+    /// kubelet restarts a process whose loop is stuck.
+    pub fn beat(&self, window: Duration) {
+        self.lock().beat = Some((std::time::Instant::now(), window));
+    }
+
+    /// The `/healthz` answer: 200 while the loop beats (or before it starts), 503 once it stopped.
+    fn liveness(&self) -> (StatusCode, String) {
+        match self.lock().beat {
+            Some((at, window)) if at.elapsed() > window => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "no progress of the work loop for {}s (allowed {}s)",
+                    at.elapsed().as_secs(),
+                    window.as_secs()
+                ),
+            ),
+            _ => (StatusCode::OK, "ok".to_owned()),
+        }
     }
 
     /// Whether the process is ready.
@@ -270,8 +295,11 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             let (status, body) = state.readiness.report();
             respond(status, TEXT_CONTENT_TYPE, body)
         }
-        // Liveness: answering at all is the proof.
-        _ => respond(StatusCode::OK, TEXT_CONTENT_TYPE, "ok"),
+        // Liveness: answering, and the work loop beating within its window.
+        _ => {
+            let (status, body) = state.readiness.liveness();
+            respond(status, TEXT_CONTENT_TYPE, body)
+        }
     }
 }
 
@@ -364,6 +392,22 @@ mod tests {
         let running = start(empty_state()).await;
         let (status, _, body) = request(running.addr, "GET", "/healthz").await;
         assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_once_the_work_loop_stops_beating() {
+        let state = empty_state();
+        let running = start(state.clone()).await;
+        state.readiness.beat(Duration::from_millis(200));
+        let (status, _, _) = request(running.addr, "GET", "/healthz").await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (status, _, body) = request(running.addr, "GET", "/healthz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("no progress of the work loop"), "{body}");
+        state.readiness.beat(Duration::from_secs(60));
+        let (status, _, _) = request(running.addr, "GET", "/healthz").await;
+        assert_eq!(status, 200);
     }
 
     #[tokio::test]

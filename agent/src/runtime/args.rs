@@ -33,6 +33,13 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     parse_within(text, Duration::from_secs(1), Duration::from_secs(86_400), why)
 }
 
+/// `--git-timeout`: 1 s to an hour. Zero would fail every request; beyond an hour a stalled server is never
+/// noticed.
+pub fn parse_git_timeout(text: &str) -> Result<Duration, String> {
+    let why = "it is how long a Git operation may go without progress before it counts as stalled";
+    parse_within(text, Duration::from_secs(1), Duration::from_secs(3600), why)
+}
+
 /// `--resync-interval`: 10 s to a week. A full resync lists every managed kind; more often than that is load
 /// without purpose.
 pub fn parse_resync_interval(text: &str) -> Result<Duration, String> {

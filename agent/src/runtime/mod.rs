@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod args;
 pub mod backoff;
+pub mod entry;
 pub mod leadership;
 pub mod observed;
 pub mod process;

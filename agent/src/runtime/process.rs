@@ -126,6 +126,16 @@ impl Process {
         self.readiness.set_ready(role);
     }
 
+    /// The work loop made progress and will beat again within `window`, or `/healthz` fails.
+    pub fn beat(&self, window: std::time::Duration) {
+        self.readiness.beat(window);
+    }
+
+    /// Marks the process not ready, saying why (the work is stuck: a stalled Git server).
+    pub fn set_not_ready(&self, reason: &str) {
+        self.readiness.set_not_ready(reason);
+    }
+
     /// The flag blocking work polls; raised by the first signal.
     pub fn interrupt(&self) -> Arc<AtomicBool> {
         self.shutdown.interrupt()

@@ -57,6 +57,9 @@ pub struct Auth {
     pub ssh_key_file: Option<PathBuf>,
     /// known_hosts for SSH (`--git-known-hosts-file`); host keys are checked strictly.
     pub known_hosts_file: Option<PathBuf>,
+    /// `--git-timeout`: the longest a Git operation may go without progress (HTTP reads, SSH keepalives, the
+    /// deadline around blocking work); `None` leaves the library defaults.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Auth {

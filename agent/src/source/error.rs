@@ -28,6 +28,14 @@ pub enum Error {
         /// What went wrong, scrubbed.
         reason: String,
     },
+    /// A Git operation made no progress for `--git-timeout`: abandoned, tried again at the next poll.
+    #[error("{url} stalled: no progress for {}s (--git-timeout); abandoned, trying again at the next poll", .after.as_secs())]
+    Stalled {
+        /// The repository URL, without credentials.
+        url: String,
+        /// The limit that passed.
+        after: std::time::Duration,
+    },
     /// The ref does not exist on the remote or in the local repository.
     #[error("{reference} not found in {url}: check --git-ref")]
     RefNotFound {
@@ -76,6 +84,7 @@ impl Error {
             Error::Auth(e) => e.metric_label(),
             Error::Unauthorized { .. } => "git_unauthorized",
             Error::Connect { .. } => "git_connect",
+            Error::Stalled { .. } => "git_timeout",
             Error::RefNotFound { .. } => "git_ref_not_found",
             Error::Fetch { .. } => "git_fetch",
             Error::Open { .. } => "git_open",

@@ -88,6 +88,10 @@ impl Upstream for Source {
         self.upstream().location()
     }
 
+    fn deadline(&self) -> Option<std::time::Duration> {
+        self.upstream().deadline()
+    }
+
     fn update(&self, interrupt: &AtomicBool) -> Result<Update> {
         self.upstream().update(interrupt)
     }

@@ -16,6 +16,7 @@
 
 pub mod auth;
 mod config;
+pub mod deadline;
 mod error;
 mod file;
 mod git;

@@ -77,6 +77,10 @@ impl Upstream for Remote {
         self.config.url.to_string()
     }
 
+    fn deadline(&self) -> Option<std::time::Duration> {
+        self.config.auth.timeout
+    }
+
     /// One ref advertisement; a pack only when the commit is not in the cache yet.
     fn update(&self, interrupt: &AtomicBool) -> Result<Update> {
         update(&self.config, &self.scrubber, interrupt)
@@ -180,6 +184,8 @@ fn fetch_at_depth(
         unreachable!("remote::fetch called for a local repository");
     };
     let shown = config.url.to_string();
+    let _cache =
+        super::deadline::CacheLock::acquire(&cache_path(config), interrupt).ok_or(Error::Interrupted)?;
     let mut repo = open_cache(config)?;
     if config.url.is_ssh() {
         let command = super::ssh::command(&config.auth, &cache_path(config))?;

@@ -14,6 +14,11 @@ const CONNECT_TIMEOUT_SECS: u32 = 20;
 
 /// Build the `core.sshCommand` value for `auth`, preparing the key copy inside `cache_repo`.
 pub(super) fn command(auth: &Auth, cache_repo: &Path) -> Result<String> {
+    let limit = auth
+        .timeout
+        .map_or(u64::from(CONNECT_TIMEOUT_SECS), |t| t.as_secs().max(1));
+    let connect = limit.min(u64::from(CONNECT_TIMEOUT_SECS));
+    let alive = limit.div_ceil(3).clamp(1, 15);
     let mut parts = vec![
         "ssh".to_owned(),
         "-F".into(),
@@ -23,7 +28,13 @@ pub(super) fn command(auth: &Auth, cache_repo: &Path) -> Result<String> {
         "-o".into(),
         "StrictHostKeyChecking=yes".into(),
         "-o".into(),
-        format!("ConnectTimeout={CONNECT_TIMEOUT_SECS}"),
+        format!("ConnectTimeout={connect}"),
+        // A server (or the network) that stops answering ends the session after three unanswered keepalives,
+        // instead of holding the poll until the kernel gives up on the TCP connection.
+        "-o".into(),
+        format!("ServerAliveInterval={alive}"),
+        "-o".into(),
+        "ServerAliveCountMax=3".into(),
     ];
     if let Some(known_hosts) = &auth.known_hosts_file {
         parts.push("-o".into());

@@ -23,6 +23,9 @@ use crate::secret::{Scrubber, Secret};
 /// requests apart.
 pub const USER_AGENT: &str = concat!("outpost/", env!("CARGO_PKG_VERSION"));
 
+/// The longest a new connection may take (gix's own default), shortened to `--git-timeout` when that is less.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// HTTP options for `url`: gix's defaults from `repo`'s configuration, our user agent, and a client hook that
 /// trusts the CA bundle of `auth` (`--git-ca-file`). `shown` is the URL as it may be printed, for errors.
 pub fn http_options(
@@ -40,19 +43,31 @@ pub fn http_options(
         .map(|o| *o)
         .unwrap_or_default();
     options.user_agent = Some(USER_AGENT.to_owned());
-    if let Some(pem) = auth.ca_bundle()? {
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Connect {
-            url: shown.to_owned(),
-            reason: format!("--git-ca-file holds no usable PEM certificate: {e}"),
-        })?;
-        let backend = http::reqwest::Options {
-            configure_client: Some(Box::new(
-                move |builder| Ok(builder.tls_certs_merge(certs.clone())),
-            )),
-            configure_request: None,
-        };
-        options.backend = Some(Arc::new(Mutex::new(backend)) as Arc<Mutex<dyn Any + Send + Sync + 'static>>);
-    }
+    let certs = match auth.ca_bundle()? {
+        Some(pem) => Some(
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Connect {
+                url: shown.to_owned(),
+                reason: format!("--git-ca-file holds no usable PEM certificate: {e}"),
+            })?,
+        ),
+        None => None,
+    };
+    let timeout = auth.timeout;
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(move |mut builder| {
+            if let Some(certs) = &certs {
+                builder = builder.tls_certs_merge(certs.clone());
+            }
+            // The blocking client applies this to reaching the response headers and to every read of the body:
+            // a server that stops sending mid-transfer fails the request instead of holding it.
+            if let Some(limit) = timeout {
+                builder = builder.timeout(limit).connect_timeout(limit.min(CONNECT_TIMEOUT));
+            }
+            Ok(builder)
+        })),
+        configure_request: None,
+    };
+    options.backend = Some(Arc::new(Mutex::new(backend)) as Arc<Mutex<dyn Any + Send + Sync + 'static>>);
     Ok(options)
 }
 

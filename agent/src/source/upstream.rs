@@ -39,6 +39,12 @@ pub trait Upstream: Send + Sync {
     /// Where the source is, as it is safe to print (never with credentials).
     fn location(&self) -> String;
 
+    /// How long a network operation may go without progress (`--git-timeout`); `None` for sources that never
+    /// wait on a network.
+    fn deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Find the revision the followed ref points at and make its files readable locally. A network source
     /// transfers content only when that revision is not cached yet.
     fn update(&self, interrupt: &AtomicBool) -> Result<Update>;

@@ -47,6 +47,7 @@ impl Fixture {
             ca_file: Some(servers.ca_file.clone()),
             ssh_key_file: Some(servers.ssh_key.clone()),
             known_hosts_file: Some(servers.known_hosts.clone()),
+            timeout: None,
         };
         let cache = outpost_tests::scratch_dir(name).unwrap();
         Fixture {
