@@ -24,7 +24,7 @@ export OUTPOST_STATUS_CORPUS ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/statu
 # health (daemon, and health_oracle: kstatus judges both versions), the status writer (status) and EMCO's hooks
 # (emco). libtest takes several name filters.
 COMPAT_KUBE_VERSION ?= 1.20
-COMPAT_TESTS ?= foundation:: sync:: safety:: daemon:: status:: emco:: health_oracle::
+COMPAT_TESTS ?= foundation:: sync:: safety:: daemon:: status:: emco:: health_oracle:: leader::
 
 # Integration tests run in one binary with libtest (not nextest) so the API server starts once: the whole suite
 # on the current Kubernetes (tests/src/tools.rs), then its compatibility part on 1.20. Then the Go oracles judge
