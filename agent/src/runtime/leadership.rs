@@ -357,6 +357,80 @@ mod tests {
             .expect("lost in time");
     }
 
+    fn held_by(holder: &str) -> Lease {
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// What `foreign_change` answers to `events`, or `None` when it keeps waiting.
+    async fn verdict(events: Vec<Result<watcher::Event<Lease>, watcher::Error>>) -> Option<String> {
+        let stream = futures::stream::iter(events).chain(futures::stream::pending());
+        let mut stream = std::pin::pin!(stream);
+        tokio::time::timeout(NOT_RESOLVED, foreign_change(&mut stream, "me"))
+            .await
+            .ok()
+            .map(|lost| lost.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_lease_watch_ends_leadership_only_on_another_holder_or_a_deletion() {
+        let ours = vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(held_by("me"))),
+            Ok(watcher::Event::InitDone),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(watcher::Event::Apply(held_by("me"))),
+        ];
+        assert_eq!(verdict(ours).await, None, "our own renewals or a failing watch");
+        let taken = vec![
+            Ok(watcher::Event::Apply(held_by("me"))),
+            Ok(watcher::Event::Apply(held_by("thief"))),
+        ];
+        assert_eq!(
+            verdict(taken).await.as_deref(),
+            Some("\"thief\" holds the Lease now")
+        );
+        let released = vec![Ok(watcher::Event::Apply(held_by("")))];
+        assert!(verdict(released).await.is_some(), "a released Lease is not ours");
+        let deleted = vec![Ok(watcher::Event::Delete(held_by("me")))];
+        assert_eq!(verdict(deleted).await.as_deref(), Some("the Lease was deleted"));
+    }
+
+    #[tokio::test]
+    async fn a_hung_renewal_loses_leadership_at_the_renew_deadline_not_at_the_lease_end() {
+        // An API server that accepts connections and never answers, as a partition that leaves sockets open.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _silent = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let config = kube::Config::new(format!("http://{addr}").parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let lease = Duration::from_secs(3);
+        let mut elector = Elector::new(client, "ns", "lease", "me".into(), lease);
+        let started = Instant::now();
+        let lost = tokio::time::timeout(
+            TEST_TIMEOUT,
+            elector.hold(started + elector.timing.renew_deadline),
+        )
+        .await
+        .expect("lost in time");
+        assert!(matches!(lost, Lost::Deadline), "{lost}");
+        let held = started.elapsed();
+        assert!(
+            held >= Duration::from_secs(2) && held < lease,
+            "leader for {held:?} with renewals hanging"
+        );
+    }
+
     #[test]
     fn identity_is_never_empty() {
         assert!(!identity().is_empty());
