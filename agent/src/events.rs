@@ -18,11 +18,14 @@ pub struct Events {
     recorder: Recorder,
     /// The agent namespace, where parents live.
     namespace: String,
+    /// `--cluster`, part of parent names.
+    cluster: String,
 }
 
 impl Events {
-    /// A publisher reporting as `outpost-agent` from `instance` (the pod name when known).
-    pub fn new(client: Client, namespace: &str, instance: Option<String>) -> Self {
+    /// A publisher about `cluster`'s bundles reporting as `outpost-agent` from `instance` (the pod name when
+    /// known).
+    pub fn new(client: Client, namespace: &str, cluster: &str, instance: Option<String>) -> Self {
         let reporter = Reporter {
             controller: "outpost-agent".into(),
             instance,
@@ -30,6 +33,7 @@ impl Events {
         Events {
             recorder: Recorder::new(client, reporter),
             namespace: namespace.to_owned(),
+            cluster: cluster.to_owned(),
         }
     }
 
@@ -47,7 +51,7 @@ impl Events {
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Secret".into()),
-            name: Some(parent_name(bundle)),
+            name: Some(parent_name(&self.cluster, bundle)),
             namespace: Some(self.namespace.clone()),
             ..Default::default()
         };

@@ -60,6 +60,8 @@ pub struct Rounds {
     scrubber: Scrubber,
     /// Namespace of the inventories, to name each bundle's ApplySet for drift.
     namespace: String,
+    /// `--cluster`: parent names, and so ApplySet ids, include it.
+    cluster: String,
     /// Time between polls (`--interval`), before jitter.
     interval: Duration,
     /// Time between full re-syncs (`--resync-interval`).
@@ -85,7 +87,12 @@ impl Rounds {
         metrics: Metrics,
         scrubber: Scrubber,
     ) -> Self {
-        let events = Events::new(client.clone(), &args.namespace, std::env::var("POD_NAME").ok());
+        let events = Events::new(
+            client.clone(),
+            &args.namespace,
+            &args.cluster,
+            std::env::var("POD_NAME").ok(),
+        );
         let drift = Drift::start(
             client.clone(),
             Applier::new(client, args.apply_options()),
@@ -103,6 +110,7 @@ impl Rounds {
             metrics,
             scrubber,
             namespace: args.namespace.clone(),
+            cluster: args.cluster.clone(),
             interval: args.interval,
             resync_interval: args.resync_interval,
             backoff: ErrorBackoff::new(MIN_ERROR_BACKOFF, MAX_ERROR_BACKOFF),
@@ -132,8 +140,8 @@ impl Rounds {
         if let Some(report) = self.reconciler.last_report()
             && !self.last_report.as_ref().is_some_and(|r| Arc::ptr_eq(r, &report))
         {
-            let namespace = &self.namespace;
-            let inventory = |b: &str| applyset::id(&applyset::parent_name(b), namespace);
+            let (namespace, cluster) = (&self.namespace, &self.cluster);
+            let inventory = |b: &str| applyset::id(&applyset::parent_name(cluster, b), namespace);
             self.drift.update(&mut paused, report.synced(), inventory).await;
             self.last_report = Some(report);
         }

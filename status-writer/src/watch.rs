@@ -14,13 +14,15 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use outpost_agent::inventory::Inventory;
 use outpost_agent::inventory::applyset::{self, PART_OF_LABEL};
-use outpost_agent::inventory::store::{CLUSTER_ANNOTATION, INVENTORY_LABEL, INVENTORY_VERSION, decode};
+use outpost_agent::inventory::store::{INVENTORY_LABEL, INVENTORY_VERSION, decode};
 use outpost_agent::object::ObjectKey;
 use outpost_agent::resolve::Resolver;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info_span, warn};
+
+use crate::parents::{Naming, parent_kind, put};
 
 /// A consistent copy of the index for one render.
 #[derive(Clone, Debug, Default)]
@@ -70,6 +72,8 @@ pub struct Index {
     state: Arc<Mutex<State>>,
     /// The agent namespace (ApplySet ids depend on it).
     namespace: String,
+    /// The cluster whose inventories are watched (parent names, and so ApplySet ids, depend on it).
+    cluster: String,
     /// The ids the member watches select, to restart them when bundles come or go.
     watched_ids: Arc<Mutex<BTreeSet<String>>>,
     /// Woken on every change.
@@ -88,6 +92,7 @@ impl Index {
         let index = Index {
             state: Arc::default(),
             namespace: namespace.to_owned(),
+            cluster: cluster.to_owned(),
             watched_ids: Arc::default(),
             changed: Arc::new(Notify::new()),
             resolver: Arc::new(tokio::sync::Mutex::new(Resolver::new(client.clone()))),
@@ -123,18 +128,19 @@ impl Index {
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         let mut relist: Option<BTreeMap<String, Inventory>> = None;
         while let Some(event) = stream.next().await {
-            let ours = |s: &Secret| s.annotations().get(CLUSTER_ANNOTATION) == Some(&cluster);
+            let ours = |s: &Secret| parent_kind(s, &cluster);
             match event {
-                Ok(watcher::Event::Apply(s)) if ours(&s) => self.put_inventory(&s),
-                Ok(watcher::Event::Delete(s)) if ours(&s) => {
+                Ok(watcher::Event::Apply(s)) if ours(&s).is_some() => self.put_inventory(&s, ours(&s)),
+                // The agent deletes a parent of the previous layout only once its current one is written.
+                Ok(watcher::Event::Delete(s)) if ours(&s) == Some(Naming::Current) => {
                     if let Ok(inv) = decode(&s) {
                         self.lock().snapshot.inventories.remove(&inv.info.bundle);
                     }
                 }
                 Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
-                Ok(watcher::Event::InitApply(s)) if ours(&s) => {
+                Ok(watcher::Event::InitApply(s)) if ours(&s).is_some() => {
                     if let (Some(r), Ok(inv)) = (relist.as_mut(), decode(&s)) {
-                        r.insert(inv.info.bundle.clone(), inv);
+                        put(r, inv, ours(&s));
                     }
                 }
                 Ok(watcher::Event::InitDone) => {
@@ -153,14 +159,9 @@ impl Index {
         }
     }
 
-    fn put_inventory(&self, secret: &Secret) {
+    fn put_inventory(&self, secret: &Secret, naming: Option<Naming>) {
         match decode(secret) {
-            Ok(inv) => {
-                self.lock()
-                    .snapshot
-                    .inventories
-                    .insert(inv.info.bundle.clone(), inv);
-            }
+            Ok(inv) => put(&mut self.lock().snapshot.inventories, inv, naming),
             Err(e) => warn!(error = %e, "Unreadable inventory"),
         }
     }
@@ -181,7 +182,14 @@ impl Index {
                 .snapshot
                 .inventories
                 .keys()
-                .map(|b| applyset::id(&applyset::parent_name(b), &self.namespace))
+                // Members of a parent the agent has not migrated yet still carry the previous layout's id.
+                .flat_map(|b| {
+                    [
+                        applyset::parent_name(&self.cluster, b),
+                        applyset::legacy_parent_name(b),
+                    ]
+                })
+                .map(|name| applyset::id(&name, &self.namespace))
                 .collect();
             (kinds, ids)
         };

@@ -356,7 +356,7 @@ async fn failures_are_published_as_events_on_the_bundle_inventory() -> Result<()
     repo.commit("one good, one unknown kind")?;
     let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1h")?;
     let events: Api<Event> = Api::namespaced(client.clone(), &agent_ns);
-    let parent = outpost_agent::inventory::applyset::parent_name("app");
+    let parent = outpost_agent::inventory::applyset::parent_name(&cluster, "app");
     let event = eventually(Duration::from_secs(60), "a SyncFailed event", || async {
         let items = events.list(&Default::default()).await?.items;
         let seen: Vec<(Option<String>, Option<String>)> = items

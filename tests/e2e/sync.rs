@@ -80,7 +80,7 @@ async fn an_emco_layout_with_two_contexts_syncs_completely() -> Result<()> {
         ["100-monitor", "100-web", "200-db"]
     );
     let parents: Api<Secret> = Api::namespaced(client.clone(), &agent_ns);
-    let web_parent = parents.get(&applyset::parent_name("100-web")).await?;
+    let web_parent = parents.get(&applyset::parent_name(&cluster, "100-web")).await?;
     let info = web_parent.data.clone().unwrap_or_default()["bundle.json"]
         .0
         .clone();
@@ -97,7 +97,7 @@ async fn an_emco_layout_with_two_contexts_syncs_completely() -> Result<()> {
     );
     assert_eq!(annotations[applyset::ADDITIONAL_NAMESPACES_ANNOTATION], ns_web);
     // Every member carries its bundle's ApplySet id.
-    let id = applyset::id(&applyset::parent_name("100-web"), &agent_ns);
+    let id = applyset::id(&applyset::parent_name(&cluster, "100-web"), &agent_ns);
     let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns_web)
         .get("web")
         .await?;
@@ -188,7 +188,7 @@ async fn every_commit_leaves_the_cluster_equal_to_git() -> Result<()> {
         .get("a1")
         .await?;
     assert_eq!(a1.metadata.uid, uid_before, "a1 was recreated instead of adopted");
-    let gamma_id = applyset::id(&applyset::parent_name("gamma"), &agent_ns);
+    let gamma_id = applyset::id(&applyset::parent_name(&cluster, "gamma"), &agent_ns);
     assert_eq!(
         a1.metadata.labels.unwrap_or_default()[applyset::PART_OF_LABEL],
         gamma_id
@@ -228,7 +228,7 @@ async fn kubectl_recognises_our_applyset_and_refuses_it_until_the_tooling_is_kub
     let out = agent.arg("--allow-own-namespace").once()?;
     assert!(out.status.success(), "{}", output_text(&out));
 
-    let parent = applyset::parent_name("local");
+    let parent = applyset::parent_name(&cluster, "local");
     let file = repo.work.join(format!("{base}/one.yaml"));
     let kubectl = |expect_ok: bool| -> Result<String> {
         let out = std::process::Command::new(tools::kubectl()?)

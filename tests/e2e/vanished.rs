@@ -110,9 +110,14 @@ fn api(
 }
 
 /// The group-kinds bundle `bundle`'s inventory lists (kubectl's ApplySet annotation).
-async fn inventory_kinds(client: &kube::Client, agent_ns: &str, bundle: &str) -> Result<String> {
+async fn inventory_kinds(
+    client: &kube::Client,
+    agent_ns: &str,
+    cluster: &str,
+    bundle: &str,
+) -> Result<String> {
     let parent = Api::<Secret>::namespaced(client.clone(), agent_ns)
-        .get(&applyset::parent_name(bundle))
+        .get(&applyset::parent_name(cluster, bundle))
         .await?;
     let annotations = parent.metadata.annotations.unwrap_or_default();
     Ok(annotations
@@ -191,7 +196,7 @@ async fn a_member_whose_version_is_no_longer_served_is_pruned_and_one_whose_crd_
         v1.get_opt("old").await?.is_none(),
         "the Gadget recorded at an unserved version was dropped without being deleted\n{text}"
     );
-    let kinds = inventory_kinds(&client, &agent_ns, "app").await?;
+    let kinds = inventory_kinds(&client, &agent_ns, &cluster, "app").await?;
     assert_eq!(kinds, "ConfigMap", "members left in the inventory\n{text}");
     Ok(())
 }

@@ -37,6 +37,17 @@ pub enum ObjectError {
     /// A CRD applied in this commit did not become Established.
     #[error("CustomResourceDefinition not usable: {0}")]
     NotEstablished(String),
+    /// Another bundle defines the same object once namespaces are settled (`namespace: default` and none, or a
+    /// namespace on a cluster-scoped kind) and keeps it.
+    #[error(
+        "bundle {owner} defines the same object ({first}) and keeps it (a namespaced object without a namespace is in `default`; cluster-scoped objects have none): remove one of them"
+    )]
+    Duplicate {
+        /// The bundle that keeps the object.
+        owner: String,
+        /// Where that bundle defines it.
+        first: Origin,
+    },
     /// A Namespace we applied is being deleted.
     #[error("namespace is Terminating; it cannot hold new objects until deletion finishes")]
     Terminating,
@@ -60,6 +71,7 @@ impl ObjectError {
             ObjectError::Terminating => "namespace_terminating",
             ObjectError::Fenced(super::fence::Refusal::OwnNamespace { .. }) => "own_namespace",
             ObjectError::Fenced(super::fence::Refusal::ForgedInventory { .. }) => "forged_inventory",
+            ObjectError::Duplicate { .. } => "duplicate",
         }
     }
 

@@ -1,7 +1,8 @@
 //! ApplySet (KEP-3659) naming, exactly as kubectl computes it, so kubectl recognises our parents and then
 //! refuses to touch them because the tooling is ours.
 //!
-//! Parent: a Secret in the agent's namespace, one per bundle. Its id label is
+//! Parent: a Secret in the agent's namespace, one per cluster and bundle (agents of several clusters may share
+//! the namespace). Its id label is
 //! `applyset-<base64url(sha256("<name>.<namespace>.Secret."))>-v1` (RFC 4648 URL-safe, unpadded); every
 //! member carries that id in `applyset.kubernetes.io/part-of`.
 
@@ -29,8 +30,15 @@ const PARENT_KIND: &str = "Secret";
 const PARENT_GROUP: &str = "";
 /// Prefix of parent names.
 const PARENT_PREFIX: &str = "outpost-";
-/// Longest readable part of a parent name; a hash follows, and names must stay under 253 characters.
-const MAX_READABLE: usize = 40;
+/// Longest readable cluster part of a parent name.
+const MAX_READABLE_CLUSTER: usize = 18;
+/// Longest readable bundle part of a parent name.
+const MAX_READABLE_BUNDLE: usize = 22;
+/// Bytes of sha256 in the hash that makes a name unique: 48 bits keep ten thousand parents in one namespace
+/// clear of collisions (the readable parts are truncated and lossy, so the hash alone must separate them).
+const HASH_BYTES: usize = 6;
+/// Longest readable part of a parent name of the previous layout (before names carried the cluster).
+const LEGACY_MAX_READABLE: usize = 40;
 
 /// The ApplySet id of a parent Secret `name` in `namespace`.
 pub fn id(name: &str, namespace: &str) -> String {
@@ -42,10 +50,46 @@ pub fn id(name: &str, namespace: &str) -> String {
     )
 }
 
-/// The parent Secret's name for a bundle: readable, DNS-safe, and unique per bundle name (a short hash of the
-/// exact name follows, so `a_b` and `a-b` never collide). The exact name is kept in an annotation.
-pub fn parent_name(bundle: &str) -> String {
-    let mut readable: String = bundle
+/// The parent Secret's name for `cluster`'s `bundle`: readable, DNS-safe (at most 62 characters, so it also
+/// fits a label value), and unique per cluster and bundle, since agents of several clusters may share one
+/// namespace. A hash of the exact names follows the readable parts, so `a_b` and `a-b`, or `p+c` and `p-c`,
+/// never collide. The exact names are kept in annotations.
+pub fn parent_name(cluster: &str, bundle: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(cluster.as_bytes());
+    hasher.update([0]);
+    hasher.update(bundle.as_bytes());
+    let hash = crate::manifest::digest::hex(&hasher.finalize()[..HASH_BYTES]);
+    let parts = [
+        readable(cluster, MAX_READABLE_CLUSTER),
+        readable(bundle, MAX_READABLE_BUNDLE),
+        hash,
+    ];
+    let parts: Vec<&str> = parts
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !p.is_empty())
+        .collect();
+    format!("{PARENT_PREFIX}{}", parts.join("-"))
+}
+
+/// The parent name of the previous layout, which did not include the cluster: two agents of different clusters
+/// sharing a namespace overwrote each other's parents. Only read to migrate such parents
+/// ([`super::migrate`]).
+pub fn legacy_parent_name(bundle: &str) -> String {
+    let readable = readable(bundle, LEGACY_MAX_READABLE);
+    let hash = crate::manifest::digest::hex(&Sha256::digest(bundle.as_bytes())[..4]);
+    if readable.is_empty() {
+        format!("{PARENT_PREFIX}{hash}")
+    } else {
+        format!("{PARENT_PREFIX}{readable}-{hash}")
+    }
+}
+
+/// `name` lowercased, every other character than ASCII letters and digits turned into `-`, cut to `max`
+/// characters, without leading or trailing `-`.
+fn readable(name: &str, max: usize) -> String {
+    let mut readable: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -55,14 +99,8 @@ pub fn parent_name(bundle: &str) -> String {
             }
         })
         .collect();
-    readable.truncate(MAX_READABLE);
-    let readable = readable.trim_matches('-');
-    let hash = crate::manifest::digest::hex(&Sha256::digest(bundle.as_bytes())[..4]);
-    if readable.is_empty() {
-        format!("{PARENT_PREFIX}{hash}")
-    } else {
-        format!("{PARENT_PREFIX}{readable}-{hash}")
-    }
+    readable.truncate(max);
+    readable.trim_matches('-').to_owned()
 }
 
 /// `contains-group-kinds` for these members.
@@ -104,22 +142,50 @@ mod tests {
 
     #[test]
     fn parent_names_are_dns_safe_and_never_collide() {
-        let a = parent_name("123-web");
-        let b = parent_name("_root");
-        let c = parent_name("a_b");
-        let d = parent_name("a-b");
-        assert!(a.starts_with("outpost-123-web-"), "{a}");
-        assert!(b.starts_with("outpost-root-"), "{b}");
+        let a = parent_name("edge", "123-web");
+        let b = parent_name("edge", "_root");
+        let c = parent_name("edge", "a_b");
+        let d = parent_name("edge", "a-b");
+        assert!(a.starts_with("outpost-edge-123-web-"), "{a}");
+        assert!(b.starts_with("outpost-edge-root-"), "{b}");
         assert_ne!(c, d);
-        for n in [a, b, c, d, parent_name(&"x".repeat(300)), parent_name("___")] {
+        let long = "x".repeat(300);
+        for n in [
+            a,
+            b,
+            c,
+            d,
+            parent_name(&long, &long),
+            parent_name("___", "___"),
+            parent_name("p+c", ""),
+        ] {
             assert!(n.len() < 64, "{n}");
             assert!(
                 n.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
                 "{n}"
             );
-            assert!(!n.ends_with('-'), "{n}");
+            assert!(!n.ends_with('-') && !n.contains("--"), "{n}");
         }
+    }
+
+    #[test]
+    fn parent_names_differ_per_cluster_and_from_the_previous_layout() {
+        // Two agents for different clusters sharing a namespace, each with a bundle `web`.
+        assert_ne!(parent_name("p+c1", "web"), parent_name("p+c2", "web"));
+        // Readable parts that sanitise to the same text still differ by their hash.
+        assert_ne!(parent_name("p+c", "web"), parent_name("p-c", "web"));
+        // The cluster/bundle boundary is part of the hash: ("ab", "c") is not ("a", "bc").
+        assert_ne!(parent_name("ab", "c"), parent_name("a", "bc"));
+        assert_ne!(parent_name("edge", "web"), legacy_parent_name("web"));
+        assert!(parent_name("p+edge-1", "100-web").starts_with("outpost-p-edge-1-100-web-"));
+    }
+
+    #[test]
+    fn the_legacy_name_is_what_the_previous_layout_wrote() {
+        // outpost-<readable bundle>-<hex of the first 4 bytes of sha256(bundle)>.
+        let hash = crate::manifest::digest::hex(&Sha256::digest(b"123-web")[..4]);
+        assert_eq!(legacy_parent_name("123-web"), format!("outpost-123-web-{hash}"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! and trackers for the status writer, and the last sync result. [`store`] reads and writes parents.
 
 pub mod applyset;
+pub mod migrate;
 pub mod record;
 pub mod source_state;
 pub mod store;
@@ -155,11 +156,6 @@ impl Inventory {
             members: BTreeMap::new(),
             sync: SyncResult::default(),
         }
-    }
-
-    /// The parent Secret's name.
-    pub fn parent_name(&self) -> String {
-        applyset::parent_name(&self.info.bundle)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 
 use super::{Error, Inventory, SyncResult, applyset, decode_members, encode_members};
@@ -39,6 +39,24 @@ pub enum StoreError {
         /// The agent namespace.
         namespace: String,
     },
+    /// A member's `part-of` label could not be moved to its parent's new id while migrating a parent of the
+    /// previous layout; the old parent stays until a later sync finishes the migration.
+    #[error("moving {object} to its inventory's per-cluster ApplySet id: {source}; the migration is retried")]
+    Relabel {
+        /// `Kind/namespace/name`.
+        object: String,
+        /// Client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A member kept changing while its `part-of` label was being moved; the migration is retried.
+    #[error(
+        "moving {object} to its inventory's per-cluster ApplySet id: it kept changing; the migration is retried"
+    )]
+    RelabelContended {
+        /// `Kind/namespace/name`.
+        object: String,
+    },
     /// The API server refused or failed.
     #[error("inventory Secret {name} in namespace {namespace}: {source}")]
     Api {
@@ -58,6 +76,7 @@ impl StoreError {
         match self {
             StoreError::NamespaceMissing { .. } => "namespace_missing",
             StoreError::Api { .. } => "api",
+            StoreError::Relabel { .. } | StoreError::RelabelContended { .. } => "relabel",
         }
     }
 }
@@ -79,6 +98,17 @@ fn applied_from_git(secret: &Secret) -> bool {
         .labels
         .as_ref()
         .is_some_and(|labels| labels.contains_key(applyset::PART_OF_LABEL))
+}
+
+/// One parent Secret of this cluster, as listed.
+#[derive(Debug)]
+pub struct Parent {
+    /// Its bundle (annotation).
+    pub bundle: String,
+    /// Named by the previous layout, which did not include the cluster: to be migrated.
+    pub legacy: bool,
+    /// The Secret.
+    pub secret: Secret,
 }
 
 /// Parents of one agent (one cluster) in its namespace.
@@ -107,19 +137,36 @@ impl Store {
         &self.namespace
     }
 
-    /// The ApplySet id of a bundle's parent.
-    pub fn applyset_id(&self, bundle: &str) -> String {
-        applyset::id(&applyset::parent_name(bundle), &self.namespace)
+    /// The cluster whose parents these are.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
     }
 
-    /// All parents of this cluster.
+    /// The name of a bundle's parent.
+    pub fn parent_name(&self, bundle: &str) -> String {
+        applyset::parent_name(&self.cluster, bundle)
+    }
+
+    /// The ApplySet id of a bundle's parent.
+    pub fn applyset_id(&self, bundle: &str) -> String {
+        applyset::id(&self.parent_name(bundle), &self.namespace)
+    }
+
+    /// All parents of this cluster (see [`Store::load_from`]).
     pub async fn load(&self) -> Result<Loaded, StoreError> {
+        Ok(self.load_from(self.list().await?))
+    }
+
+    /// Every parent Secret of this cluster, by bundle, with its name and layout: current names, and names of
+    /// the previous layout (not yet migrated, [`super::migrate`]). Parents of other clusters sharing the
+    /// namespace, and Secrets named neither way, are not ours.
+    pub async fn list(&self) -> Result<Vec<Parent>, StoreError> {
         let list = self
             .api
             .list(&ListParams::default().labels(&format!("{INVENTORY_LABEL}={INVENTORY_VERSION}")))
             .await
             .map_err(|source| self.err("*", source))?;
-        let mut loaded = Loaded::default();
+        let mut parents = Vec::new();
         for secret in list.items {
             let annotations = secret.metadata.annotations.clone().unwrap_or_default();
             if annotations.get(CLUSTER_ANNOTATION) != Some(&self.cluster) {
@@ -135,21 +182,47 @@ impl Store {
             let Some(bundle) = annotations.get(BUNDLE_ANNOTATION).cloned() else {
                 continue;
             };
-            match decode(&secret) {
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let legacy = if name == self.parent_name(&bundle) {
+                false
+            } else if name == applyset::legacy_parent_name(&bundle) {
+                true
+            } else {
+                continue;
+            };
+            parents.push(Parent {
+                bundle,
+                legacy,
+                secret,
+            });
+        }
+        Ok(parents)
+    }
+
+    /// The inventories in `parents`: a bundle's current parent wins over one of the previous layout that a
+    /// migration has not removed yet.
+    pub fn load_from(&self, mut parents: Vec<Parent>) -> Loaded {
+        // Current parents last, so they overwrite legacy ones of the same bundle.
+        parents.sort_by_key(|p| !p.legacy);
+        let mut loaded = Loaded::default();
+        for parent in parents {
+            match decode(&parent.secret) {
                 Ok(inv) => {
-                    loaded.inventories.insert(bundle, inv);
+                    loaded.corrupt.remove(&parent.bundle);
+                    loaded.inventories.insert(parent.bundle, inv);
                 }
                 Err(e) => {
-                    loaded.corrupt.insert(bundle, e);
+                    loaded.inventories.remove(&parent.bundle);
+                    loaded.corrupt.insert(parent.bundle, e);
                 }
             }
         }
-        Ok(loaded)
+        loaded
     }
 
     /// Write a parent (create or update) with server-side apply.
     pub async fn save(&self, inv: &Inventory) -> Result<(), StoreError> {
-        let name = inv.parent_name();
+        let name = self.parent_name(&inv.info.bundle);
         let id = applyset::id(&name, &self.namespace);
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let info = serde_json::to_vec(&inv.info).unwrap_or_default();
@@ -195,15 +268,26 @@ impl Store {
 
     /// Remove a bundle's parent once all its members are gone.
     pub async fn delete(&self, bundle: &str) -> Result<(), StoreError> {
-        let name = applyset::parent_name(bundle);
-        match self.api.delete(&name, &DeleteParams::default()).await {
+        self.delete_named(&self.parent_name(bundle), None).await
+    }
+
+    /// Remove the parent Secret `name`, only if its uid is still `uid` (when given); gone already is fine.
+    pub(crate) async fn delete_named(&self, name: &str, uid: Option<String>) -> Result<(), StoreError> {
+        let params = DeleteParams {
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match self.api.delete(name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(source) => Err(self.err(&name, source)),
+            Err(source) => Err(self.err(name, source)),
         }
     }
 
-    fn err(&self, name: &str, source: kube::Error) -> StoreError {
+    pub(crate) fn err(&self, name: &str, source: kube::Error) -> StoreError {
         if let kube::Error::Api(s) = &source
             && s.code == 404
             && s.message.contains("namespaces")

@@ -59,11 +59,22 @@ pub fn find(bundles: &[Bundle]) -> Result<BTreeMap<String, Vec<usize>>, Error> {
 }
 
 /// The EMCO app of a bundle.
-fn emco_app(bundle: &Bundle) -> Option<&str> {
+pub fn emco_app(bundle: &Bundle) -> Option<&str> {
     match &bundle.layout {
         Layout::Emco { app, .. } => Some(app),
         Layout::Plain => None,
     }
+}
+
+/// How new a bundle of an app is, for choosing which of them keeps an object they all define: the greatest is
+/// the newest. `created` is its inventory's creation time (RFC 3339), `None` without one (newer than any);
+/// then fewer objects is newer (EMCO's update directory holds only what changed); then the name decides.
+pub type Newness = ((u8, String), Reverse<usize>, String);
+
+/// The [`Newness`] of bundle `name` defining `objects` objects.
+pub fn newness(name: &str, created: Option<String>, objects: usize) -> Newness {
+    let age = created.map_or((1, String::new()), |t| (0, t));
+    (age, Reverse(objects), name.to_owned())
 }
 
 /// Give each contested object to the newest of its bundles and remove it from the others' manifests.
@@ -78,9 +89,7 @@ pub fn settle(
     for (id, places) in contested {
         let rank = |b: usize| {
             let bundle = &bundles[b];
-            // No inventory sorts after every timestamp: the newest.
-            let age = created(&bundle.name).map_or((1, String::new()), |t| (0, t));
-            (age, Reverse(bundle.manifests.len()), bundle.name.clone())
+            newness(&bundle.name, created(&bundle.name), bundle.manifests.len())
         };
         let Some(&winner) = places.iter().max_by_key(|&&b| rank(b)) else {
             continue;

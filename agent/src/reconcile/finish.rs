@@ -118,7 +118,14 @@ pub(crate) async fn record(parts: &Parts, progress: &mut Progress, plan: &Plan, 
     let mut writes = Vec::new();
     for bundle in progress.bundles_to_record(plan.bundles.keys()) {
         let bp = plan.bundles.get(&bundle);
-        let moved = bp.map(|bp| bp.moved.clone()).unwrap_or_default();
+        // A member that moved to another bundle stays here until that bundle has applied it (it may wait for a
+        // dependency or fail): otherwise neither inventory would hold it.
+        let moved = bp
+            .map(|bp| bp.moved.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|key| progress.applied_elsewhere(&bundle, key))
+            .collect();
         let removed = bp.is_some_and(|bp| bp.removed);
         let end = progress.end(&bundle, moved, removed, |e| parts.scrubber.scrub(e));
         let write = record::settle(progress.inventory(&bundle), &end, revision, &time);

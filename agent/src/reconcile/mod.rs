@@ -14,6 +14,7 @@ use kube::Client;
 use tracing::info;
 
 use crate::apply::Applier;
+use crate::inventory::migrate;
 use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Loaded, Store};
 use crate::manifest::Bundle;
@@ -30,6 +31,7 @@ mod fetch;
 mod finish;
 mod history;
 mod outcome;
+mod owners;
 mod parts;
 mod phase;
 mod progress;
@@ -40,8 +42,8 @@ pub use error::{Error, Result};
 pub use history::MAX_HISTORY;
 pub use outcome::{Outcome, Preview, Settings, SyncReport};
 use parts::Parts;
-use phase::PhaseRecorder;
-use progress::{MAX_LISTED, Progress};
+use phase::{PhaseRecorder, log_phases};
+use progress::{MAX_LISTED, Progress, summary};
 
 /// Keeps one cluster equal to its path in Git.
 pub struct Reconciler {
@@ -202,8 +204,10 @@ impl Reconciler {
             unreachable!("forced fetch never reports unchanged");
         };
         let loaded = self.parts.store.load().await?;
+        owners::settle_contested(&mut bundles, &loaded);
         let store = self.parts.store.clone();
-        let desired = self.parts.desired(&mut bundles).await;
+        let mut desired = self.parts.desired(&mut bundles).await;
+        owners::settle_duplicates(&mut desired, &bundles, &loaded);
         let live = view::listed(&self.parts.client, &mut self.parts.resolver, &loaded).await;
         let revision = commit.to_string();
         let announced = self.announced_if_empty(&revision, &bundles, &loaded).await;
@@ -310,13 +314,17 @@ impl Reconciler {
                 inventories: last.inventories.clone(),
                 corrupt: Default::default(),
             },
-            None => self.parts.store.load().await?,
+            None => {
+                let parts = &mut self.parts;
+                migrate::load_migrating(&parts.store, &parts.client, &mut parts.resolver).await?
+            }
         };
         lap("load");
-        view::settle_contested(&mut bundles, &loaded);
+        owners::settle_contested(&mut bundles, &loaded);
         let declared = consent::declared(&bundles);
         let store = self.parts.store.clone();
-        let desired = self.parts.desired(&mut bundles).await;
+        let mut desired = self.parts.desired(&mut bundles).await;
+        owners::settle_duplicates(&mut desired, &bundles, &loaded);
         lap("desired");
         let announced = self.announced_if_empty(revision, &bundles, &loaded).await;
         let live = if trusted {
@@ -439,35 +447,4 @@ impl Reconciler {
             },
         }
     }
-}
-
-/// How long each phase of a sync took, in one debug line (`load_ms=.. desired_ms=..`).
-fn log_phases(phases: &[(&'static str, std::time::Duration)]) {
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        return;
-    }
-    let mut previous = std::time::Duration::ZERO;
-    let text: Vec<String> = phases
-        .iter()
-        .map(|(name, at)| {
-            let ms = at.saturating_sub(previous).as_millis();
-            previous = *at;
-            format!("{name}_ms={ms}")
-        })
-        .collect();
-    tracing::debug!(phases = %text.join(" "), "Sync phases");
-}
-
-/// The first problems, joined, with how many more there are.
-fn summary(errors: &[String]) -> String {
-    let mut summary = errors
-        .iter()
-        .take(MAX_LISTED)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if errors.len() > MAX_LISTED {
-        summary.push_str(&format!("; and {} more", errors.len() - MAX_LISTED));
-    }
-    summary
 }

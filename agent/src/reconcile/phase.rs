@@ -44,3 +44,20 @@ impl PhaseRecorder {
         }
     }
 }
+
+/// How long each phase of a sync took, in one debug line (`load_ms=.. desired_ms=..`).
+pub(super) fn log_phases(phases: &[(&'static str, std::time::Duration)]) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let mut previous = std::time::Duration::ZERO;
+    let text: Vec<String> = phases
+        .iter()
+        .map(|(name, at)| {
+            let ms = at.saturating_sub(previous).as_millis();
+            previous = *at;
+            format!("{name}_ms={ms}")
+        })
+        .collect();
+    tracing::debug!(phases = %text.join(" "), "Sync phases");
+}

@@ -133,6 +133,14 @@ impl Progress {
         self.inventory(bundle).members.remove(key);
     }
 
+    /// Whether a bundle other than `bundle` records `key` as applied (a digest, not a pending entry), so
+    /// `bundle` may let go of it.
+    pub(crate) fn applied_elsewhere(&self, bundle: &str, key: &ObjectKey) -> bool {
+        self.inventories
+            .iter()
+            .any(|(b, inv)| b != bundle && inv.members.get(key).is_some_and(|m| !m.digest.is_empty()))
+    }
+
     /// Whether `bundle` applied cleanly, so what left it may be pruned.
     pub(crate) fn clean(&self, bundle: &str) -> bool {
         !self.failed.contains(bundle) && !self.skipped.contains(bundle)
@@ -232,4 +240,18 @@ fn bundle_info(b: &Bundle, cluster: &str) -> BundleInfo {
         depends_on: b.depends_on.clone(),
         first_seen: None,
     }
+}
+
+/// The first problems, joined, with how many more there are.
+pub(super) fn summary(errors: &[String]) -> String {
+    let mut summary = errors
+        .iter()
+        .take(MAX_LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > MAX_LISTED {
+        summary.push_str(&format!("; and {} more", errors.len() - MAX_LISTED));
+    }
+    summary
 }

@@ -1,16 +1,12 @@
 //! What the sync starts from besides Git: the live metadata of managed kinds (listed, or trusted from the last
-//! sync while drift watches keep the cluster that way), and which bundle keeps an object two bundles of one
-//! EMCO app define.
+//! sync while drift watches keep the cluster that way).
 
 use std::collections::BTreeSet;
 
-use kube::Client;
-use tracing::info;
-
 use crate::inventory::store::Loaded;
 use crate::live::{self, LiveIndex, LiveMeta};
-use crate::manifest::{Bundle, contest};
 use crate::resolve::Resolver;
+use kube::Client;
 
 /// Live metadata of every kind already in an inventory (only those can have live members worth checking;
 /// other kinds are all new).
@@ -50,25 +46,4 @@ pub(crate) fn trusted(loaded: &Loaded, applyset_id: impl Fn(&str) -> String) -> 
         }
     }
     index
-}
-
-/// Give each object that two bundles of one EMCO app define to the newer bundle ([`contest`]).
-pub(crate) fn settle_contested(bundles: &mut [Bundle], loaded: &Loaded) {
-    let Ok(contested) = contest::find(bundles) else {
-        return; // the commit was rejected when it was read
-    };
-    if contested.is_empty() {
-        return;
-    }
-    let first_seen = |bundle: &str| {
-        loaded.inventories.get(bundle).map(|inv| {
-            inv.info
-                .first_seen
-                .clone()
-                .unwrap_or_else(|| crate::inventory::FIRST_SEEN_UNKNOWN.to_owned())
-        })
-    };
-    for (object, winner, losers) in contest::settle(bundles, &contested, first_seen) {
-        info!(object = %object, bundle = %winner, from = ?losers, "Taken over by the newer bundle of its app");
-    }
 }
