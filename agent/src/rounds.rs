@@ -127,6 +127,11 @@ impl Rounds {
         self.drift.stop();
     }
 
+    /// A handle that stops drift correction, for a future racing [`Rounds::next`] (which borrows the rounds).
+    pub fn drift(&self) -> Drift {
+        self.drift.clone()
+    }
+
     /// Runs one round; `interrupt` stops its blocking Git work early. Cancel-safe in the sense that matters:
     /// dropped mid-apply, it leaves inventories as a crash would (grown before objects are applied).
     pub async fn next(&mut self, interrupt: Arc<AtomicBool>) -> Next {

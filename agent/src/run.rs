@@ -139,16 +139,21 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let allowance = ROUND_ALLOWANCE + 2 * args.git.timeout;
     process.beat(allowance);
     loop {
-        // Leadership lost mid-round cancels the round at once (the in-flight requests are dropped) and stops
-        // drift correction: the holder stops acting before any standby may take the Lease over.
+        // Leadership lost mid-round stops drift correction while the round still holds it paused, then
+        // cancels the round (its requests in flight are dropped): the holder stops acting before any standby
+        // may take the Lease over.
         let interrupt = process.interrupt();
+        let drift = rounds.drift();
+        let lost = async {
+            process.lost().await;
+            drift.stop();
+        };
         let round = tokio::select! {
             biased;
-            () = process.lost() => None,
+            () = lost => None,
             next = rounds.next(interrupt) => Some(next),
         };
         let Some(next) = round else {
-            rounds.stop();
             return process
                 .stop(Stop::LeadershipLost)
                 .map_err(|_| Error::LeadershipLost);
