@@ -116,6 +116,8 @@ pub struct Drift {
     client: Client,
     /// Resolves kinds for new watchers.
     resolver: Arc<Mutex<Resolver>>,
+    /// The corrector task, aborted by [`Drift::stop`].
+    corrector: tokio::task::AbortHandle,
 }
 
 /// Held by the reconciler during a sync: corrections wait.
@@ -139,13 +141,24 @@ impl Drift {
             events,
             scrubber,
         };
-        tokio::spawn(correct(state.clone(), rx, corrector).instrument(info_span!("drift")));
+        let corrector = tokio::spawn(correct(state.clone(), rx, corrector).instrument(info_span!("drift")));
         Drift {
+            corrector: corrector.abort_handle(),
             state,
             tx,
             watchers: Arc::default(),
             client: client.clone(),
             resolver: Arc::new(Mutex::new(Resolver::new(client))),
+        }
+    }
+
+    /// Stop correcting for good (leadership lost): the corrector and every watcher are aborted at once, a
+    /// re-apply in flight included.
+    pub fn stop(&self) {
+        self.corrector.abort();
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, handle) in watchers.drain() {
+            handle.abort();
         }
     }
 

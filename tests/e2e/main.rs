@@ -15,6 +15,7 @@ mod fixtures;
 mod foundation;
 mod health_oracle;
 mod inventories;
+mod leader;
 mod library;
 mod owners;
 mod packaging;
