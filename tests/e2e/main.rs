@@ -14,6 +14,7 @@ mod emco_rsync;
 mod fixtures;
 mod foundation;
 mod health_oracle;
+mod image;
 mod inventories;
 mod leader;
 mod library;
