@@ -27,7 +27,7 @@ fn helm_script() -> PathBuf {
 }
 
 /// Write `values` (YAML) to a file for the Helm scripts.
-fn values_file(values: &str) -> Result<PathBuf> {
+pub(crate) fn values_file(values: &str) -> Result<PathBuf> {
     let path = outpost_tests::scratch_dir("values")?.join("values.yaml");
     std::fs::write(&path, values)?;
     Ok(path)
@@ -45,7 +45,7 @@ fn lint(values: &Path) -> Result<()> {
 }
 
 /// Render the chart: every manifest as JSON.
-fn render(release: &str, namespace: &str, values: &Path) -> Result<Vec<Value>> {
+pub(crate) fn render(release: &str, namespace: &str, values: &Path) -> Result<Vec<Value>> {
     render_layers(release, namespace, &[values])
 }
 
@@ -65,7 +65,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// Base values every case starts from.
-fn base(extra: &str) -> String {
+pub(crate) fn base(extra: &str) -> String {
     format!(
         "git:\n  repo: https://git.example.invalid/fleet/resources.git\n  token: {TOKEN}\n  clustername: provider1+edge-7\n{extra}"
     )
@@ -127,7 +127,7 @@ async fn ensure_service_monitor_crd(client: &kube::Client) -> Result<()> {
     Ok(())
 }
 
-fn containers(docs: &[Value]) -> Vec<&Value> {
+pub(crate) fn containers(docs: &[Value]) -> Vec<&Value> {
     docs.iter()
         .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "DaemonSet")))
         .flat_map(|d| {
@@ -139,7 +139,7 @@ fn containers(docs: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-fn env_var(container: &Value, name: &str) -> Option<String> {
+pub(crate) fn env_var(container: &Value, name: &str) -> Option<String> {
     container["env"]
         .as_array()?
         .iter()

@@ -159,3 +159,13 @@ The token is mounted as a file; only file paths go into env.
 - {name: OUTPOST_GIT_KNOWN_HOSTS_FILE, value: {{ printf "%s/known_hosts" .dir | quote }}}
 {{- end }}
 {{- end -}}
+
+{{/*
+Env limiting watches to the namespaces RBAC grants (rbac.mode=namespaced): there a cluster-wide watch is
+forbidden, so the agent's drift watches and the status writer's watches run per namespace.
+*/}}
+{{- define "outpost.watchEnv" -}}
+{{- if and .Values.rbac.create (eq .Values.rbac.mode "namespaced") }}
+- {name: OUTPOST_WATCH_NAMESPACES, value: {{ join "," .Values.rbac.namespaces | quote }}}
+{{- end }}
+{{- end -}}
