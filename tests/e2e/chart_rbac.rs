@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use outpost_agent::resolve::Resolver;
-use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, create_namespace};
+use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, create_namespace, output_text};
 use outpost_tests::{KubeEnv, git_servers, kube_env, unique};
 use serde_json::Value;
 
@@ -93,7 +93,7 @@ pub(crate) fn workload_of<'a>(docs: &'a [Value], container: &str) -> Result<(&'a
 }
 
 /// `cmd` as the rendered `container` runs: the token of its workload's ServiceAccount, and the env that limits
-/// its watches (absent on charts that do not set it).
+/// its watches and elects its leader (each absent on charts that do not set it). Returns the kubeconfig.
 async fn as_rendered(
     env: &KubeEnv,
     admin: &kube::Client,
@@ -101,16 +101,23 @@ async fn as_rendered(
     release_ns: &str,
     container: &str,
     cmd: &mut AgentCommand,
-) -> Result<()> {
+) -> Result<PathBuf> {
     let (workload, c) = workload_of(docs, container)?;
     let sa = workload["spec"]["template"]["spec"]["serviceAccountName"]
         .as_str()
         .context("serviceAccountName")?;
-    cmd.env("KUBECONFIG", kubeconfig_of(env, admin, release_ns, sa).await?);
-    if let Some(namespaces) = env_var(c, "OUTPOST_WATCH_NAMESPACES") {
-        cmd.env("OUTPOST_WATCH_NAMESPACES", namespaces);
+    let kubeconfig = kubeconfig_of(env, admin, release_ns, sa).await?;
+    cmd.env("KUBECONFIG", &kubeconfig);
+    for name in [
+        "OUTPOST_WATCH_NAMESPACES",
+        "OUTPOST_LEADER_ELECTION",
+        "OUTPOST_LEASE_NAME",
+    ] {
+        if let Some(value) = env_var(c, name) {
+            cmd.env(name, value);
+        }
     }
-    Ok(())
+    Ok(kubeconfig)
 }
 
 /// `/readyz` and `/metrics` of a daemon.
@@ -208,5 +215,181 @@ async fn with_namespaced_rbac_drift_is_reverted_and_status_is_written() -> Resul
             "{name}"
         );
     }
+    Ok(())
+}
+
+/// The rendered ServiceAccount a workload runs as.
+fn service_account(workload: &Value) -> Result<&str> {
+    workload["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .context("serviceAccountName")
+}
+
+/// Issue 12 item 11, on rendered manifests: the status writer is its own one-replica Deployment with leader
+/// election, under its own ServiceAccount, whose Roles and ClusterRoles read only (except its Lease); the
+/// agent's pod has no status-writer container, and the writer's pod mounts no Secret but the Git credentials.
+pub(crate) fn assert_status_writer_on_its_own(docs: &[Value]) -> Result<()> {
+    let (writer, c) = workload_of(docs, "status-writer")?;
+    let (agent, _) = workload_of(docs, "agent")?;
+    ensure!(
+        writer["kind"] == "Deployment",
+        "the writer runs in a {}",
+        writer["kind"]
+    );
+    ensure!(
+        writer["spec"]["replicas"] == 1,
+        "writer replicas: {}",
+        writer["spec"]["replicas"]
+    );
+    let names = |w: &Value| -> Vec<String> {
+        w["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    ensure!(
+        names(agent) == ["agent"],
+        "the agent's pod runs {:?}",
+        names(agent)
+    );
+    ensure!(
+        names(writer) == ["status-writer"],
+        "the writer's pod runs {:?}",
+        names(writer)
+    );
+    ensure!(
+        env_var(c, "OUTPOST_LEADER_ELECTION").as_deref() == Some("true")
+            && env_var(c, "OUTPOST_LEASE_NAME").is_some(),
+        "the writer elects a leader through a Lease: {}",
+        c["env"]
+    );
+    // The agent's selector must not match the writer's pods.
+    let selector = agent["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .context("selector")?;
+    let labels = &writer["spec"]["template"]["metadata"]["labels"];
+    ensure!(
+        selector.iter().any(|(k, v)| labels[k] != *v),
+        "the agent's selector {selector:?} matches the writer's pods {labels}"
+    );
+    let (sa, agent_sa) = (service_account(writer)?, service_account(agent)?);
+    ensure!(
+        sa != agent_sa,
+        "the writer runs as the agent's ServiceAccount {sa}"
+    );
+    let pod = &writer["spec"]["template"]["spec"];
+    ensure!(
+        pod["automountServiceAccountToken"] == true,
+        "the writer needs its own token"
+    );
+    let volumes = pod["volumes"].as_array().context("volumes")?;
+    let secrets: Vec<&Value> = volumes.iter().filter(|v| !v["secret"].is_null()).collect();
+    ensure!(
+        secrets.len() == 1 && volumes.iter().all(|v| v["projected"].is_null()),
+        "the writer mounts only the Git credentials Secret: {volumes:?}"
+    );
+    // Every role bound to the writer's ServiceAccount reads only, except on Leases (and Events).
+    let bound = docs.iter().filter(|d| {
+        matches!(d["kind"].as_str(), Some("RoleBinding" | "ClusterRoleBinding"))
+            && d["subjects"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["name"] == sa))
+    });
+    let mut roles = 0;
+    for binding in bound {
+        let role_ref = &binding["roleRef"];
+        let role = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == role_ref["kind"]
+                    && d["metadata"]["name"] == role_ref["name"]
+                    && d["metadata"]["namespace"] == binding["metadata"]["namespace"]
+            })
+            .with_context(|| format!("{} of {binding}", role_ref["name"]))?;
+        roles += 1;
+        for rule in role["rules"].as_array().context("rules")? {
+            let resources = rule["resources"].as_array().context("resources")?;
+            let exempt = resources.iter().all(|r| r == "leases" || r == "events");
+            for verb in rule["verbs"].as_array().context("verbs")? {
+                ensure!(
+                    exempt || matches!(verb.as_str(), Some("get" | "list" | "watch")),
+                    "{} {} lets the status writer {verb}: {rule}",
+                    role["kind"],
+                    role["metadata"]["name"]
+                );
+            }
+        }
+    }
+    ensure!(roles > 0, "no role is bound to the writer's ServiceAccount {sa}");
+    Ok(())
+}
+
+/// Issue 12 item 11, end to end with the default (cluster-admin) RBAC: the status writer, with its own
+/// ServiceAccount and read-only RBAC as rendered, elects itself through its Lease and writes the status; its
+/// token cannot change a managed object.
+#[tokio::test]
+async fn the_status_writer_writes_status_with_its_own_read_only_service_account() -> Result<()> {
+    let env = kube_env();
+    let admin = env.client().await?;
+    let release_ns = create_namespace(&admin, "outpost").await?;
+    let app = create_namespace(&admin, "app").await?;
+    let docs = render(&unique("writer"), &release_ns, &values_file(&base(""))?)?;
+    install_rbac(&admin, &docs, &release_ns).await?;
+
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("rbac-writer"))?;
+    repo.write(
+        &format!("clusters/{cluster}/web/cm.yaml"),
+        &fixtures::config_map(&app, "settings", "ours"),
+    )?;
+    repo.commit("web")?;
+    let mut agent = AgentCommand::new(env, &repo, &cluster, &release_ns, Transport::Https)?;
+    as_rendered(env, &admin, &docs, &release_ns, "agent", &mut agent).await?;
+    let out = agent.once()?;
+    ensure!(out.status.success(), "{}", output_text(&out));
+
+    let mut writer =
+        AgentCommand::status_writer(git_servers(), env, &repo, &cluster, &release_ns, Transport::Https)?;
+    let kubeconfig = as_rendered(env, &admin, &docs, &release_ns, "status-writer", &mut writer).await?;
+    let writer = writer.spawn_with(&["--debounce", "500ms"])?;
+    let path = format!("clusters/{cluster}/status/web/web-status.yaml");
+    let text = eventually(SOON, "the status file", || async {
+        Ok(file_on_branch(&repo, "main", &path)
+            .map_or_else(|| Seen::Not("no status file".to_owned()), Seen::Done))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; writer log:\n{}", writer.logs()))?;
+    ensure!(text.contains("settings"), "{text}");
+
+    // Its token reads, and writes nothing it could reach.
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig)?,
+        &Default::default(),
+    )
+    .await?;
+    let client = kube::Client::try_from(config)?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &app);
+    ensure!(
+        cms.get("settings").await.is_ok(),
+        "the writer cannot read members"
+    );
+    let edit = serde_json::json!({"data": {"key": "theirs"}});
+    let denied = cms
+        .patch("settings", &PatchParams::default(), &Patch::Merge(&edit))
+        .await;
+    ensure!(
+        matches!(&denied, Err(kube::Error::Api(s)) if s.code == 403),
+        "the writer's token changed a managed object: {denied:?}"
+    );
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, &release_ns);
+    let denied = secrets.delete("anything", &Default::default()).await;
+    ensure!(
+        matches!(&denied, Err(kube::Error::Api(s)) if s.code == 403),
+        "the writer's token may delete Secrets in the agent's namespace: {denied:?}"
+    );
+    let (_, ready) = writer.get("/readyz").await?;
+    ensure!(ready.contains("leader"), "the writer holds its Lease: {ready}");
     Ok(())
 }
