@@ -126,6 +126,8 @@ pub struct Drift {
     client: Client,
     /// Resolves kinds for new watchers.
     resolver: Arc<Mutex<Resolver>>,
+    /// The corrector task, aborted by [`Drift::stop`].
+    corrector: tokio::task::AbortHandle,
 }
 
 /// Held by the reconciler during a sync: corrections wait.
@@ -149,8 +151,9 @@ impl Drift {
             events,
             scrubber,
         };
-        tokio::spawn(correct(state.clone(), rx, corrector).instrument(info_span!("drift")));
+        let corrector = tokio::spawn(correct(state.clone(), rx, corrector).instrument(info_span!("drift")));
         Drift {
+            corrector: corrector.abort_handle(),
             state,
             tx,
             watchers: Arc::default(),
@@ -170,6 +173,16 @@ impl Drift {
         self.scope = scope;
         self.health = health;
         self
+    }
+
+    /// Stop correcting for good (leadership lost): the corrector and every watcher are aborted at once, a
+    /// re-apply in flight included.
+    pub fn stop(&self) {
+        self.corrector.abort();
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, handle) in watchers.drain() {
+            handle.abort();
+        }
     }
 
     /// Pause corrections (while a sync runs).

@@ -125,7 +125,19 @@ impl Rounds {
         }
     }
 
-    /// Runs one round; `interrupt` stops its blocking Git work early.
+    /// Stop drift correction for good: another replica acts now. (A round in flight is stopped by dropping
+    /// its future.)
+    pub fn stop(&self) {
+        self.drift.stop();
+    }
+
+    /// A handle that stops drift correction, for a future racing [`Rounds::next`] (which borrows the rounds).
+    pub fn drift(&self) -> Drift {
+        self.drift.clone()
+    }
+
+    /// Runs one round; `interrupt` stops its blocking Git work early. Cancel-safe in the sense that matters:
+    /// dropped mid-apply, it leaves inventories as a crash would (grown before objects are applied).
     pub async fn next(&mut self, interrupt: Arc<AtomicBool>) -> Next {
         if self.last_full_sync.elapsed() >= self.resync_interval {
             self.reconciler.force_next();

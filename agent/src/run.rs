@@ -16,7 +16,7 @@ use crate::inventory::source_state::SourceStateStore;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::{self, Outcome, Reconciler, Settings};
 use crate::rounds::Rounds;
-use crate::runtime::{Candidate, Process};
+use crate::runtime::{Candidate, Process, Stop};
 use crate::secret::Scrubber;
 use crate::source::{self, RepoUrl, Source};
 use crate::watch_scope::WatchHealth;
@@ -147,7 +147,25 @@ pub async fn run(args: Args) -> Result<(), Error> {
     // The rounds made the agent ready (a sync got through), whatever the watches say.
     let mut synced = false;
     loop {
-        let next = rounds.next(process.interrupt()).await;
+        // Leadership lost mid-round stops drift correction while the round still holds it paused, then
+        // cancels the round (its requests in flight are dropped): the holder stops acting before any standby
+        // may take the Lease over.
+        let interrupt = process.interrupt();
+        let drift = rounds.drift();
+        let lost = async {
+            process.lost().await;
+            drift.stop();
+        };
+        let round = tokio::select! {
+            biased;
+            () = lost => None,
+            next = rounds.next(interrupt) => Some(next),
+        };
+        let Some(next) = round else {
+            return process
+                .stop(Stop::LeadershipLost)
+                .map_err(|_| Error::LeadershipLost);
+        };
         process.beat(next.wait + allowance);
         if next.stalled.is_some() {
             synced = false;
@@ -161,7 +179,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
         loop {
             tokio::select! {
                 biased;
-                stop = process.stopped() => return process.stop(stop).map_err(|_| Error::LeadershipLost),
+                stop = process.stopped() => {
+                    rounds.stop();
+                    return process.stop(stop).map_err(|_| Error::LeadershipLost);
+                }
                 _ = &mut wait => break,
                 _ = changed.notified() => {
                     tokio::time::sleep(LOCAL_DEBOUNCE).await;

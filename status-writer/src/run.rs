@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use outpost_agent::metrics;
-use outpost_agent::runtime::{Candidate, ErrorBackoff, Process, jittered};
+use outpost_agent::runtime::{Candidate, ErrorBackoff, Process, Stop, jittered};
 use outpost_agent::secret::Scrubber;
 use outpost_agent::source;
 use tracing::{error, info};
@@ -179,7 +179,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 snapshot.complete.then(|| renderer.render_all(&snapshot))
             }
         };
-        match writer.write_latest(latest).await {
+        // Leadership lost mid-write drops the write (its blocking push sees the raised interrupt): the
+        // holder stops acting before any standby may take the Lease over.
+        let written = tokio::select! {
+            biased;
+            () = process.lost() => None,
+            written = writer.write_latest(latest) => Some(written),
+        };
+        let Some(written) = written else {
+            return process
+                .stop(Stop::LeadershipLost)
+                .map_err(|_| Error::LeadershipLost);
+        };
+        match written {
             Ok(written) => {
                 backoff.reset();
                 retry_in = None;
