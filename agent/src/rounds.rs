@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, ReconcileResult};
 use crate::reconcile::{Outcome, Reconciler, SyncReport};
 use crate::runtime::{ErrorBackoff, jittered};
 use crate::secret::Scrubber;
+use crate::watch_scope::WatchHealth;
 
 /// First wait after an error.
 const MIN_ERROR_BACKOFF: Duration = Duration::from_secs(2);
@@ -79,13 +80,15 @@ pub struct Rounds {
 }
 
 impl Rounds {
-    /// Rounds of `reconciler` as `args` configure them, starting drift correction and event publishing.
+    /// Rounds of `reconciler` as `args` configure them, starting drift correction (its unavailable watches
+    /// reported to `watch_health`) and event publishing.
     pub fn start(
         args: &Args,
         client: Client,
         reconciler: Reconciler,
         metrics: Metrics,
         scrubber: Scrubber,
+        watch_health: WatchHealth,
     ) -> Self {
         let events = Events::new(
             client.clone(),
@@ -99,7 +102,8 @@ impl Rounds {
             Some(metrics.clone()),
             Some(events.clone()),
             scrubber.clone(),
-        );
+        )
+        .watching(args.watch.scope(), watch_health);
         let reconciler = reconciler
             .with_metrics(metrics.clone())
             .with_events(events)

@@ -6,6 +6,7 @@
 
 mod cascade;
 mod chart;
+mod chart_rbac;
 mod common;
 mod crash;
 mod daemon;
