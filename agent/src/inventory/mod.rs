@@ -179,12 +179,23 @@ pub(crate) fn encode_members(members: &BTreeMap<ObjectKey, Member>) -> Vec<u8> {
     gz.finish().unwrap_or_default()
 }
 
+/// The largest member list we inflate. Ten thousand members are about 1.5 MB of JSON; a Secret's 1 MiB of
+/// gzip could otherwise inflate to a gigabyte and take the agent down with it.
+const MAX_MEMBERS_JSON: u64 = 64 * 1024 * 1024;
+
 /// Inverse of [`encode_members`].
 pub(crate) fn decode_members(bytes: &[u8]) -> Result<BTreeMap<ObjectKey, Member>, String> {
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(bytes)
+        .take(MAX_MEMBERS_JSON + 1)
         .read_to_end(&mut json)
         .map_err(|e| format!("not gzip: {e}"))?;
+    if json.len() as u64 > MAX_MEMBERS_JSON {
+        return Err(format!(
+            "inflates to more than {} MiB",
+            MAX_MEMBERS_JSON / 1024 / 1024
+        ));
+    }
     let entries: Vec<Entry> = serde_json::from_slice(&json).map_err(|e| format!("not a member list: {e}"))?;
     Ok(entries.into_iter().map(|e| (e.key, e.member)).collect())
 }
@@ -216,6 +227,22 @@ mod tests {
         // A Secret holds 1 MiB; base64 adds a third.
         assert!(bytes.len() * 4 / 3 < 1024 * 1024, "{} bytes", bytes.len());
         assert_eq!(decode_members(&bytes).unwrap(), members);
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_before_it_inflates() {
+        // Valid JSON for an empty list, padded past the limit: 65 MiB inflated from about 65 KiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(b"[").unwrap();
+        let spaces = vec![b' '; 1024 * 1024];
+        for _ in 0..=MAX_MEMBERS_JSON / 1024 / 1024 {
+            gz.write_all(&spaces).unwrap();
+        }
+        gz.write_all(b"]").unwrap();
+        let bytes = gz.finish().unwrap();
+        assert!(bytes.len() < 1024 * 1024, "{} bytes fit in a Secret", bytes.len());
+        let err = decode_members(&bytes).unwrap_err();
+        assert!(err.contains("inflates to more than 64 MiB"), "{err}");
     }
 
     #[test]
