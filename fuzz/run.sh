@@ -28,7 +28,10 @@ esac
 
 log "building fuzz targets into $work"
 # cargo-fuzz has no --locked: check fuzz/Cargo.lock is current before it may rewrite it.
-cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
+if ! cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then
+  log "fuzz/Cargo.lock is out of date: refresh it from the main lockfile (README.md, Fuzzing)"
+  exit 1
+fi
 cargo fuzz build "${flags[@]}"
 # libFuzzer prints a line per new path: keep that in a log, show its summary, and its end on a crash.
 fuzz_run() {
