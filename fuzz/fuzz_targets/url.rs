@@ -6,28 +6,45 @@
 use libfuzzer_sys::fuzz_target;
 use outpost_agent::source::{GitRef, RepoUrl};
 
+/// The password written as `scheme://user:password@host`, when it is long enough to recognise and appears
+/// nowhere else in `text` (so finding it in our output can only mean it leaked).
+fn written_password(text: &str) -> Option<&str> {
+    let (_, rest) = text.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (password.len() >= 4 && text.matches(password).count() == 1).then_some(password)
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let reference = GitRef::parse(text);
     let _ = (reference.remote_name(), reference.to_string());
-    match RepoUrl::parse(text) {
+    let shown = match RepoUrl::parse(text) {
         Ok(url) => {
-            let shown = (url.to_string(), format!("{url:?}"));
+            let shown = [url.to_string(), format!("{url:?}")];
             let _ = (url.is_http(), url.is_ssh(), url.is_plain_http());
             // Credentials moved out of an HTTP URL leave no userinfo in what we print (path and query may
             // hold anything the operator typed, `@` included).
             if url.has_embedded_credentials() {
-                for text in [&shown.0, &shown.1] {
+                for text in &shown {
                     let authority = text.split_once("://").map_or("", |(_, rest)| rest);
                     let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
                     assert!(!authority.contains('@'), "userinfo shown: {text}");
                 }
             }
+            shown
         }
         Err(e) => {
-            let _ = (e.to_string(), e.metric_label());
+            let _ = e.metric_label();
+            [e.to_string(), format!("{e:?}")]
+        }
+    };
+    if let Some(password) = written_password(text) {
+        for text in &shown {
+            assert!(!text.contains(password), "password {password:?} shown: {text}");
         }
     }
 });

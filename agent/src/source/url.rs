@@ -85,9 +85,12 @@ impl RepoUrl {
     /// Parse `--git-url`.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let redacted = crate::secret::strip_url_userinfo(text);
-        let mut url = gix::url::parse(text.as_bytes().as_bstr()).map_err(|e| Error::Invalid {
-            url: redacted.clone(),
-            reason: crate::secret::strip_url_userinfo(&e.to_string()),
+        let mut url = gix::url::parse(text.as_bytes().as_bstr()).map_err(|e| {
+            let hide = hide_unparsed_password(text);
+            Error::Invalid {
+                url: hide(redacted.clone()),
+                reason: hide(crate::secret::strip_url_userinfo(&e.to_string())),
+            }
         })?;
         match url.scheme {
             gix::url::Scheme::File => {
@@ -123,6 +126,29 @@ impl RepoUrl {
     /// True for SSH URLs, where key files and known_hosts apply.
     pub fn is_ssh(&self) -> bool {
         matches!(self, RepoUrl::Remote { url, .. } if url.scheme == gix::url::Scheme::Ssh)
+    }
+}
+
+/// For a `--git-url` that does not parse: hides, in any text, what its password may be, read broadly (after the
+/// first `:` behind `://`, up to the last `@`), raw or escaped as `{:?}` prints it. A token pasted unencoded
+/// (a `/` from base64, a blank) ends the URL's authority early, so [`crate::secret::strip_url_userinfo`]
+/// alone would leave it in the error, and the parser's message quotes the input.
+fn hide_unparsed_password(text: &str) -> impl Fn(String) -> String {
+    let password = text
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password.to_owned())
+        .filter(|password| !password.is_empty());
+    move |shown: String| match &password {
+        Some(password) => {
+            let escaped = format!("{password:?}");
+            let escaped = &escaped[1..escaped.len() - 1];
+            shown
+                .replace(password.as_str(), crate::secret::REDACTED)
+                .replace(escaped, crate::secret::REDACTED)
+        }
+        None => shown,
     }
 }
 
@@ -182,6 +208,28 @@ mod tests {
             match RepoUrl::parse(text).unwrap() {
                 RepoUrl::Local(p) => assert_eq!(p, PathBuf::from("/srv/git/repo.git")),
                 other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_never_shows_its_password() {
+        // A token with `/` (base64) or a blank, pasted unencoded: the URL does not parse, and the error must
+        // not quote the token back (found by the `url` fuzz target).
+        for (text, password) in [
+            (
+                "https://bot:ab/cd+ef==@git.example.test/org/repo.git",
+                "ab/cd+ef==",
+            ),
+            ("http://087.0.0:scret-toke @ \0s.it", "scret-toke "),
+        ] {
+            let err = RepoUrl::parse(text).unwrap_err();
+            for shown in [err.to_string(), format!("{err:?}")] {
+                assert!(!shown.contains(password.trim()), "{shown}");
+                assert!(
+                    !shown.contains(&format!("{:?}", password.trim()).replace('"', "")),
+                    "{shown}"
+                );
             }
         }
     }
