@@ -86,11 +86,8 @@ impl RepoUrl {
     pub fn parse(text: &str) -> Result<Self, Error> {
         let redacted = crate::secret::strip_url_userinfo(text);
         let mut url = gix::url::parse(text.as_bytes().as_bstr()).map_err(|e| {
-            let hide = hide_unparsed_password(text);
-            Error::Invalid {
-                url: hide(redacted.clone()),
-                reason: hide(crate::secret::strip_url_userinfo(&e.to_string())),
-            }
+            let (url, reason) = redact_unparsed(text, &e.to_string());
+            Error::Invalid { url, reason }
         })?;
         match url.scheme {
             gix::url::Scheme::File => {
@@ -129,26 +126,27 @@ impl RepoUrl {
     }
 }
 
-/// For a `--git-url` that does not parse: hides, in any text, what its password may be, read broadly (after the
-/// first `:` behind `://`, up to the last `@`), raw or escaped as `{:?}` prints it. A token pasted unencoded
-/// (a `/` from base64, a blank) ends the URL's authority early, so [`crate::secret::strip_url_userinfo`]
-/// alone would leave it in the error, and the parser's message quotes the input.
-fn hide_unparsed_password(text: &str) -> impl Fn(String) -> String {
-    let password = text
-        .split_once("://")
-        .and_then(|(_, rest)| rest.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password.to_owned())
-        .filter(|password| !password.is_empty());
-    move |shown: String| match &password {
-        Some(password) => {
-            let escaped = format!("{password:?}");
-            let escaped = &escaped[1..escaped.len() - 1];
-            shown
-                .replace(password.as_str(), crate::secret::REDACTED)
-                .replace(escaped, crate::secret::REDACTED)
-        }
-        None => shown,
+/// A `--git-url` that does not parse, as it is safe to show, and the parser's `message` likewise: `(url,
+/// reason)`. A token pasted unencoded (a `/` from base64, a blank) ends the URL's authority early, so
+/// [`crate::secret::strip_url_userinfo`] alone can miss it, and the parser's message quotes the input, escaped
+/// its own way. So when the text may hold a password at all (a `:` then an `@` after `://`), everything from
+/// that `:` to the last `@` is hidden and the parser's message is left out.
+fn redact_unparsed(text: &str, message: &str) -> (String, String) {
+    let parts = text.split_once("://").and_then(|(scheme, rest)| {
+        let (userinfo, host) = rest.rsplit_once('@')?;
+        let (user, _) = userinfo.split_once(':')?;
+        Some((scheme, user, host))
+    });
+    match parts {
+        Some((scheme, user, host)) => (
+            format!("{scheme}://{user}:{}@{host}", crate::secret::REDACTED),
+            "it does not parse as a URL (the parser's message is left out: it would repeat the credentials)"
+                .to_owned(),
+        ),
+        None => (
+            crate::secret::strip_url_userinfo(text),
+            crate::secret::strip_url_userinfo(message),
+        ),
     }
 }
 
