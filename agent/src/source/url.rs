@@ -108,7 +108,11 @@ impl RepoUrl {
                 }
                 Ok(RepoUrl::Remote { url, embedded })
             }
-            gix::url::Scheme::Ssh => Ok(RepoUrl::Remote { url, embedded: None }),
+            gix::url::Scheme::Ssh => {
+                // ssh authenticates with keys and never sends a URL password: drop it, so it cannot be shown.
+                url.set_password(None);
+                Ok(RepoUrl::Remote { url, embedded: None })
+            }
             other => Err(Error::UnsupportedScheme {
                 scheme: other.as_str().to_owned(),
             }),
@@ -230,6 +234,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_ssh_url_never_shows_a_password() {
+        // ssh authenticates with keys; a password in the URL (with a quote, which ends what the log scrubber
+        // reads as the authority) was printed whole (found by the `url` fuzz target).
+        let url = RepoUrl::parse("ssh://git:it's-s3cret@git.example.test/org/repo.git").unwrap();
+        assert!(url.is_ssh());
+        assert!(!url.to_string().contains("s3cret"), "{url}");
+        assert!(!format!("{url:?}").contains("s3cret"), "{url:?}");
     }
 
     #[test]
