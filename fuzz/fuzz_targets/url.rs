@@ -6,7 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use outpost_agent::source::{GitRef, RepoUrl};
 
-/// Fixed text of our messages: a password that is part of one (or holds one) proves nothing when shown.
+/// Fixed text of our messages: cut out of what we print before looking for a password in it, so that a
+/// password made of (or around) our own words proves nothing.
 const FIXED: &[&str] = &[
     "[redacted]",
     "--git-url ",
@@ -17,16 +18,18 @@ const FIXED: &[&str] = &[
     "UnsupportedScheme { scheme: ",
     " is not supported: use https://, ssh://, git@host:path, file:// or a path",
 ];
+/// Stands for a cut-out fixed text.
+const CUT: &str = "\u{fffe}";
 
-/// The password written as `scheme://user:password@host`, when it is long enough to recognise, appears
-/// nowhere else in `text` and in none of our fixed text (so finding it in our output can only mean it leaked).
+/// The password written as `scheme://user:password@host`, when it is long enough to recognise and appears
+/// nowhere else in `text` (so finding it in our output can only mean it leaked).
 fn written_password(text: &str) -> Option<&str> {
     let (_, rest) = text.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let (userinfo, _) = authority.rsplit_once('@')?;
     let (_, password) = userinfo.split_once(':')?;
-    let fixed = FIXED.iter().any(|f| f.contains(password) || password.contains(f));
-    (password.len() >= 4 && !fixed && text.matches(password).count() == 1).then_some(password)
+    (password.len() >= 4 && !password.contains(CUT) && text.matches(password).count() == 1)
+        .then_some(password)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -45,7 +48,9 @@ fuzz_target!(|data: &[u8]| {
                 for text in &shown {
                     let authority = text.split_once("://").map_or("", |(_, rest)| rest);
                     let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
-                    assert!(!authority.contains('@'), "userinfo shown: {text}");
+                    // gix may keep an `@` of garbage input in the host; the scrubber then redacts it.
+                    let redacted = authority.contains(":[redacted]@");
+                    assert!(!authority.contains('@') || redacted, "userinfo shown: {text}");
                 }
             }
             shown
@@ -57,7 +62,8 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Some(password) = written_password(text) {
         for text in &shown {
-            assert!(!text.contains(password), "password {password:?} shown: {text}");
+            let ours = FIXED.iter().fold(text.clone(), |t, fixed| t.replace(fixed, CUT));
+            assert!(!ours.contains(password), "password {password:?} shown: {text}");
         }
     }
 });
