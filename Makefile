@@ -1,10 +1,11 @@
 # Two commands on a fresh Debian machine (see README.md):
 #   make demo   — local API server + Git server + agent, with the example repository applied
 #   make test   — everything CI runs
+#   make fuzz   — the fuzz targets of fuzz/ for FUZZ_SECONDS (300) each (README.md, Fuzzing)
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup test lint unit e2e demo bench clean-cache
+.PHONY: setup test lint unit e2e demo bench clean-cache fuzz fuzz-ci
 
 # Every CI phase prints how long it took (bash's `time`).
 setup:
@@ -34,8 +35,18 @@ test: setup lint
 	bash tests/oracles/run.sh clear
 	time $(CARGO) build --workspace --bins --examples --locked
 	time $(CARGO) test --workspace --locked
+	$(MAKE) fuzz-ci
 	time OUTPOST_TEST_KUBE_VERSION=$(COMPAT_KUBE_VERSION) $(CARGO) test --locked -p outpost-tests --test e2e -- $(COMPAT_TESTS)
 	bash tests/oracles/run.sh test
+
+# libFuzzer through cargo-fuzz on the stable toolchain (fuzz/run.sh says how): `fuzz` searches for FUZZ_SECONDS
+# per target; `fuzz-ci` (in `test`) replays the committed corpora, then fuzzes each target FUZZ_CI_SECONDS (20).
+FUZZ_SECONDS ?= 300
+fuzz:
+	time bash fuzz/run.sh fuzz $(FUZZ_SECONDS)
+
+fuzz-ci:
+	time bash fuzz/run.sh ci
 
 demo: setup
 	$(CARGO) build --workspace --bins --locked

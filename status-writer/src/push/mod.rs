@@ -22,6 +22,7 @@ use gix::ObjectId;
 use outpost_agent::source::transport;
 
 use connection::{advertise, failure, hang_up, send, stop_if, tip_of};
+pub use report::{Verdict, judge_report};
 pub use types::{Error, PushOutcome, PushRequest, RefCommand, Result};
 
 /// Push `req.new` to `req.branch` if the branch is still at `req.old`. Blocking; never force-pushes.
