@@ -133,6 +133,27 @@ impl LimitArgs {
     }
 }
 
+/// Where watches may look (shared by both binaries): the whole cluster, or only namespaces RBAC allows.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct WatchArgs {
+    /// Comma-separated namespaces RBAC lets this process watch (the chart sets rbac.namespaces in namespaced
+    /// mode): one watch per namespace instead of cluster-wide ones, which such RBAC forbids; cluster-scoped
+    /// kinds are then not watched, and say so. Empty: cluster-wide watches.
+    #[arg(
+        long = "watch-namespaces",
+        env = "OUTPOST_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+}
+
+impl WatchArgs {
+    /// The scope these flags describe.
+    pub fn scope(&self) -> crate::watch_scope::WatchScope {
+        crate::watch_scope::WatchScope::from_list(&self.namespaces)
+    }
+}
+
 /// What the process does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -231,6 +252,10 @@ pub struct Args {
     /// Leader election.
     #[command(flatten)]
     pub lease: LeaseArgs,
+
+    /// Where drift watches may look.
+    #[command(flatten)]
+    pub watch: WatchArgs,
 }
 
 /// Field manager of every server-side apply we send (defined in `apply`; kept here for existing users).
@@ -307,6 +332,25 @@ mod tests {
         assert_eq!(args.max_prune_ratio, None);
         assert_eq!(args.resync_interval, Duration::from_secs(3600));
         assert_eq!(args.output, StatusFormat::Table);
+        assert_eq!(args.watch.scope(), crate::watch_scope::WatchScope::Cluster);
+    }
+
+    #[test]
+    fn watch_namespaces_take_a_comma_separated_list() {
+        let args = Args::try_parse_from([
+            "outpost-agent",
+            "--git-url",
+            "https://h/r.git",
+            "--cluster",
+            "c",
+            "--watch-namespaces",
+            "a,b",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.watch.scope(),
+            crate::watch_scope::WatchScope::Namespaces(["a".to_owned(), "b".to_owned()].into())
+        );
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //!
 //! The reconciler holds [`Drift::pause`] while it syncs, so corrections never race a sync and always compare
 //! against what the last sync recorded.
+//!
+//! Watches follow the [`WatchScope`]: one per kind cluster-wide, or, with RBAC limited to some namespaces, one
+//! per kind and namespace holding members. What cannot be watched (a cluster-scoped kind in that scope, a
+//! watch RBAC forbids) goes to [`WatchHealth`], which logs it, counts it and tells `/readyz`: drift that is
+//! not corrected is never silent.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -32,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::object::ObjectKey;
 use crate::resolve::Resolver;
 use crate::secret::Scrubber;
+use crate::watch_scope::{Unavailable, WatchHealth, WatchScope, WatchTarget, is_forbidden};
 
 /// What drift correction compares the cluster with: the desired objects of the last sync and the inventories
 /// it left (plain data, whoever produced it).
@@ -59,9 +65,9 @@ enum Seen {
     Changed(ObjectKey, LiveMeta),
     /// Deleted.
     Deleted(ObjectKey),
-    /// A (re)list of a kind finished with these objects present: any member not among them was deleted
-    /// while the watch was down.
-    Relisted((String, String), BTreeSet<ObjectKey>),
+    /// A (re)list of a kind (in one namespace, or everywhere) finished with these objects present: any member
+    /// there not among them was deleted while the watch was down.
+    Relisted(WatchTarget, BTreeSet<ObjectKey>),
 }
 
 /// Revert history of one object.
@@ -100,8 +106,8 @@ struct Corrector {
     scrubber: Scrubber,
 }
 
-/// Running watch tasks by (group, kind).
-type Watchers = HashMap<(String, String), JoinHandle<()>>;
+/// Running watch tasks by kind and namespace.
+type Watchers = HashMap<WatchTarget, JoinHandle<()>>;
 
 /// Handle to the drift machinery.
 #[derive(Clone)]
@@ -110,12 +116,18 @@ pub struct Drift {
     state: Arc<Mutex<State>>,
     /// Where watchers send what they see.
     tx: mpsc::Sender<Seen>,
-    /// Running watchers by (group, kind).
+    /// Running watchers by kind and namespace.
     watchers: Arc<std::sync::Mutex<Watchers>>,
+    /// Where watches may look (`--watch-namespaces`).
+    scope: WatchScope,
+    /// Watches not running and why: logged, counted and shown on `/readyz`.
+    health: WatchHealth,
     /// For new watchers.
     client: Client,
     /// Resolves kinds for new watchers.
     resolver: Arc<Mutex<Resolver>>,
+    /// The corrector task, aborted by [`Drift::stop`].
+    corrector: tokio::task::AbortHandle,
 }
 
 /// Held by the reconciler during a sync: corrections wait.
@@ -139,13 +151,37 @@ impl Drift {
             events,
             scrubber,
         };
-        tokio::spawn(correct(state.clone(), rx, corrector).instrument(info_span!("drift")));
+        let corrector = tokio::spawn(correct(state.clone(), rx, corrector).instrument(info_span!("drift")));
         Drift {
+            corrector: corrector.abort_handle(),
             state,
             tx,
             watchers: Arc::default(),
+            scope: WatchScope::Cluster,
+            health: WatchHealth::new(
+                "Drift",
+                "changes to these objects are not reverted until the next full resync",
+            ),
             client: client.clone(),
             resolver: Arc::new(Mutex::new(Resolver::new(client))),
+        }
+    }
+
+    /// Watch only where `scope` allows, reporting what cannot be watched to `health`. Call before the first
+    /// [`Drift::update`].
+    pub fn watching(mut self, scope: WatchScope, health: WatchHealth) -> Self {
+        self.scope = scope;
+        self.health = health;
+        self
+    }
+
+    /// Stop correcting for good (leadership lost): the corrector and every watcher are aborted at once, a
+    /// re-apply in flight included.
+    pub fn stop(&self) {
+        self.corrector.abort();
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, handle) in watchers.drain() {
+            handle.abort();
         }
     }
 
@@ -179,74 +215,100 @@ impl Drift {
             .map(|b| (b.clone(), applyset_id(b)))
             .collect();
         state.trackers.retain(|k, _| synced.desired.contains_key(k));
-        let mut kinds: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut kinds: crate::live::Kinds = BTreeMap::new();
         for (key, (_, member)) in &state.members {
             kinds
                 .entry((key.group.clone(), key.kind.clone()))
-                .or_insert_with(|| member.api_version.clone());
+                .or_insert_with(|| (member.api_version.clone(), BTreeSet::new()))
+                .1
+                .insert(key.namespace.clone());
         }
         self.watch_kinds(kinds).await;
     }
 
-    /// Start watchers for new kinds and stop those for kinds no longer managed.
-    async fn watch_kinds(&self, kinds: BTreeMap<(String, String), String>) {
+    /// Start the watches the scope gives the managed kinds, stop those no longer needed, and report what cannot
+    /// be watched.
+    async fn watch_kinds(&self, kinds: crate::live::Kinds) {
+        let mut wanted: BTreeMap<WatchTarget, String> = BTreeMap::new();
+        let mut unavailable: Vec<(WatchTarget, Unavailable)> = Vec::new();
+        for ((group, kind), (api_version, namespaces)) in &kinds {
+            let (watch, cannot) = self.scope.plan(group, kind, namespaces);
+            wanted.extend(watch.into_iter().map(|t| (t, api_version.clone())));
+            unavailable.extend(cannot);
+        }
+        self.health
+            .retain(|t| wanted.contains_key(t) || unavailable.iter().any(|(u, _)| u == t));
+        for (target, why) in &unavailable {
+            self.health.set(target, Some(*why));
+        }
         let mut to_start = Vec::new();
         {
             let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
-            watchers.retain(|gk, handle| {
-                let keep = kinds.contains_key(gk);
+            watchers.retain(|target, handle| {
+                let keep = wanted.contains_key(target);
                 if !keep {
                     handle.abort();
                 }
                 keep
             });
-            for (gk, api_version) in &kinds {
-                if !watchers.contains_key(gk) {
-                    to_start.push((gk.clone(), api_version.clone()));
+            for (target, api_version) in wanted {
+                if !watchers.contains_key(&target) {
+                    to_start.push((target, api_version));
                 }
             }
         }
-        for ((group, kind), api_version) in to_start {
-            let resolved = match self.resolver.lock().await.resolve(&api_version, &kind).await {
+        for (target, api_version) in to_start {
+            let resolved = match self
+                .resolver
+                .lock()
+                .await
+                .resolve(&api_version, &target.kind)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
-                    warn!(kind = %kind, error = %e, "Cannot watch kind for drift");
+                    warn!(kind = %target.kind, error = %e, "Cannot watch kind for drift");
                     continue;
                 }
             };
             // `PartialObjectMeta` makes every request metadata-only.
             let api: Api<PartialObjectMeta<DynamicObject>> =
-                crate::resolve::api_for(&self.client, &resolved.resource, None);
-            let tx = self.tx.clone();
-            let gk = (group.clone(), kind.clone());
+                crate::resolve::api_for(&self.client, &resolved.resource, target.namespace.as_deref());
+            let (tx, health) = (self.tx.clone(), self.health.clone());
             let namespaced = resolved.namespaced();
-            let span = info_span!("watch", kind = %crate::object::group_kind(&group, &kind));
-            let handle = tokio::spawn(watch(api, gk.clone(), namespaced, tx).instrument(span));
+            let span = info_span!("watch", target = %target);
+            let handle = tokio::spawn(watch(api, target.clone(), namespaced, tx, health).instrument(span));
             self.watchers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(gk, handle);
+                .insert(target, handle);
         }
     }
 }
 
-/// One kind's metadata watch, forwarding what it sees.
+/// One kind's metadata watch (in one namespace or everywhere), forwarding what it sees; a 403 is reported to
+/// `health` (and cleared once the watch runs again) while the watcher keeps retrying with backoff.
 async fn watch(
     api: Api<PartialObjectMeta<DynamicObject>>,
-    gk: (String, String),
+    target: WatchTarget,
     namespaced: bool,
     tx: mpsc::Sender<Seen>,
+    health: WatchHealth,
 ) {
     let config = watcher::Config::default().labels(PART_OF_LABEL);
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let key_of = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| ObjectKey {
-        group: gk.0.clone(),
-        kind: gk.1.clone(),
+        group: target.group.clone(),
+        kind: target.kind.clone(),
         namespace: if namespaced { meta.namespace.clone() } else { None },
         name: meta.name.clone().unwrap_or_default(),
     };
     let mut relist: Option<BTreeSet<ObjectKey>> = None;
+    let mut forbidden = false;
     while let Some(event) = stream.next().await {
+        if event.is_ok() && std::mem::take(&mut forbidden) {
+            health.set(&target, None);
+        }
         let seen = match event {
             Ok(watcher::Event::Apply(obj)) => {
                 Seen::Changed(key_of(&obj.metadata), LiveMeta::of(&obj.metadata))
@@ -263,7 +325,14 @@ async fn watch(
                 }
                 Seen::Changed(key, LiveMeta::of(&obj.metadata))
             }
-            Ok(watcher::Event::InitDone) => Seen::Relisted(gk.clone(), relist.take().unwrap_or_default()),
+            Ok(watcher::Event::InitDone) => Seen::Relisted(target.clone(), relist.take().unwrap_or_default()),
+            Err(e) if is_forbidden(&e) => {
+                if !forbidden {
+                    forbidden = true;
+                    health.set(&target, Some(Unavailable::Forbidden));
+                }
+                continue;
+            }
             Err(e) => {
                 debug!(error = %e, "Watch error (retrying with backoff)");
                 continue;
@@ -296,11 +365,16 @@ async fn correct(state: Arc<Mutex<State>>, mut rx: mpsc::Receiver<Seen>, mut c: 
                     revert(state, &mut c, key, None, "deleted").await;
                 }
             }
-            Seen::Relisted((group, kind), present) => {
+            Seen::Relisted(target, present) => {
+                let watched = |k: &ObjectKey| {
+                    k.group == target.group
+                        && k.kind == target.kind
+                        && (target.namespace.is_none() || k.namespace == target.namespace)
+                };
                 let missing: Vec<ObjectKey> = state
                     .members
                     .keys()
-                    .filter(|k| k.group == group && k.kind == kind && !present.contains(*k))
+                    .filter(|k| watched(k) && !present.contains(*k))
                     .cloned()
                     .collect();
                 for key in missing {

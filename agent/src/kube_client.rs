@@ -74,12 +74,23 @@ impl RequestCounter {
     }
 }
 
+/// Longest wait for any answer from the API server.
+const API_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Longest a request may take to send.
+const API_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A client from the inferred configuration (in-cluster or KUBECONFIG), counting requests when `counter` is
 /// given. Proxy variables are ignored for the API server (they are for Git).
 pub async fn client(counter: Option<RequestCounter>) -> Result<Client, kube::Error> {
     let mut config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
     // The API server is local to the cluster: never reach it through HTTPS_PROXY, which is meant for Git.
     config.proxy_url = None;
+    // An API server that accepts a request and never answers must not hold the agent: kube leaves reads
+    // unbounded by default. Longer than the watches' own 290 s server-side timeout, so a quiet watch is not cut
+    // (that would cost a re-list), counted from each request rather than from when its connection went idle.
+    config.read_timeout = Some(API_READ_TIMEOUT);
+    config.write_timeout = Some(API_WRITE_TIMEOUT);
+    config.reset_reader_on_write = true;
     let Some(counter) = counter else {
         return Client::try_from(config);
     };

@@ -33,3 +33,4 @@ pub mod run;
 pub mod runtime;
 pub mod secret;
 pub mod source;
+pub mod watch_scope;

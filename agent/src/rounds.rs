@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, ReconcileResult};
 use crate::reconcile::{Outcome, Reconciler, SyncReport};
 use crate::runtime::{ErrorBackoff, jittered};
 use crate::secret::Scrubber;
+use crate::watch_scope::WatchHealth;
 
 /// First wait after an error.
 const MIN_ERROR_BACKOFF: Duration = Duration::from_secs(2);
@@ -79,13 +80,15 @@ pub struct Rounds {
 }
 
 impl Rounds {
-    /// Rounds of `reconciler` as `args` configure them, starting drift correction and event publishing.
+    /// Rounds of `reconciler` as `args` configure them, starting drift correction (its unavailable watches
+    /// reported to `watch_health`) and event publishing.
     pub fn start(
         args: &Args,
         client: Client,
         reconciler: Reconciler,
         metrics: Metrics,
         scrubber: Scrubber,
+        watch_health: WatchHealth,
     ) -> Self {
         let events = Events::new(
             client.clone(),
@@ -99,7 +102,8 @@ impl Rounds {
             Some(metrics.clone()),
             Some(events.clone()),
             scrubber.clone(),
-        );
+        )
+        .watching(args.watch.scope(), watch_health);
         let reconciler = reconciler
             .with_metrics(metrics.clone())
             .with_events(events)
@@ -121,7 +125,19 @@ impl Rounds {
         }
     }
 
-    /// Runs one round; `interrupt` stops its blocking Git work early.
+    /// Stop drift correction for good: another replica acts now. (A round in flight is stopped by dropping
+    /// its future.)
+    pub fn stop(&self) {
+        self.drift.stop();
+    }
+
+    /// A handle that stops drift correction, for a future racing [`Rounds::next`] (which borrows the rounds).
+    pub fn drift(&self) -> Drift {
+        self.drift.clone()
+    }
+
+    /// Runs one round; `interrupt` stops its blocking Git work early. Cancel-safe in the sense that matters:
+    /// dropped mid-apply, it leaves inventories as a crash would (grown before objects are applied).
     pub async fn next(&mut self, interrupt: Arc<AtomicBool>) -> Next {
         if self.last_full_sync.elapsed() >= self.resync_interval {
             self.reconciler.force_next();

@@ -16,9 +16,10 @@ use crate::inventory::source_state::SourceStateStore;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::{self, Outcome, Reconciler, Settings};
 use crate::rounds::Rounds;
-use crate::runtime::{Candidate, Process};
+use crate::runtime::{Candidate, Process, Stop};
 use crate::secret::Scrubber;
 use crate::source::{self, RepoUrl, Source};
+use crate::watch_scope::WatchHealth;
 
 /// Quiet time after a change under a local-path repository before reconciling (a push writes many files).
 const LOCAL_DEBOUNCE: Duration = Duration::from_millis(150);
@@ -116,6 +117,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
 
     let metrics = Metrics::register(&mut registry);
+    let watch_health = WatchHealth::new(
+        "Drift",
+        "changes to these objects are not reverted until the next full resync",
+    );
+    watch_health.register(registry.sub_registry_with_prefix("drift"));
     let mut process = Process::start(&args.admin, registry)
         .await
         .map_err(Error::Admin)?;
@@ -127,7 +133,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     {
         return process.stop(stop).map_err(|_| Error::LeadershipLost);
     }
-    let mut rounds = Rounds::start(&args, client, reconciler, metrics, scrubber);
+    let mut rounds = Rounds::start(&args, client, reconciler, metrics, scrubber, watch_health.clone());
     let changed = Arc::new(Notify::new());
     let _watcher = match &local_path {
         Some(path) => source::local::watch(path, changed.clone()),
@@ -138,23 +144,66 @@ pub async fn run(args: Args) -> Result<(), Error> {
     // Git operation is bounded by --git-timeout, every API request by the client's timeouts).
     let allowance = ROUND_ALLOWANCE + 2 * args.git.timeout;
     process.beat(allowance);
+    // The rounds made the agent ready (a sync got through), whatever the watches say.
+    let mut synced = false;
     loop {
-        let next = rounds.next(process.interrupt()).await;
-        process.beat(next.wait + allowance);
-        if let Some(reason) = &next.stalled {
-            process.set_not_ready(reason);
-        } else if next.ready {
-            process.set_ready();
-        }
-        // A signal or a lost Lease wins over the next round: nothing new starts once stopping.
-        tokio::select! {
+        // Leadership lost mid-round stops drift correction while the round still holds it paused, then
+        // cancels the round (its requests in flight are dropped): the holder stops acting before any standby
+        // may take the Lease over.
+        let interrupt = process.interrupt();
+        let drift = rounds.drift();
+        let lost = async {
+            process.lost().await;
+            drift.stop();
+        };
+        let round = tokio::select! {
             biased;
-            stop = process.stopped() => return process.stop(stop).map_err(|_| Error::LeadershipLost),
-            _ = tokio::time::sleep(next.wait) => {}
-            _ = changed.notified() => {
-                tokio::time::sleep(LOCAL_DEBOUNCE).await;
-                info!("Local repository changed");
+            () = lost => None,
+            next = rounds.next(interrupt) => Some(next),
+        };
+        let Some(next) = round else {
+            return process
+                .stop(Stop::LeadershipLost)
+                .map_err(|_| Error::LeadershipLost);
+        };
+        process.beat(next.wait + allowance);
+        if next.stalled.is_some() {
+            synced = false;
+        } else if next.ready {
+            synced = true;
+        }
+        show_readiness(&process, next.stalled.as_deref(), synced, &watch_health);
+        // A signal or a lost Lease wins over the next round: nothing new starts once stopping.
+        let wait = tokio::time::sleep(next.wait);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                biased;
+                stop = process.stopped() => {
+                    rounds.stop();
+                    return process.stop(stop).map_err(|_| Error::LeadershipLost);
+                }
+                _ = &mut wait => break,
+                _ = changed.notified() => {
+                    tokio::time::sleep(LOCAL_DEBOUNCE).await;
+                    info!("Local repository changed");
+                    break;
+                }
+                // A watch became forbidden (or runs again) between rounds: tell /readyz now.
+                _ = watch_health.changed() => {
+                    show_readiness(&process, next.stalled.as_deref(), synced, &watch_health);
+                }
             }
         }
+    }
+}
+
+/// `/readyz`: not ready while the last round stalled or a drift watch is forbidden by RBAC (drift is then not
+/// corrected), saying which; ready once a round synced.
+fn show_readiness(process: &Process, stalled: Option<&str>, synced: bool, watches: &WatchHealth) {
+    match stalled.map(str::to_owned).or_else(|| watches.forbidden()) {
+        Some(reason) => process.set_not_ready(&reason),
+        None if synced => process.set_ready(),
+        None => {}
     }
 }

@@ -16,6 +16,14 @@
 //! meanwhile is left for the next round). Only recently published refs ([`WINDOW_SECONDS`]) are carried, so a
 //! cluster whose writer is gone is not brought back after someone removes its directory; such a ref is never
 //! removed by others either (a writer whose clock is off must not be told it was carried when it was not).
+//!
+//! Without atomic pushes (a receive-pack that does not advertise `atomic`) the branch update and the removals
+//! cannot land together, and either may fail alone. Two rules keep the same guarantees: the removals go only
+//! after the branch moved ([`crate::push::push_with`]), so a removed ref still means carried; and a writer
+//! whose own ref holds another status than the one it is about to land brings the ref up to that status first
+//! ([`Settlement::republish_own`]), so a ref left behind by a failed or missing removal is never older than its
+//! cluster's directory on the branch and can never be carried over a newer status. Refs left behind hold what
+//! the branch holds, so the next landing, whoever makes it, finds them settled and removes them again.
 
 use std::collections::BTreeMap;
 
@@ -76,6 +84,40 @@ pub fn select(
         .filter(|p| on_branch(&p.cluster) != p.tree)
         .map(|p| (p.cluster.clone(), p.tree))
         .collect()
+}
+
+/// What one landing does with the statuses published for the branch it lands on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settlement {
+    /// Other clusters' directories written into the landing commit ([`select`]).
+    pub carry: BTreeMap<String, Option<ObjectId>>,
+    /// Clusters whose status refs the landing removes: ours, those carried, those the branch already holds.
+    pub remove: Vec<String>,
+    /// Our own ref holds a status other than the one we land: publish ours on it before the branch moves.
+    pub republish_own: bool,
+}
+
+/// Settle the `published` statuses for a landing of `ours` (our directory's tree) by cluster `own`; see the
+/// module text.
+pub fn settle(
+    own: &str,
+    published: &[Published],
+    ours: Option<ObjectId>,
+    on_branch: impl Fn(&str) -> Option<ObjectId>,
+    now: i64,
+) -> Settlement {
+    let carry = select(own, published, &on_branch, now);
+    let remove = published
+        .iter()
+        .filter(|p| p.cluster == own || carry.contains_key(&p.cluster) || on_branch(&p.cluster) == p.tree)
+        .map(|p| p.cluster.clone())
+        .collect();
+    let republish_own = published.iter().any(|p| p.cluster == own && p.tree != ours);
+    Settlement {
+        carry,
+        remove,
+        republish_own,
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +191,63 @@ mod tests {
             chosen,
             BTreeMap::from([("emptied".to_owned(), None), ("pending".to_owned(), Some(id(2))),])
         );
+    }
+
+    fn published(cluster: &str, tree: Option<ObjectId>, time: i64) -> Published {
+        Published {
+            cluster: cluster.into(),
+            tree,
+            time,
+        }
+    }
+
+    #[test]
+    fn a_landing_removes_ours_what_it_carries_and_what_the_branch_already_holds() {
+        let now = 1_000_000;
+        let listed = vec![
+            published("own", Some(id(1)), now),
+            published("pending", Some(id(2)), now),
+            // Left by a landing whose removal did not go through: the branch already holds it.
+            published("left", Some(id(3)), now - 5),
+            // Too old to carry, and not on the branch: its writer may be gone; never removed by others.
+            published("gone", Some(id(4)), now - WINDOW_SECONDS - 1),
+        ];
+        let on_branch = |c: &str| (c == "left").then_some(id(3));
+        let settled = settle("own", &listed, Some(id(1)), on_branch, now);
+        assert_eq!(
+            settled.carry,
+            BTreeMap::from([("pending".to_owned(), Some(id(2)))])
+        );
+        assert_eq!(settled.remove, ["own", "pending", "left"]);
+        assert!(!settled.republish_own, "our ref already holds what we land");
+    }
+
+    #[test]
+    fn our_ref_holding_another_status_is_brought_up_to_ours_before_the_branch_moves() {
+        let now = 1_000_000;
+        // An older status of ours left on our ref (its removal was lost), and we now land a newer one: the ref
+        // must hold the newer one before the branch does, or another writer would carry it back.
+        let listed = vec![published("own", Some(id(1)), now - 30)];
+        let settled = settle("own", &listed, Some(id(2)), |_| Some(id(1)), now);
+        assert!(settled.republish_own);
+        assert_eq!(settled.remove, ["own"]);
+        assert!(settled.carry.is_empty(), "our own ref is never carried");
+        // Our status now empty (every bundle left): the ref must say so too.
+        let settled = settle("own", &listed, None, |_| Some(id(1)), now);
+        assert!(settled.republish_own);
+        // No ref of ours listed: nothing to bring up.
+        let settled = settle("own", &[], Some(id(2)), |_| None, now);
+        assert_eq!(settled, Settlement::default());
+    }
+
+    #[test]
+    fn a_ref_left_holding_what_the_branch_holds_is_never_carried_even_within_the_window() {
+        let now = 1_000_000;
+        // Another writer's ref that a lost removal left behind, already republished up to its newest status
+        // (what the branch holds): settled, so removed, and nothing is written for it.
+        let listed = vec![published("other", Some(id(5)), now)];
+        let settled = settle("own", &listed, Some(id(1)), |_| Some(id(5)), now);
+        assert!(settled.carry.is_empty());
+        assert_eq!(settled.remove, ["other"]);
     }
 }

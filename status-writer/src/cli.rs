@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use outpost_agent::cli::GitArgs;
+use outpost_agent::cli::{GitArgs, WatchArgs};
 use outpost_agent::logging::LogFormat;
 use outpost_agent::runtime::{AdminArgs, LeaseArgs, parse_debounce};
 
@@ -72,6 +72,10 @@ pub struct Args {
     /// Leader election.
     #[command(flatten)]
     pub lease: LeaseArgs,
+
+    /// Where watches may look.
+    #[command(flatten)]
+    pub watch: WatchArgs,
 }
 
 #[cfg(test)]

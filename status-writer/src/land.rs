@@ -19,10 +19,10 @@ use tracing::{debug, info, warn};
 use crate::memory::BranchMemory;
 use crate::metrics::StatusMetrics;
 use crate::outcome::{Error, Written};
-use crate::push::{self, PushOutcome, PushRequest, RefCommand};
+use crate::push::{self, PushOutcome, PushRequest};
 use crate::render::Files;
 use crate::target::{Target, fetch_tip, source_for};
-use crate::{carry, commit, paths};
+use crate::{carry, commit, paths, published};
 
 /// Lost races per write before giving up until the next change.
 const MAX_LOSSES: u32 = 12;
@@ -276,46 +276,38 @@ impl Job<'_> {
                 "Our status directory on the branch is not what we last pushed: history was rewritten (force-push) or someone edited it; writing current status on top, never force-pushing"
             );
         }
+        let mut listed = tip.published.clone();
+        let settled = match own_ref {
+            Some(_) => published::settle(&repo, base, &target.cluster, &listed, ours)?,
+            None => carry::Settlement::default(),
+        };
         if before == ours {
             self.memory.record_landed(ours, files);
+            self.remove_leftovers(&repo, &settled, &listed);
             return Ok(Landing::Present(base));
         }
         *changed = changed_bundles(&repo, base, &root, files);
 
+        if let Some(own_ref) = &own_ref
+            && settled.republish_own
+        {
+            // Our ref holds an older status: were its removal lost, others would carry it over this one.
+            match self.publish(&repo, own_ref, files)? {
+                Some((_, refs)) => match refs.iter().find(|(name, _)| name == own_ref) {
+                    Some((_, id)) => listed.insert(target.cluster.clone(), *id),
+                    None => listed.remove(&target.cluster),
+                },
+                None => listed.remove(&target.cluster),
+            };
+        }
+        let removals = published::removals(self.branch, &settled.remove, &listed);
         let mut replace = BTreeMap::from([(root.clone(), ours)]);
         let mut remote_has = BTreeSet::new();
         let mut carried = Vec::new();
-        let mut removals = Vec::new();
-        if own_ref.is_some() {
-            let published = published_statuses(&repo, &tip.published)?;
-            let on_branch = |c: &str| {
-                commit::subtree(&repo, base, &paths::status_root(c))
-                    .ok()
-                    .flatten()
-            };
-            let now = jiff::Timestamp::now().as_second();
-            let chosen = carry::select(&target.cluster, &published, on_branch, now);
-            for p in &published {
-                let settled = p.cluster == target.cluster
-                    || chosen.contains_key(&p.cluster)
-                    || on_branch(&p.cluster) == p.tree;
-                if let (true, Some(refname), Some(old)) = (
-                    settled,
-                    carry::own_ref(self.branch, &p.cluster),
-                    tip.published.get(&p.cluster),
-                ) {
-                    removals.push(RefCommand {
-                        refname,
-                        old: Some(*old),
-                        new: None,
-                    });
-                }
-            }
-            for (cluster, tree) in chosen {
-                remote_has.extend(tree);
-                replace.insert(paths::status_root(&cluster), tree);
-                carried.push(cluster);
-            }
+        for (cluster, tree) in settled.carry {
+            remote_has.extend(tree);
+            replace.insert(paths::status_root(&cluster), tree);
+            carried.push(cluster);
         }
         let message = commit_message(&target.cluster, changed, &carried);
         let Some(built) =
@@ -337,7 +329,15 @@ impl Job<'_> {
             "Landing attempt"
         );
         let outcome = match outcome {
-            Ok((outcome, _)) => outcome,
+            Ok((outcome, all_removed)) => {
+                if outcome == PushOutcome::Updated && !all_removed {
+                    debug!(
+                        removals = removals.len(),
+                        "Some settled status refs stay for the next landing"
+                    );
+                }
+                outcome
+            }
             Err(push::Error::Protocol { reason, .. }) if !removals.is_empty() => {
                 warn!(reason = %reason, "The control repository refused removing status refs; pushing to the branch alone from now on");
                 self.no_carrying.store(true, Ordering::Relaxed);
@@ -368,6 +368,18 @@ impl Job<'_> {
                 Ok(Landing::Lost(reason))
             }
         }
+    }
+
+    /// Our directory already holds our status: remove the status refs an earlier landing settled but could not
+    /// remove (see [`published::remove_leftovers`]).
+    fn remove_leftovers(
+        &self,
+        repo: &gix::Repository,
+        settled: &carry::Settlement,
+        listed: &BTreeMap<String, ObjectId>,
+    ) {
+        let request = self.request(repo, None, ObjectId::null(gix::hash::Kind::Sha1), &[]);
+        published::remove_leftovers(&request, settled, listed, self.interrupt);
     }
 
     /// Our status landed through another writer (or was there already).
@@ -432,24 +444,6 @@ fn commit_message(cluster: &str, changed: &[String], carried: &[String]) -> Stri
             format!("; carried: {}", carried.join(", "))
         }
     )
-}
-
-/// The published statuses (tree and time of each status ref's commit).
-fn published_statuses(
-    repo: &gix::Repository,
-    refs: &BTreeMap<String, ObjectId>,
-) -> Result<Vec<carry::Published>, Error> {
-    let empty = ObjectId::empty_tree(repo.object_hash());
-    let mut out = Vec::new();
-    for (cluster, commit) in refs {
-        let tree = commit::tree_of(repo, *commit)?;
-        out.push(carry::Published {
-            cluster: cluster.clone(),
-            tree: (tree != empty).then_some(tree),
-            time: commit::time_of(repo, *commit)?,
-        });
-    }
-    Ok(out)
 }
 
 /// Bundles whose status file differs from the one at `base`.

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod parents;
 pub mod paths;
+pub mod published;
 pub mod push;
 pub mod redact;
 pub mod render;

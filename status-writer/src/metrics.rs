@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 /// Sub-registry prefix: with the root's `outpost`, every status writer series is `outpost_status_*`.
-const SUBSYSTEM: &str = "status";
+pub const SUBSYSTEM: &str = "status";
 
 /// The `kind` label of `outpost_status_write_failures_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use outpost_agent::metrics;
-use outpost_agent::runtime::{Candidate, ErrorBackoff, Process, jittered};
+use outpost_agent::runtime::{Candidate, ErrorBackoff, Process, Stop, jittered};
 use outpost_agent::secret::Scrubber;
 use outpost_agent::source;
 use tracing::{error, info};
@@ -18,6 +18,7 @@ use crate::commit::Author;
 use crate::metrics::StatusMetrics;
 use crate::watch::Index;
 use crate::writer::{self, Target, Writer, Written};
+use outpost_agent::watch_scope::WatchHealth;
 
 /// How long `--once` waits for the watches' initial lists.
 const INITIAL_LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,6 +56,9 @@ pub enum Error {
     /// `--once` could not see the cluster in time.
     #[error("the inventories and their objects were not listed within {0:?}")]
     NotListed(Duration),
+    /// `--once` and RBAC forbids a watch the status needs.
+    #[error("{0}: grant get, list and watch there, or set --watch-namespaces to the namespaces RBAC allows")]
+    Forbidden(String),
     /// `--once` and the write failed.
     #[error(transparent)]
     Write(#[from] writer::Error),
@@ -72,6 +76,7 @@ impl Error {
             Error::Kube(_) => "kube_config",
             Error::Admin(_) => "admin_bind",
             Error::NotListed(_) => "not_listed",
+            Error::Forbidden(_) => "forbidden",
             Error::Write(e) => e.metric_label(),
             Error::LeadershipLost => "leadership_lost",
         }
@@ -97,7 +102,14 @@ pub async fn run(args: Args) -> Result<(), Error> {
         .await
         .map_err(Error::Kube)?;
     info!(url = %target.url, cluster = %args.cluster, branch = %args.git_branch, "Starting");
-    let index = Arc::new(Index::start(client.clone(), &args.namespace, &args.cluster));
+    let health = WatchHealth::new("Status", "status cannot be written until it runs");
+    let index = Arc::new(Index::start(
+        client.clone(),
+        &args.namespace,
+        &args.cluster,
+        args.watch.scope(),
+        health.clone(),
+    ));
 
     if args.once {
         let writer = Writer::new(target, scrubber, None, Arc::new(AtomicBool::new(false)));
@@ -108,7 +120,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 break snapshot;
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(Error::NotListed(INITIAL_LIST_TIMEOUT));
+                return Err(match health.forbidden() {
+                    Some(reason) => Error::Forbidden(reason),
+                    None => Error::NotListed(INITIAL_LIST_TIMEOUT),
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
@@ -119,6 +134,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
 
     let mut registry = metrics::new_registry();
     let metrics = StatusMetrics::register(&mut registry);
+    health.register(registry.sub_registry_with_prefix(crate::metrics::SUBSYSTEM));
     let mut process = Process::start(&args.admin, registry)
         .await
         .map_err(Error::Admin)?;
@@ -148,6 +164,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
         }
         let snapshot = index.snapshot();
         if !snapshot.complete {
+            // A watch RBAC forbids keeps the index incomplete: say so on /readyz instead of waiting in silence.
+            if let Some(reason) = health.forbidden() {
+                process.set_not_ready(&reason);
+            }
             retry_in = Some(Duration::from_millis(500));
             continue;
         }
@@ -159,7 +179,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 snapshot.complete.then(|| renderer.render_all(&snapshot))
             }
         };
-        match writer.write_latest(latest).await {
+        // Leadership lost mid-write drops the write (its blocking push sees the raised interrupt): the
+        // holder stops acting before any standby may take the Lease over.
+        let written = tokio::select! {
+            biased;
+            () = process.lost() => None,
+            written = writer.write_latest(latest) => Some(written),
+        };
+        let Some(written) = written else {
+            return process
+                .stop(Stop::LeadershipLost)
+                .map_err(|_| Error::LeadershipLost);
+        };
+        match written {
             Ok(written) => {
                 backoff.reset();
                 retry_in = None;

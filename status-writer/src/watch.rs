@@ -3,6 +3,11 @@
 //!
 //! Every change marks the index dirty and wakes the writer, which renders after its debounce window. The
 //! ResourceBundleState CRD is never needed.
+//!
+//! Watches follow the [`WatchScope`]: cluster-wide, or with RBAC limited to some namespaces
+//! (`--watch-namespaces`) one watch per member kind and namespace, and pods in each listed namespace.
+//! Cluster-scoped member kinds are then not watched (their objects are reported missing), and a watch RBAC
+//! forbids keeps the index incomplete: both go to [`WatchHealth`] (log, metric, `/readyz`), never silent.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,12 +22,15 @@ use outpost_agent::inventory::applyset::{self, PART_OF_LABEL};
 use outpost_agent::inventory::store::{INVENTORY_LABEL, INVENTORY_VERSION, decode};
 use outpost_agent::object::ObjectKey;
 use outpost_agent::resolve::Resolver;
+use outpost_agent::watch_scope::{Unavailable, WatchHealth, WatchScope, WatchTarget, is_forbidden};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::parents::{Naming, parent_kind, put};
+
+mod pods;
 
 /// A consistent copy of the index for one render.
 #[derive(Clone, Debug, Default)]
@@ -42,28 +50,55 @@ pub struct Snapshot {
 struct State {
     /// What the watches have seen so far; copied out for each render.
     snapshot: Snapshot,
-    /// (group, kind) whose initial list is done.
-    listed: BTreeSet<(String, String)>,
+    /// Member watches whose initial list is done.
+    listed: BTreeSet<WatchTarget>,
     /// The inventory watch delivered its initial list (before that, bundles would look absent).
     inventories_listed: bool,
-    /// The pod watch delivered its initial list (before that, workloads would look podless).
-    pods_listed: bool,
+    /// Namespaces (`None`: all) whose pod watch delivered its initial list (before that, workloads would look
+    /// podless).
+    pods_listed: BTreeSet<Option<String>>,
 }
 
 impl State {
-    fn complete(&self) -> bool {
-        let kinds: BTreeSet<(String, String)> = self
-            .snapshot
-            .inventories
-            .values()
-            .flat_map(|i| i.members.keys().map(|k| (k.group.clone(), k.kind.clone())))
-            .collect();
-        self.inventories_listed && self.pods_listed && kinds.is_subset(&self.listed)
+    fn complete(&self, scope: &WatchScope) -> bool {
+        let pods = scope
+            .every_namespace()
+            .into_iter()
+            .all(|ns| self.pods_listed.contains(&ns));
+        self.inventories_listed
+            && pods
+            && wanted(&self.snapshot.inventories, scope)
+                .0
+                .keys()
+                .all(|t| self.listed.contains(t))
     }
 }
 
-/// Member watch tasks by (group, kind).
-type Watchers = HashMap<(String, String), JoinHandle<()>>;
+/// The member watches the inventories need in `scope` (each with an apiVersion to watch it through), and those
+/// the scope cannot have.
+fn wanted(
+    inventories: &BTreeMap<String, Inventory>,
+    scope: &WatchScope,
+) -> (BTreeMap<WatchTarget, String>, Vec<(WatchTarget, Unavailable)>) {
+    let mut kinds: outpost_agent::live::Kinds = BTreeMap::new();
+    for (key, member) in inventories.values().flat_map(|i| i.members.iter()) {
+        kinds
+            .entry((key.group.clone(), key.kind.clone()))
+            .or_insert_with(|| (member.api_version.clone(), BTreeSet::new()))
+            .1
+            .insert(key.namespace.clone());
+    }
+    let (mut watch, mut unavailable) = (BTreeMap::new(), Vec::new());
+    for ((group, kind), (api_version, namespaces)) in kinds {
+        let (targets, cannot) = scope.plan(&group, &kind, &namespaces);
+        watch.extend(targets.into_iter().map(|t| (t, api_version.clone())));
+        unavailable.extend(cannot);
+    }
+    (watch, unavailable)
+}
+
+/// Member watch tasks by kind and namespace.
+type Watchers = HashMap<WatchTarget, JoinHandle<()>>;
 
 /// The watches and their index.
 #[derive(Clone)]
@@ -84,11 +119,22 @@ pub struct Index {
     watchers: Arc<Mutex<Watchers>>,
     /// Maps a member's apiVersion and kind to its API resource (discovery, cached).
     resolver: Arc<tokio::sync::Mutex<Resolver>>,
+    /// Where watches may look (`--watch-namespaces`).
+    scope: WatchScope,
+    /// Watches not running and why: logged, counted, and shown on `/readyz`.
+    pub health: WatchHealth,
 }
 
 impl Index {
-    /// Start watching inventories of `cluster` in `namespace`, and pods. Member kinds are watched as they appear.
-    pub fn start(client: Client, namespace: &str, cluster: &str) -> Self {
+    /// Start watching inventories of `cluster` in `namespace`, and pods, where `scope` allows. Member kinds are
+    /// watched as they appear; watches that cannot run are reported to `health`.
+    pub fn start(
+        client: Client,
+        namespace: &str,
+        cluster: &str,
+        scope: WatchScope,
+        health: WatchHealth,
+    ) -> Self {
         let index = Index {
             state: Arc::default(),
             namespace: namespace.to_owned(),
@@ -98,6 +144,8 @@ impl Index {
             resolver: Arc::new(tokio::sync::Mutex::new(Resolver::new(client.clone()))),
             client: client.clone(),
             watchers: Arc::default(),
+            scope,
+            health,
         };
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         tokio::spawn(
@@ -106,8 +154,14 @@ impl Index {
                 .watch_inventories(secrets, cluster.to_owned())
                 .instrument(info_span!("inventories")),
         );
-        let pods: Api<Pod> = Api::all(client);
-        tokio::spawn(index.clone().watch_pods(pods).instrument(info_span!("pods")));
+        for namespace in index.scope.every_namespace() {
+            let pods: Api<Pod> = match &namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            let span = info_span!("pods", namespace = namespace.as_deref().unwrap_or("*"));
+            tokio::spawn(index.clone().watch_pods(pods, namespace).instrument(span));
+        }
         index
     }
 
@@ -115,7 +169,7 @@ impl Index {
     pub fn snapshot(&self) -> Snapshot {
         let state = self.lock();
         let mut snap = state.snapshot.clone();
-        snap.complete = state.complete();
+        snap.complete = state.complete(&self.scope);
         snap
     }
 
@@ -127,7 +181,11 @@ impl Index {
         let config = watcher::Config::default().labels(&format!("{INVENTORY_LABEL}={INVENTORY_VERSION}"));
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         let mut relist: Option<BTreeMap<String, Inventory>> = None;
+        let mut forbidden = false;
         while let Some(event) = stream.next().await {
+            if event.is_ok() && std::mem::take(&mut forbidden) {
+                self.health.set(&self.inventory_target(), None);
+            }
             let ours = |s: &Secret| parent_kind(s, &cluster);
             match event {
                 Ok(watcher::Event::Apply(s)) if ours(&s).is_some() => self.put_inventory(&s, ours(&s)),
@@ -149,6 +207,14 @@ impl Index {
                     state.inventories_listed = true;
                 }
                 Ok(_) => continue,
+                Err(e) if is_forbidden(&e) => {
+                    if !std::mem::replace(&mut forbidden, true) {
+                        self.health
+                            .set(&self.inventory_target(), Some(Unavailable::Forbidden));
+                        self.changed.notify_one();
+                    }
+                    continue;
+                }
                 Err(e) => {
                     warn!(error = %e, "Inventory watch failed (retrying)");
                     continue;
@@ -156,6 +222,15 @@ impl Index {
             }
             self.ensure_member_watches().await;
             self.changed.notify_one();
+        }
+    }
+
+    /// The inventory watch, as [`WatchHealth`] names it.
+    fn inventory_target(&self) -> WatchTarget {
+        WatchTarget {
+            group: String::new(),
+            kind: "Secret".into(),
+            namespace: Some(self.namespace.clone()),
         }
     }
 
@@ -169,15 +244,9 @@ impl Index {
     /// Watch every member kind of every inventory, selecting only this cluster's ApplySets; stop watching kinds
     /// nobody has any more, and restart all member watches when the set of bundles changes.
     async fn ensure_member_watches(&self) {
-        let (kinds, ids): (BTreeMap<(String, String), String>, BTreeSet<String>) = {
+        let ((kinds, unavailable), ids) = {
             let state = self.lock();
-            let kinds = state
-                .snapshot
-                .inventories
-                .values()
-                .flat_map(|i| i.members.iter())
-                .map(|(k, m)| ((k.group.clone(), k.kind.clone()), m.api_version.clone()))
-                .collect();
+            let kinds = wanted(&state.snapshot.inventories, &self.scope);
             let ids = state
                 .snapshot
                 .inventories
@@ -193,6 +262,16 @@ impl Index {
                 .collect();
             (kinds, ids)
         };
+        let inventories = self.inventory_target();
+        self.health.retain(|t| {
+            t.kind == "Pod"
+                || *t == inventories
+                || kinds.contains_key(t)
+                || unavailable.iter().any(|(u, _)| u == t)
+        });
+        for (target, why) in &unavailable {
+            self.health.set(target, Some(*why));
+        }
         let ids_changed = {
             let mut watched = self.watched_ids.lock().unwrap_or_else(|e| e.into_inner());
             let changed = *watched != ids;
@@ -223,44 +302,53 @@ impl Index {
                 }
                 keep
             });
-            for (gk, v) in &kinds {
-                if !watchers.contains_key(gk) {
-                    to_start.push((gk.clone(), v.clone()));
+            for (target, v) in &kinds {
+                if !watchers.contains_key(target) {
+                    to_start.push((target.clone(), v.clone()));
                 }
             }
         }
-        for ((group, kind), api_version) in to_start {
-            let resolved = match self.resolver.lock().await.resolve(&api_version, &kind).await {
+        for (target, api_version) in to_start {
+            let resolved = match self
+                .resolver
+                .lock()
+                .await
+                .resolve(&api_version, &target.kind)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
-                    debug!(kind = %kind, error = %e, "Member kind not resolvable (yet)");
+                    debug!(kind = %target.kind, error = %e, "Member kind not resolvable (yet)");
                     continue;
                 }
             };
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resolved.resource);
+            let api: Api<DynamicObject> = outpost_agent::resolve::api_for(
+                &self.client,
+                &resolved.resource,
+                target.namespace.as_deref(),
+            );
             let this = self.clone();
-            let gk = (group.clone(), kind.clone());
             let namespaced = resolved.namespaced();
-            let span = info_span!("members", kind = %outpost_agent::object::group_kind(&group, &kind));
+            let span = info_span!("members", target = %target);
             let types = (
                 resolved.resource.api_version.clone(),
                 resolved.resource.kind.clone(),
             );
             let handle = tokio::spawn(
-                this.watch_members(api, gk.clone(), types, namespaced, selector.clone())
+                this.watch_members(api, target.clone(), types, namespaced, selector.clone())
                     .instrument(span),
             );
             self.watchers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(gk, handle);
+                .insert(target, handle);
         }
     }
 
     async fn watch_members(
         self,
         api: Api<DynamicObject>,
-        gk: (String, String),
+        target: WatchTarget,
         types: (String, String),
         namespaced: bool,
         selector: String,
@@ -277,13 +365,22 @@ impl Index {
         let config = watcher::Config::default().labels(&selector);
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         let key_of = |o: &DynamicObject| ObjectKey {
-            group: gk.0.clone(),
-            kind: gk.1.clone(),
+            group: target.group.clone(),
+            kind: target.kind.clone(),
             namespace: if namespaced { o.namespace() } else { None },
             name: o.name_any(),
         };
+        let watched = |k: &ObjectKey| {
+            k.group == target.group
+                && k.kind == target.kind
+                && (target.namespace.is_none() || k.namespace == target.namespace)
+        };
         let mut relist: Option<BTreeMap<ObjectKey, Value>> = None;
+        let mut forbidden = false;
         while let Some(event) = stream.next().await {
+            if event.is_ok() && std::mem::take(&mut forbidden) {
+                self.health.set(&target, None);
+            }
             match event {
                 Ok(watcher::Event::Apply(o)) => {
                     let v = to_value(&o);
@@ -301,50 +398,19 @@ impl Index {
                 Ok(watcher::Event::InitDone) => {
                     let fresh = relist.take().unwrap_or_default();
                     let mut state = self.lock();
-                    state
-                        .snapshot
-                        .objects
-                        .retain(|k, _| k.group != gk.0 || k.kind != gk.1);
+                    state.snapshot.objects.retain(|k, _| !watched(k));
                     state.snapshot.objects.extend(fresh);
-                    state.listed.insert(gk.clone());
+                    state.listed.insert(target.clone());
+                }
+                Err(e) if is_forbidden(&e) => {
+                    if !std::mem::replace(&mut forbidden, true) {
+                        self.health.set(&target, Some(Unavailable::Forbidden));
+                        self.changed.notify_one();
+                    }
+                    continue;
                 }
                 Err(e) => {
                     debug!(error = %e, "Member watch failed (retrying)");
-                    continue;
-                }
-            }
-            self.changed.notify_one();
-        }
-    }
-
-    async fn watch_pods(self, api: Api<Pod>) {
-        let mut stream = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        let key_of = |p: &Pod| (p.namespace().unwrap_or_default(), p.name_any());
-        let mut relist: Option<BTreeMap<(String, String), Value>> = None;
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Apply(p)) => {
-                    let v = pod_value(&p);
-                    self.lock().snapshot.pods.insert(key_of(&p), v);
-                }
-                Ok(watcher::Event::Delete(p)) => {
-                    self.lock().snapshot.pods.remove(&key_of(&p));
-                }
-                Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
-                Ok(watcher::Event::InitApply(p)) => {
-                    if let Some(r) = relist.as_mut() {
-                        r.insert(key_of(&p), pod_value(&p));
-                    }
-                }
-                Ok(watcher::Event::InitDone) => {
-                    let mut state = self.lock();
-                    state.snapshot.pods = relist.take().unwrap_or_default();
-                    state.pods_listed = true;
-                }
-                Err(e) => {
-                    debug!(error = %e, "Pod watch failed (retrying)");
                     continue;
                 }
             }
@@ -355,13 +421,4 @@ impl Index {
 
 fn to_value(o: &DynamicObject) -> Value {
     serde_json::to_value(o).unwrap_or(Value::Null)
-}
-
-fn pod_value(p: &Pod) -> Value {
-    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-    if let Some(map) = v.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String("v1".into()));
-        map.insert("kind".into(), Value::String("Pod".into()));
-    }
-    v
 }

@@ -12,6 +12,7 @@ use outpost_tests::process::run;
 use outpost_tests::{git_servers, kube_env, tools, unique};
 use serde_json::Value;
 
+use crate::chart_rbac::workload_of;
 use crate::common::config_value;
 use crate::fixtures;
 
@@ -27,7 +28,7 @@ fn helm_script() -> PathBuf {
 }
 
 /// Write `values` (YAML) to a file for the Helm scripts.
-fn values_file(values: &str) -> Result<PathBuf> {
+pub(crate) fn values_file(values: &str) -> Result<PathBuf> {
     let path = outpost_tests::scratch_dir("values")?.join("values.yaml");
     std::fs::write(&path, values)?;
     Ok(path)
@@ -45,7 +46,7 @@ fn lint(values: &Path) -> Result<()> {
 }
 
 /// Render the chart: every manifest as JSON.
-fn render(release: &str, namespace: &str, values: &Path) -> Result<Vec<Value>> {
+pub(crate) fn render(release: &str, namespace: &str, values: &Path) -> Result<Vec<Value>> {
     render_layers(release, namespace, &[values])
 }
 
@@ -65,7 +66,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// Base values every case starts from.
-fn base(extra: &str) -> String {
+pub(crate) fn base(extra: &str) -> String {
     format!(
         "git:\n  repo: https://git.example.invalid/fleet/resources.git\n  token: {TOKEN}\n  clustername: provider1+edge-7\n{extra}"
     )
@@ -127,7 +128,7 @@ async fn ensure_service_monitor_crd(client: &kube::Client) -> Result<()> {
     Ok(())
 }
 
-fn containers(docs: &[Value]) -> Vec<&Value> {
+pub(crate) fn containers(docs: &[Value]) -> Vec<&Value> {
     docs.iter()
         .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "DaemonSet")))
         .flat_map(|d| {
@@ -139,7 +140,7 @@ fn containers(docs: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-fn env_var(container: &Value, name: &str) -> Option<String> {
+pub(crate) fn env_var(container: &Value, name: &str) -> Option<String> {
     container["env"]
         .as_array()?
         .iter()
@@ -220,19 +221,18 @@ async fn the_chart_lints_renders_and_passes_server_side_dry_run_for_every_mode()
                 "namespaced mode must not bind cluster-wide"
             );
         }
-        let leader = containers(&docs)
-            .iter()
-            .filter_map(|c| env_var(c, "OUTPOST_LEADER_ELECTION"))
-            .collect::<Vec<_>>();
+        let leader = env_var(workload_of(&docs, "agent")?.1, "OUTPOST_LEADER_ELECTION");
         let expected = if matches!(name, "daemonset" | "replicas") {
             "true"
         } else {
             "false"
         };
-        assert!(
-            leader.iter().all(|l| l == expected),
-            "{name}: leader election {leader:?}"
+        assert_eq!(
+            leader.as_deref(),
+            Some(expected),
+            "{name}: the agent's leader election"
         );
+        crate::chart_rbac::assert_status_writer_on_its_own(&docs).with_context(|| name.to_owned())?;
         let cascade = containers(&docs)
             .iter()
             .filter_map(|c| env_var(c, "OUTPOST_ALLOW_CASCADING_PRUNE"))
@@ -270,15 +270,20 @@ async fn the_token_stays_in_the_secret_and_pods_run_locked_down() -> Result<()> 
     }
     let secrets = docs.iter().filter(|d| d["kind"] == "Secret").count();
     assert_eq!(secrets, 2, "one Secret per repository's credentials");
-    let pods = docs
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .context("deployment")?;
-    let pod = &pods["spec"]["template"]["spec"];
-    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    for name in ["agent", "status-writer"] {
+        let pod = &workload_of(&docs, name)?.0["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}"
+        );
+    }
     let cs = containers(&docs);
-    assert_eq!(cs.len(), 2, "agent and status writer in one pod");
+    assert_eq!(
+        cs.len(),
+        2,
+        "the agent and the status writer, each in its own pod"
+    );
     for c in cs {
         let sc = &c["securityContext"];
         assert_eq!(sc["readOnlyRootFilesystem"], true, "{c}");
@@ -331,10 +336,8 @@ async fn with_namespaced_rbac_allowed_objects_sync_and_forbidden_ones_fail_clear
         api.patch(name, &PatchParams::apply("chart-test"), &Patch::Apply(doc))
             .await?;
     }
-    let sa_name = docs
-        .iter()
-        .find(|d| d["kind"] == "ServiceAccount")
-        .and_then(|d| d["metadata"]["name"].as_str())
+    let sa_name = workload_of(&docs, "agent")?.0["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
         .context("service account")?;
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &release_ns);
     let request = TokenRequest {
@@ -604,6 +607,18 @@ async fn emco_git_enabled_false_turns_off_only_the_status_writer() -> Result<()>
     let docs = render_and_dry_run(&client, "emco-off", &[example.as_path(), off.as_path()]).await?;
     let names: Vec<&Value> = containers(&docs).iter().map(|c| &c["name"]).collect();
     assert_eq!(names, ["agent"], "the agent alone runs");
+    let writer_objects: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("status-writer") || n.contains("status-metrics"))
+        })
+        .collect();
+    assert!(
+        writer_objects.is_empty(),
+        "nothing of the status writer: {writer_objects:?}"
+    );
     assert_env(
         container(&docs, "agent")?,
         &[
@@ -729,10 +744,7 @@ fn existing_outpost_values_render_as_before() -> Result<()> {
         assert_eq!(c["image"], "registry.example.invalid/outpost:v9", "{c}");
         assert_eq!(c["imagePullPolicy"], "Always", "{c}");
     }
-    let deployment = docs
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .context("deployment")?;
+    let (deployment, _) = workload_of(&docs, "agent")?;
     assert_eq!(
         deployment["spec"]["template"]["metadata"]["annotations"]["checksum/values"], "9017ea6c1c559d25",
         "existing installs keep their pod template hash (it changes when a key is added to git.* in values.yaml; it changed once when the token and SSH key left it)"
@@ -766,11 +778,12 @@ fn existing_outpost_values_render_as_before() -> Result<()> {
 fn pod_annotations_carry_no_hash_of_the_token_or_the_ssh_key() -> Result<()> {
     let annotations = |values: &str| -> Result<Value> {
         let docs = render("rel", "ns", &values_file(values)?)?;
-        let workload = docs
-            .iter()
-            .find(|d| d["kind"] == "Deployment")
-            .context("deployment")?;
-        Ok(workload["spec"]["template"]["metadata"]["annotations"].clone())
+        let mut annotations = Vec::new();
+        for name in ["agent", "status-writer"] {
+            let (workload, _) = workload_of(&docs, name)?;
+            annotations.push(workload["spec"]["template"]["metadata"]["annotations"].clone());
+        }
+        Ok(Value::Array(annotations))
     };
     let with = |token: &str, key: &str, branch: &str| {
         format!(

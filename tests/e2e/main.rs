@@ -6,14 +6,18 @@
 
 mod cascade;
 mod chart;
+mod chart_rbac;
 mod common;
+mod crash;
 mod daemon;
 mod emco;
 mod emco_rsync;
 mod fixtures;
 mod foundation;
 mod health_oracle;
+mod image;
 mod inventories;
+mod leader;
 mod library;
 mod limits;
 mod owners;
@@ -23,6 +27,7 @@ mod safety;
 mod stalls;
 mod status;
 mod status_branches;
+mod status_carry;
 mod status_secrets;
 mod status_yaml11;
 mod sync;

@@ -308,6 +308,11 @@ impl RunningAgent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the agent process still runs (it exits on its own after losing leadership).
+    pub fn running(&self) -> bool {
+        self.process.child_running()
+    }
+
     /// Send SIGTERM to the agent and wait for it to exit; returns whether it exited in time.
     pub fn terminate(&mut self, timeout: Duration) -> Result<bool> {
         self.process.signal_child("TERM")?;

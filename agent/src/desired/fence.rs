@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::inventory::store::{INVENTORY_LABEL, SECRET_TYPE};
+use crate::inventory::applyset::{INVENTORY_LABEL, SECRET_TYPE};
 use crate::object::ObjectKey;
 
 /// Why an object was refused before it was sent.

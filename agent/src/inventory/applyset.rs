@@ -13,6 +13,12 @@ use sha2::{Digest, Sha256};
 
 use crate::object::ObjectKey;
 
+/// Label selecting our parents (here rather than in `store`, so that what refuses forged parents need not
+/// depend on the store).
+pub const INVENTORY_LABEL: &str = "outpost.dev/inventory";
+/// Secret type of our parents, so `kubectl get secrets` shows what they are.
+pub const SECRET_TYPE: &str = "outpost.dev/inventory";
+
 /// Label on the parent: its id.
 pub const ID_LABEL: &str = "applyset.kubernetes.io/id";
 /// Label on every member: the id of its parent.

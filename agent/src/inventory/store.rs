@@ -11,8 +11,7 @@ use serde_json::json;
 use super::{Error, Inventory, SyncResult, applyset, decode_members, encode_members};
 use crate::apply::FIELD_MANAGER;
 
-/// Label selecting our parents.
-pub const INVENTORY_LABEL: &str = "outpost.dev/inventory";
+pub use super::applyset::{INVENTORY_LABEL, SECRET_TYPE};
 /// Its value; bumped if the data layout ever changes incompatibly.
 pub const INVENTORY_VERSION: &str = "v1";
 /// Annotation with the readable bundle name.
@@ -23,8 +22,6 @@ pub const CLUSTER_ANNOTATION: &str = "outpost.dev/cluster";
 pub const SYNC_ANNOTATION: &str = "outpost.dev/sync";
 /// Annotation with the last applied commit.
 pub const REVISION_ANNOTATION: &str = "outpost.dev/revision";
-/// Secret type of our parents, so `kubectl get secrets` shows what they are.
-pub const SECRET_TYPE: &str = "outpost.dev/inventory";
 /// Data key: gzip(JSON) member list.
 const MEMBERS_KEY: &str = "members.json.gz";
 /// Data key: JSON bundle info (layout, trackers, dependsOn).

@@ -53,10 +53,11 @@ pub fn parse_resync_interval(text: &str) -> Result<Duration, String> {
     )
 }
 
-/// `--lease-duration`: 2 s to 10 min. The holder renews every third of it, so below 2 s renewals race the API
-/// server's own latency; above 10 min a dead leader blocks its standby for too long.
+/// `--lease-duration`: 2 s to 10 min. The holder renews every sixth of it and must succeed within two thirds,
+/// so below 2 s renewals race the API server's own latency; above 10 min a dead leader blocks its standby for
+/// too long.
 pub fn parse_lease_duration(text: &str) -> Result<Duration, String> {
-    let why = "renewals happen every third of it: shorter races the API server, longer leaves a dead leader in place";
+    let why = "renewals must succeed within two thirds of it: shorter races the API server, longer leaves a dead leader in place";
     parse_within(text, Duration::from_secs(2), Duration::from_secs(600), why)
 }
 
@@ -89,7 +90,8 @@ pub struct LeaseArgs {
     #[arg(long, env = "OUTPOST_LEASE_NAME")]
     pub lease_name: Option<String>,
 
-    /// How long a leader's claim lasts without renewal; a standby takes over after it.
+    /// How long a leader's claim lasts: a standby takes over once the Lease has not changed for this long by
+    /// its own clock; the leader stops acting two thirds of it after its last renewal began.
     #[arg(long, env = "OUTPOST_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
     pub lease_duration: Duration,
 }

@@ -11,6 +11,7 @@ pub mod args;
 pub mod backoff;
 pub mod entry;
 pub mod leadership;
+pub mod observed;
 pub mod process;
 pub mod shutdown;
 

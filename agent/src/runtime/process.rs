@@ -156,10 +156,22 @@ impl Process {
         }
     }
 
-    /// Stops the admin server. `Ok` after a shutdown (logged as "Stopped"), [`LeadershipLost`] otherwise.
+    /// Resolves the moment leadership is lost (never without an election, nor on a signal, which lets work
+    /// drain). Cancel-safe: race the work itself against it, so a long apply stops at once.
+    pub async fn lost(&mut self) {
+        self.leadership.lost().await;
+    }
+
+    /// Stops the admin server. `Ok` after a shutdown (logged as "Stopped"), [`LeadershipLost`] otherwise —
+    /// then the interrupt flag is raised too, so blocking Git work still running ends without acting.
     pub fn stop(mut self, why: Stop) -> Result<(), LeadershipLost> {
         if let Some(stop_admin) = self.stop_admin.take() {
             let _ = stop_admin.send(());
+        }
+        if why == Stop::LeadershipLost {
+            self.shutdown
+                .interrupt()
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         match why {
             Stop::Shutdown => {

@@ -6,12 +6,11 @@
 //! runs the work on the blocking pool and watches it: when no progress was reported for the limit, it raises the
 //! work's interrupt flag (gix stops at its next check) and returns [`Stalled`] at once, so the loop goes on,
 //! reports the stall and tries again. The abandoned thread ends by itself when the library gives up or the
-//! flag is seen; work that shares a cache takes [`CacheLock`] so a straggler never races its successor.
+//! flag is seen; work that shares a cache takes [`super::cache_lock::CacheLock`] so a straggler never races its
+//! successor.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the watcher looks at the clock and at the shutdown flag.
@@ -102,48 +101,6 @@ pub async fn run<T: Send + 'static>(
     }
 }
 
-/// One lock per cache directory, held for the whole of a fetch or push through it.
-pub struct CacheLock;
-
-impl CacheLock {
-    /// Wait for the lock of `path`, giving up (returning `None`) once `interrupt` is raised: a straggler that
-    /// [`run`] abandoned may still hold it.
-    pub fn acquire(path: &Path, interrupt: &AtomicBool) -> Option<CacheGuard> {
-        static LOCKS: Mutex<Option<HashMap<PathBuf, Arc<AtomicBool>>>> = Mutex::new(None);
-        let busy = {
-            let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
-            locks
-                .get_or_insert_with(HashMap::new)
-                .entry(path.to_owned())
-                .or_default()
-                .clone()
-        };
-        loop {
-            if interrupt.load(Ordering::Relaxed) {
-                return None;
-            }
-            if busy
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Some(CacheGuard { busy });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Holds a cache's lock until dropped.
-pub struct CacheGuard {
-    busy: Arc<AtomicBool>,
-}
-
-impl Drop for CacheGuard {
-    fn drop(&mut self) {
-        self.busy.store(false, Ordering::Release);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,16 +148,5 @@ mod tests {
         })
         .await;
         assert_eq!(stopped.unwrap(), "stopped");
-    }
-
-    #[test]
-    fn a_held_cache_is_waited_for_until_the_waiter_is_interrupted() {
-        let path = Path::new("/nonexistent/outpost-cache-lock-test");
-        let never = AtomicBool::new(false);
-        let held = CacheLock::acquire(path, &never).expect("free lock");
-        let raised = AtomicBool::new(true);
-        assert!(CacheLock::acquire(path, &raised).is_none());
-        drop(held);
-        assert!(CacheLock::acquire(path, &never).is_some());
     }
 }

@@ -15,6 +15,7 @@
 //! parent.
 
 pub mod auth;
+mod cache_lock;
 mod config;
 pub mod deadline;
 mod error;

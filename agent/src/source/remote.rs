@@ -185,7 +185,7 @@ fn fetch_at_depth(
     };
     let shown = config.url.to_string();
     let _cache =
-        super::deadline::CacheLock::acquire(&cache_path(config), interrupt).ok_or(Error::Interrupted)?;
+        super::cache_lock::CacheLock::acquire(&cache_path(config), interrupt).ok_or(Error::Interrupted)?;
     let mut repo = open_cache(config)?;
     {
         let configure_err = |what: &str, e: &dyn std::error::Error| Error::Connect {

@@ -85,9 +85,9 @@ impl RepoUrl {
     /// Parse `--git-url`.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let redacted = crate::secret::strip_url_userinfo(text);
-        let mut url = gix::url::parse(text.as_bytes().as_bstr()).map_err(|e| Error::Invalid {
-            url: redacted.clone(),
-            reason: crate::secret::strip_url_userinfo(&e.to_string()),
+        let mut url = gix::url::parse(text.as_bytes().as_bstr()).map_err(|e| {
+            let (url, reason) = redact_unparsed(text, &e.to_string());
+            Error::Invalid { url, reason }
         })?;
         match url.scheme {
             gix::url::Scheme::File => {
@@ -108,7 +108,11 @@ impl RepoUrl {
                 }
                 Ok(RepoUrl::Remote { url, embedded })
             }
-            gix::url::Scheme::Ssh => Ok(RepoUrl::Remote { url, embedded: None }),
+            gix::url::Scheme::Ssh => {
+                // ssh authenticates with keys and never sends a URL password: drop it, so it cannot be shown.
+                url.set_password(None);
+                Ok(RepoUrl::Remote { url, embedded: None })
+            }
             other => Err(Error::UnsupportedScheme {
                 scheme: other.as_str().to_owned(),
             }),
@@ -123,6 +127,30 @@ impl RepoUrl {
     /// True for SSH URLs, where key files and known_hosts apply.
     pub fn is_ssh(&self) -> bool {
         matches!(self, RepoUrl::Remote { url, .. } if url.scheme == gix::url::Scheme::Ssh)
+    }
+}
+
+/// A `--git-url` that does not parse, as it is safe to show, and the parser's `message` likewise: `(url,
+/// reason)`. A token pasted unencoded (a `/` from base64, a blank) ends the URL's authority early, so
+/// [`crate::secret::strip_url_userinfo`] alone can miss it, and the parser's message quotes the input, escaped
+/// its own way. So when the text may hold a password at all (a `:` then an `@` after `://`), everything from
+/// that `:` to the last `@` is hidden and the parser's message is left out.
+fn redact_unparsed(text: &str, message: &str) -> (String, String) {
+    let parts = text.split_once("://").and_then(|(scheme, rest)| {
+        let (userinfo, host) = rest.rsplit_once('@')?;
+        let (user, _) = userinfo.split_once(':')?;
+        Some((scheme, user, host))
+    });
+    match parts {
+        Some((scheme, user, host)) => (
+            format!("{scheme}://{user}:{}@{host}", crate::secret::REDACTED),
+            "it does not parse as a URL (the parser's message is left out: it would repeat the credentials)"
+                .to_owned(),
+        ),
+        None => (
+            crate::secret::strip_url_userinfo(text),
+            crate::secret::strip_url_userinfo(message),
+        ),
     }
 }
 
@@ -184,6 +212,38 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_never_shows_its_password() {
+        // A token with `/` (base64) or a blank, pasted unencoded: the URL does not parse, and the error must
+        // not quote the token back (found by the `url` fuzz target).
+        for (text, password) in [
+            (
+                "https://bot:ab/cd+ef==@git.example.test/org/repo.git",
+                "ab/cd+ef==",
+            ),
+            ("http://087.0.0:scret-toke @ \0s.it", "scret-toke "),
+        ] {
+            let err = RepoUrl::parse(text).unwrap_err();
+            for shown in [err.to_string(), format!("{err:?}")] {
+                assert!(!shown.contains(password.trim()), "{shown}");
+                assert!(
+                    !shown.contains(&format!("{:?}", password.trim()).replace('"', "")),
+                    "{shown}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_ssh_url_never_shows_a_password() {
+        // ssh authenticates with keys; a password in the URL (with a quote, which ends what the log scrubber
+        // reads as the authority) was printed whole (found by the `url` fuzz target).
+        let url = RepoUrl::parse("ssh://git:it's-s3cret@git.example.test/org/repo.git").unwrap();
+        assert!(url.is_ssh());
+        assert!(!url.to_string().contains("s3cret"), "{url}");
+        assert!(!format!("{url:?}").contains("s3cret"), "{url:?}");
     }
 
     #[test]

@@ -26,6 +26,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* The status writer's Deployment (and its ServiceAccount unless serviceAccount.statusWriterName says otherwise). */}}
+{{- define "outpost.statusWriterName" -}}
+{{- printf "%s-status-writer" (include "outpost.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The status writer's pods; never matched by the agent's selector (app.kubernetes.io/name differs). */}}
+{{- define "outpost.statusWriterSelectorLabels" -}}
+app.kubernetes.io/name: outpost-status-writer
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "outpost.statusWriterServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "outpost.statusWriterName" .) .Values.serviceAccount.statusWriterName -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.statusWriterName -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Leader election is needed whenever more than one pod may run. */}}
 {{- define "outpost.leaderElection" -}}
 {{- if or .Values.leaderElection.enabled (eq .Values.kind "DaemonSet") (gt (int .Values.replicas) 1) -}}true{{- else -}}false{{- end -}}
@@ -157,5 +176,15 @@ The token is mounted as a file; only file paths go into env.
 {{- if .ssh }}
 - {name: OUTPOST_GIT_SSH_KEY_FILE, value: {{ printf "%s/ssh-privatekey" .dir | quote }}}
 - {name: OUTPOST_GIT_KNOWN_HOSTS_FILE, value: {{ printf "%s/known_hosts" .dir | quote }}}
+{{- end }}
+{{- end -}}
+
+{{/*
+Env limiting watches to the namespaces RBAC grants (rbac.mode=namespaced): there a cluster-wide watch is
+forbidden, so the agent's drift watches and the status writer's watches run per namespace.
+*/}}
+{{- define "outpost.watchEnv" -}}
+{{- if and .Values.rbac.create (eq .Values.rbac.mode "namespaced") }}
+- {name: OUTPOST_WATCH_NAMESPACES, value: {{ join "," .Values.rbac.namespaces | quote }}}
 {{- end }}
 {{- end -}}

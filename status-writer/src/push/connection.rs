@@ -170,3 +170,11 @@ pub(super) fn failure(
     }
     other(url, reason)
 }
+
+/// Stop early when shutdown was requested.
+pub(super) fn stop_if(interrupt: &AtomicBool) -> Result<()> {
+    if interrupt.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
+}

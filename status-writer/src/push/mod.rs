@@ -12,15 +12,17 @@
 
 mod connection;
 mod pack;
+mod removal;
 mod report;
 mod types;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use gix::ObjectId;
 use outpost_agent::source::transport;
 
-use connection::{advertise, failure, hang_up, send, tip_of};
+use connection::{advertise, failure, hang_up, send, stop_if, tip_of};
+pub use report::{Verdict, judge_report};
 pub use types::{Error, PushOutcome, PushRequest, RefCommand, Result};
 
 /// Push `req.new` to `req.branch` if the branch is still at `req.old`. Blocking; never force-pushes.
@@ -28,10 +30,12 @@ pub fn push(req: &PushRequest<'_>, interrupt: &AtomicBool) -> Result<PushOutcome
     push_with(req, &[], interrupt).map(|(outcome, _)| outcome)
 }
 
-/// [`push`], with `extra` ref updates applied atomically with the branch's when the server supports atomic
-/// pushes (then either all land or none do). An extra update whose ref is not where it expects when the server
-/// lists the refs is left out. Returns the branch's outcome and whether every extra update was applied (false
-/// when the server cannot do it atomically: only the branch is pushed then).
+/// [`push`], with `extra` ref updates (removals of status refs). When the server supports atomic pushes they
+/// go with the branch's, and either all land or none do. Otherwise they follow in a second conversation, and
+/// only once the branch moved (never before: a removed status ref tells its writer its status is on the
+/// branch); a failure there is logged and left to the next landing, which settles those refs again. An extra
+/// update whose ref is not where it expects when the server lists the refs is left out (it was republished).
+/// Returns the branch's outcome and whether every extra update was applied.
 pub fn push_with(
     req: &PushRequest<'_>,
     extra: &[RefCommand],
@@ -44,7 +48,26 @@ pub fn push_with(
     }];
     commands.extend_from_slice(extra);
     let done = exchange(req, interrupt, |_| Ok((commands, req.objects.to_vec())))?;
-    Ok((done.outcome, done.applied))
+    if done.outcome != PushOutcome::Updated || done.held.is_empty() {
+        return Ok((done.outcome, done.applied));
+    }
+    let held = done.held.len();
+    let applied = match removal::remove(req, &done.held, interrupt) {
+        Ok(removed) => removed == held && held == extra.len(),
+        Err(Error::Interrupted) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "Removing settled status refs after the branch moved failed; the next landing removes them");
+            false
+        }
+    };
+    Ok((done.outcome, applied))
+}
+
+/// Delete the refs of `removals` (`new: None`) that are still where they expect, without touching the branch:
+/// status refs settled by an earlier landing whose removal did not land. Returns how many the server deleted.
+/// Blocking.
+pub fn remove(req: &PushRequest<'_>, removals: &[RefCommand], interrupt: &AtomicBool) -> Result<usize> {
+    removal::remove(req, removals, interrupt)
 }
 
 /// Move the single ref `refname` to a commit made from what the server says is there now: `build(current)`
@@ -93,13 +116,16 @@ struct Exchanged {
     outcome: PushOutcome,
     /// Every command was applied (several commands need an atomic push).
     applied: bool,
+    /// Removals held back because the server cannot push atomically: for after the branch moved.
+    held: Vec<RefCommand>,
     /// The advertisement.
     refs: Vec<(String, ObjectId)>,
 }
 
 /// One receive-pack conversation. `prepare` sees the advertised refs and returns the commands (the first is
 /// the one reported on) and the objects to pack. Every ref must be where its command expects (otherwise nothing
-/// is sent); several commands go atomically when the server can, otherwise the first alone.
+/// is sent); several commands go atomically when the server can, otherwise the first alone (the removals among
+/// the others are returned as held).
 fn exchange(
     req: &PushRequest<'_>,
     interrupt: &AtomicBool,
@@ -138,6 +164,7 @@ fn exchange(
                 reason,
             },
             applied: false,
+            held: Vec::new(),
             refs,
         });
     }
@@ -160,10 +187,12 @@ fn exchange(
     let together = commands.len() > 1
         && capabilities.contains("atomic")
         && (!deletes || capabilities.contains("delete-refs"));
+    let mut held = Vec::new();
     if together {
         wanted.push("atomic".to_owned());
     } else {
-        commands.truncate(1);
+        held = commands.split_off(1);
+        held.retain(|c| c.new.is_none());
     }
     if capabilities.contains("quiet") {
         wanted.push("quiet".to_owned());
@@ -227,16 +256,9 @@ fn exchange(
     Ok(Exchanged {
         outcome,
         applied,
+        held,
         refs,
     })
-}
-
-/// Stop early when shutdown was requested.
-fn stop_if(interrupt: &AtomicBool) -> Result<()> {
-    if interrupt.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

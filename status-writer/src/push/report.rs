@@ -7,11 +7,12 @@
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::protocol::transport::client::blocking_io::ReadlineBufRead;
-use gix::protocol::transport::packetline::blocking_io::encode;
+use gix::protocol::transport::packetline::PacketLineRef;
+use gix::protocol::transport::packetline::blocking_io::{StreamingPeekableIter, encode};
 
 /// What the server said about our one command.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub enum Verdict {
     /// `unpack ok` and `ok <ref>`.
     Updated,
     /// `ng <ref> <reason>`: the objects arrived but the ref was not moved.
@@ -64,6 +65,15 @@ pub(super) fn read_lines(reader: &mut (impl ReadlineBufRead + ?Sized)) -> std::i
         }
     }
     Ok(lines)
+}
+
+/// Read a whole `report-status` answer (pkt-lines up to the flush that ends them) from `answer` and judge it
+/// for `refname`, as a push does with the server's reply. Public only so the fuzz targets (`fuzz/`) can feed
+/// it arbitrary bytes; pushes read the answer from their connection.
+pub fn judge_report(answer: &[u8], refname: &str) -> std::io::Result<Verdict> {
+    let mut packets = StreamingPeekableIter::new(answer, &[PacketLineRef::Flush], false);
+    let lines = read_lines(&mut packets.as_read())?;
+    Ok(verdict(&lines, refname))
 }
 
 /// Judge the report `lines` for `refname`.
@@ -170,6 +180,17 @@ mod tests {
         ));
         assert!(matches!(verdict(&[], main), Verdict::Failed(_)));
         assert!(is_race("non-fast-forward"));
+    }
+
+    #[test]
+    fn a_report_is_read_from_pkt_lines_up_to_the_flush() {
+        let main = "refs/heads/main";
+        let answer = b"000eunpack ok\n0017ok refs/heads/main\n0000";
+        assert_eq!(judge_report(answer, main).unwrap(), Verdict::Updated);
+        // What follows the flush is not part of the report.
+        let answer = b"000eunpack ok\n00000017ok refs/heads/main\n";
+        assert!(matches!(judge_report(answer, main).unwrap(), Verdict::Failed(_)));
+        assert!(judge_report(b"zzzz", main).is_err());
         assert!(!is_race("pre-receive hook declined"));
     }
 }

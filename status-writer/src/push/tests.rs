@@ -353,3 +353,49 @@ fn a_repository_that_refuses_http_pushes_is_read_only() {
     assert!(!err.to_string().contains(&servers.http_password), "{err}");
     assert_eq!(f.repo.head().unwrap(), tip.to_string());
 }
+
+#[test]
+fn without_atomic_pushes_removals_follow_a_branch_update_that_landed_and_only_then() {
+    for via in [Via::Https, Via::Ssh, Via::File] {
+        removals_follow_the_branch(via);
+    }
+}
+
+fn removals_follow_the_branch(via: Via) {
+    let f = Fixture::new("push-non-atomic");
+    f.git(&["config", "receive.advertiseAtomic", "false"]);
+    let (repo, tip) = f.fetch(via);
+    let status_ref = "refs/outpost/main.status/carried";
+    f.git(&["update-ref", status_ref, &tip.to_string()]);
+    let removal = [RefCommand {
+        refname: status_ref.into(),
+        old: Some(tip),
+        new: None,
+    }];
+    let url = f.url(via);
+    let push = |old: ObjectId, built: &Built| {
+        let request = PushRequest {
+            url: &url,
+            auth: &f.auth,
+            scrubber: &f.scrubber,
+            branch: "main",
+            old: Some(old),
+            new: built.commit,
+            repo: &repo,
+            objects: &built.objects,
+            cache_dir: &f.cache,
+        };
+        push_with(&request, &removal, &AtomicBool::new(false)).unwrap()
+    };
+    // Another writer moved the branch: our commit is rejected and the ref we settled stays.
+    f.repo.write("other-cluster.yaml", "theirs\n").unwrap();
+    f.repo.commit("another writer").unwrap();
+    let (outcome, applied) = push(tip, &commit_file(&repo, tip, "status.yaml", "a: 1\n"));
+    assert!(matches!(outcome, PushOutcome::Rejected { .. }) && !applied);
+    assert_eq!(f.git(&["rev-parse", status_ref]), tip.to_string());
+    // Rebuilt on the new tip it lands, and the removal follows it.
+    let (_, theirs) = f.fetch(via);
+    let (outcome, applied) = push(theirs, &commit_file(&repo, theirs, "status.yaml", "a: 2\n"));
+    assert_eq!((outcome, applied), (PushOutcome::Updated, true));
+    assert_eq!(f.git(&["for-each-ref", "refs/outpost/"]), "");
+}
