@@ -101,6 +101,16 @@ impl Error {
 /// Result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Whether `text` names HTTP status `code` as a number of its own: not inside a longer number, and not as a
+/// port (`127.0.0.1:40115` holds "401" and once made a stopped server look like refused credentials).
+pub fn names_status(text: &str, code: &str) -> bool {
+    text.match_indices(code).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + code.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit() || c == ':') && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
 /// Render an error with its causes, scrubbed.
 pub fn describe(err: &dyn std::error::Error, scrubber: &Scrubber) -> String {
     let mut text = err.to_string();
@@ -119,6 +129,19 @@ pub fn describe(err: &dyn std::error::Error, scrubber: &Scrubber) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_code_is_told_from_a_port_or_a_longer_number() {
+        assert!(names_status("http status client error (401 unauthorized)", "401"));
+        assert!(names_status("server answered 403", "403"));
+        assert!(!names_status(
+            "cannot reach https://127.0.0.1:40115/r.git: refused",
+            "401"
+        ));
+        assert!(!names_status("https://127.0.0.1:38403/r.git", "403"));
+        assert!(!names_status("http://h:401/r.git", "401"));
+        assert!(!names_status("id 14013", "401"));
+    }
 
     #[test]
     fn metric_labels_are_short_snake_case() {

@@ -12,7 +12,7 @@ use gix::remote::Direction;
 use sha2::{Digest, Sha256};
 
 use super::config::{Config, GitRef};
-use super::error::{Error, Result, describe};
+use super::error::{Error, Result, describe, names_status};
 use super::file::SourceFile;
 use super::revision::Revision;
 use super::upstream::{Update, Upstream};
@@ -359,7 +359,7 @@ fn tracking_ref_is(repo: &gix::Repository, commit: Revision) -> bool {
 fn classify(err: &dyn std::error::Error, url: &str, scrubber: &Scrubber) -> Error {
     let reason = describe(err, scrubber);
     let lower = reason.to_ascii_lowercase();
-    if lower.contains("401") || lower.contains("403") || lower.contains("authentication") {
+    if names_status(&lower, "401") || names_status(&lower, "403") || lower.contains("authentication") {
         return Error::Unauthorized { url: url.to_owned() };
     }
     Error::Connect {
