@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     ]));
     match store::decode(&secret) {
         Ok(inventory) => {
-            let _ = inventory.parent_name();
+            let _ = (inventory.members.len(), inventory.info.dir.len());
         }
         Err(e) => {
             let _ = (e.to_string(), e.metric_label());
