@@ -16,7 +16,7 @@ const METADATA_ONLY_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "type"
 const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
 
 /// kubectl's client-side copy of the whole object as applied: Secret data and env values included.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Remove what must not be published from `obj`, a live object of kind `group`/`kind`.
 pub fn object(group: &str, kind: &str, obj: &mut Value) {

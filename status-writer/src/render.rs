@@ -25,8 +25,6 @@ pub const KIND: &str = "ResourceBundleState";
 pub const SYNC_ANNOTATION: &str = "outpost.dev/sync";
 /// Label EMCO's rsync puts on everything of an app.
 pub const EMCO_DEPLOYMENT_ID: &str = "emco/deployment-id";
-/// Annotation kubectl writes with the whole object: blanked, it would duplicate the object.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Condition timestamps that move without any change of state.
 const VOLATILE_CONDITION_FIELDS: &[&str] = &["lastHeartbeatTime", "lastProbeTime", "lastUpdateTime"];
 
@@ -193,19 +191,15 @@ fn sort_key(v: &Value) -> (String, String) {
     (s("/metadata/namespace"), s("/metadata/name"))
 }
 
-/// The object as it is written: volatile fields removed, managedFields emptied, last-applied blanked, and
-/// what must not leave the cluster removed ([`redact::object`]: Secret and ConfigMap data, env values).
+/// The object as it is written: volatile fields removed, managedFields emptied, and what must not leave the
+/// cluster removed ([`redact::object`]: Secret and ConfigMap data, env values, kubectl's last-applied copy
+/// blanked).
 fn clean_object(key: &ObjectKey, obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         meta.remove("selfLink");
         meta.insert("managedFields".into(), Value::Array(Vec::new()));
-        if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut)
-            && ann.contains_key(LAST_APPLIED)
-        {
-            ann.insert(LAST_APPLIED.into(), Value::String(String::new()));
-        }
     }
     if let Some(map) = v.as_object_mut() {
         map.insert(
@@ -347,7 +341,7 @@ mod tests {
         assert_eq!(deploy["status"]["readyReplicas"], 1);
         assert_eq!(deploy["metadata"]["managedFields"], json!([]));
         assert!(deploy["metadata"].get("resourceVersion").is_none());
-        assert_eq!(deploy["metadata"]["annotations"][LAST_APPLIED], "");
+        assert_eq!(deploy["metadata"]["annotations"][crate::redact::LAST_APPLIED], "");
         let statuses = doc["status"]["resourceStatuses"].as_array().unwrap();
         assert_eq!(statuses.len(), 2);
         let ingress = statuses.iter().find(|s| s["kind"] == "Ingress").unwrap();
