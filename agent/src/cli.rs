@@ -51,6 +51,11 @@ pub struct GitArgs {
     #[arg(long = "git-ca-file", env = "OUTPOST_GIT_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 
+    /// Trust only the CAs of --git-ca-file for the HTTPS Git server, not the system's: a certificate that any
+    /// public CA issued for the mirror's name is refused.
+    #[arg(long = "git-ca-only", env = "OUTPOST_GIT_CA_ONLY", requires = "ca_file")]
+    pub ca_only: bool,
+
     /// SSH private key file for ssh:// and git@host:path URLs.
     #[arg(long = "git-ssh-key-file", env = "OUTPOST_GIT_SSH_KEY_FILE")]
     pub ssh_key_file: Option<PathBuf>,
@@ -88,6 +93,7 @@ impl GitArgs {
             token_file: self.token_file.clone(),
             token: self.token.clone(),
             ca_file: self.ca_file.clone(),
+            ca_only: self.ca_only,
             ssh_key_file: self.ssh_key_file.clone(),
             known_hosts_file: self.known_hosts_file.clone(),
             timeout: Some(self.timeout),

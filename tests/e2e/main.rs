@@ -6,6 +6,7 @@
 
 mod cascade;
 mod chart;
+mod chart_lockdown;
 mod chart_rbac;
 mod common;
 mod crash;
@@ -22,6 +23,7 @@ mod library;
 mod limits;
 mod owners;
 mod packaging;
+mod private_ca;
 mod resilience;
 mod safety;
 mod stalls;

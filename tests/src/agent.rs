@@ -27,6 +27,8 @@ pub enum Transport {
     HttpsWithCredentialsInUrl,
     /// Smart HTTP over TLS with the server's token in the `OUTPOST_GIT_TOKEN` variable (no token file).
     HttpsWithTokenVariable,
+    /// Smart HTTP with the server's token, trusting this CA bundle (`--git-ca-file`) instead of the server's.
+    HttpsWithCaFile(PathBuf),
 }
 
 /// A configured `outpost-agent` (or `outpost-status-writer`) command line.
@@ -79,7 +81,7 @@ impl AgentCommand {
             .arg(cluster)
             .arg("--namespace")
             .arg(namespace);
-        let https = |cmd: &mut AgentCommand, token_file: &Path| {
+        let https = |cmd: &mut AgentCommand, token_file: &Path, ca_file: &Path| {
             cmd.arg("--git-url")
                 .arg(repo.https_url())
                 .arg("--git-username")
@@ -87,16 +89,17 @@ impl AgentCommand {
                 .arg("--git-token-file")
                 .arg(token_file)
                 .arg("--git-ca-file")
-                .arg(&servers.ca_file);
+                .arg(ca_file);
         };
         match transport {
-            Transport::Https => https(&mut cmd, &servers.token_file),
+            Transport::Https => https(&mut cmd, &servers.token_file, &servers.ca_file),
             Transport::HttpsWithToken(token) => {
                 let file = cache_dir.join("token-under-test");
                 std::fs::write(&file, token)?;
-                https(&mut cmd, &file);
+                https(&mut cmd, &file, &servers.ca_file);
             }
-            Transport::HttpsWithTokenFile(file) => https(&mut cmd, &file),
+            Transport::HttpsWithTokenFile(file) => https(&mut cmd, &file, &servers.ca_file),
+            Transport::HttpsWithCaFile(ca) => https(&mut cmd, &servers.token_file, &ca),
             Transport::File => {
                 cmd.arg("--git-url").arg(repo.file_url());
             }

@@ -53,6 +53,8 @@ pub struct Auth {
     pub token: Option<Secret>,
     /// PEM bundle of extra CA certificates for HTTPS (`--git-ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// Trust `ca_file` alone, not the system's CAs (`--git-ca-only`).
+    pub ca_only: bool,
     /// Private key for SSH (`--git-ssh-key-file`).
     pub ssh_key_file: Option<PathBuf>,
     /// known_hosts for SSH (`--git-known-hosts-file`); host keys are checked strictly.

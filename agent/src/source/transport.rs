@@ -27,7 +27,7 @@ pub const USER_AGENT: &str = concat!("outpost/", env!("CARGO_PKG_VERSION"));
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// HTTP options for `url`: gix's defaults from `repo`'s configuration, our user agent, and a client hook that
-/// trusts the CA bundle of `auth` (`--git-ca-file`). `shown` is the URL as it may be printed, for errors.
+/// trusts the CA bundle of `auth` (`--git-ca-file`), beside the system's CAs or alone (`--git-ca-only`). `shown` is the URL as it may be printed, for errors.
 pub fn http_options(
     repo: &gix::Repository,
     url: &gix::Url,
@@ -52,12 +52,14 @@ pub fn http_options(
         ),
         None => None,
     };
-    let timeout = auth.timeout;
+    let (timeout, only) = (auth.timeout, auth.ca_only);
     let backend = http::reqwest::Options {
         configure_client: Some(Box::new(move |mut builder| {
-            if let Some(certs) = &certs {
-                builder = builder.tls_certs_merge(certs.clone());
-            }
+            builder = match &certs {
+                Some(certs) if only => builder.tls_certs_only(certs.clone()),
+                Some(certs) => builder.tls_certs_merge(certs.clone()),
+                None => builder,
+            };
             // The blocking client applies this to reaching the response headers and to every read of the body:
             // a server that stops sending mid-transfer fails the request instead of holding it.
             if let Some(limit) = timeout {

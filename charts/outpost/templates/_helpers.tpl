@@ -163,16 +163,23 @@ in-cluster names are never proxied; git.noProxy and EMCO's noProxyHosts are adde
 {{- end -}}
 
 {{/*
-Credential env for one container. Arguments: dict "secret" <name> "ca" <bool> "ssh" <bool> "token" <bool>.
-The token is mounted as a file; only file paths go into env.
+Credential env for one container. Arguments: dict "dir" <mount path> "ca" <bool> "caOnly" <bool> "ssh" <bool>
+"token" <bool> "what" <values key, for errors>. The token is mounted as a file; only file paths go into env.
 */}}
 {{- define "outpost.credentialEnv" -}}
+{{- if and .caOnly (not .ca) }}
+{{- fail (printf "git.caOnly needs a CA bundle for %s: its caBundle, or ca.crt in its existingSecretKeys" .what) }}
+{{- end }}
 {{- if .token }}
 - {name: OUTPOST_GIT_TOKEN_FILE, value: {{ printf "%s/token" .dir | quote }}}
 {{- end }}
 {{- if .ca }}
 - {name: OUTPOST_GIT_CA_FILE, value: {{ printf "%s/ca.crt" .dir | quote }}}
+{{- if .caOnly }}
+- {name: OUTPOST_GIT_CA_ONLY, value: "true"}
 {{- end }}
+{{- end }}
+- {name: OUTPOST_GIT_TIMEOUT, value: {{ .timeout | quote }}}
 {{- if .ssh }}
 - {name: OUTPOST_GIT_SSH_KEY_FILE, value: {{ printf "%s/ssh-privatekey" .dir | quote }}}
 - {name: OUTPOST_GIT_KNOWN_HOSTS_FILE, value: {{ printf "%s/known_hosts" .dir | quote }}}

@@ -45,6 +45,7 @@ impl Fixture {
             token_file: Some(servers.token_file.clone()),
             token: None,
             ca_file: Some(servers.ca_file.clone()),
+            ca_only: false,
             ssh_key_file: Some(servers.ssh_key.clone()),
             known_hosts_file: Some(servers.known_hosts.clone()),
             timeout: None,
