@@ -199,8 +199,9 @@ impl Rounds {
             Outcome::Waiting { bundles, .. } => {
                 timer.finish(ReconcileResult::Success);
                 info!(bundles = ?bundles, "Waiting for dependencies");
+                // Never later than the next poll: a new commit lands within the interval, as always.
                 Next {
-                    wait: self.waiting.next_wait(),
+                    wait: self.waiting.next_wait().min(polled(false).wait),
                     ready: recovered,
                     stalled: None,
                 }

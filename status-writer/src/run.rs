@@ -28,6 +28,9 @@ const IDLE: Duration = Duration::from_secs(86_400);
 const MIN_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between attempts while writing keeps failing (Git server down, credentials wrong).
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(120);
+/// The longest one write of every status branch may take, beyond twice `--git-timeout` (each Git operation
+/// is bounded by it; rejected pushes are retried): past it the loop is stuck and `/healthz` fails.
+const WRITE_ALLOWANCE: Duration = Duration::from_secs(600);
 /// Share of the debounce window added or removed at random (0.8 to 1.2 windows): writers of many clusters
 /// started together would otherwise push in lockstep and collide on the branch every window.
 const DEBOUNCE_JITTER: f64 = 0.20;
@@ -149,7 +152,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let writer = Writer::new(target, scrubber.clone(), Some(metrics), process.interrupt());
     let mut backoff = ErrorBackoff::new(MIN_ERROR_BACKOFF, MAX_ERROR_BACKOFF);
     let mut retry_in: Option<Duration> = None;
+    let allowance = WRITE_ALLOWANCE + 2 * args.git.timeout;
     loop {
+        // Liveness: back here within the wait, the settling and one write.
+        process.beat(retry_in.unwrap_or(IDLE) + 2 * args.debounce + allowance);
         // Wait for a change (or the retry of a failed write), then let the burst settle.
         tokio::select! {
             biased;
@@ -179,6 +185,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 snapshot.complete.then(|| renderer.render_all(&snapshot))
             }
         };
+        // A write stuck past its allowance fails /healthz even when the next change is a day away.
+        process.beat(allowance);
         // Leadership lost mid-write drops the write (its blocking push sees the raised interrupt): the
         // holder stops acting before any standby may take the Lease over.
         let written = tokio::select! {

@@ -336,6 +336,51 @@ async fn a_bundle_waits_until_its_dependencies_are_healthy() -> Result<()> {
     Ok(())
 }
 
+/// Issue 12 item 3: a dependency that stays unhealthy is retried less and less often (5 s, 10 s, 20 s, up to a
+/// minute), not every 5 s: each retry reads and parses the commit again. Over 40 s a fixed 5 s retry makes 8 or
+/// 9 rounds; the backoff makes 4 (fewer on a slow machine, never more).
+#[tokio::test]
+async fn a_bundle_waiting_on_an_unhealthy_dependency_is_retried_less_and_less_often() -> Result<()> {
+    const WATCHED: Duration = Duration::from_secs(40);
+    let env = kube_env();
+    let client = env.client().await?;
+    let agent_ns = create_namespace(&client, "agent").await?;
+    let ns = create_namespace(&client, "backoff").await?;
+    let cluster = unique("edge");
+    let repo = git_servers().create_repo(&unique("backoff"))?;
+    let base = format!("clusters/{cluster}");
+    repo.write(
+        &format!("{base}/db/deploy.yaml"),
+        &deployment(&ns, "db", "postgres:16"),
+    )?
+    .write(
+        &format!("{base}/app/cm.yaml"),
+        &fixtures::config_map(&ns, "app-config", "x"),
+    )?
+    .write(&format!("{base}/app/outpost.yaml"), "dependsOn: [db]\n")?;
+    repo.commit("app depends on db, which never becomes available here")?;
+    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?.spawn("1h")?;
+    let rounds = || agent.logs().matches("Waiting for dependencies").count();
+    eventually(Duration::from_secs(60), "the first waiting round", || async {
+        Ok(Seen::done_if(rounds() > 0, agent.logs()))
+    })
+    .await?;
+    let first = rounds();
+    tokio::time::sleep(WATCHED).await;
+    let retries = rounds() - first;
+    assert!(
+        (1..=4).contains(&retries),
+        "{retries} waiting rounds in {WATCHED:?} (a fixed 5 s retry makes 8); log:\n{}",
+        agent.logs()
+    );
+    assert_eq!(
+        config_value(&client, &ns, "app-config").await?,
+        None,
+        "app did not wait"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn failures_are_published_as_events_on_the_bundle_inventory() -> Result<()> {
     use k8s_openapi::api::events::v1::Event;
