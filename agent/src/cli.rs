@@ -25,8 +25,9 @@ pub fn parse_ratio(text: &str) -> Result<f64, String> {
 /// How to reach and authenticate to a Git repository (shared by both binaries).
 #[derive(clap::Args, Clone, Debug)]
 pub struct GitArgs {
-    /// Repository: https://, ssh://, git@host:path, file:// or a local path.
-    #[arg(long = "git-url", env = "OUTPOST_GIT_URL")]
+    /// Repository: https://, ssh://, git@host:path, file:// or a local path (required to sync; `suspend`,
+    /// `resume` and `reconcile` need none).
+    #[arg(long = "git-url", env = "OUTPOST_GIT_URL", default_value = "")]
     pub url: String,
 
     /// Username sent with the token over HTTPS.
@@ -78,6 +79,9 @@ pub struct GitArgs {
 impl GitArgs {
     /// Parse the URL; credentials over plain http:// are refused unless allowed.
     pub fn repo_url(&self) -> Result<RepoUrl, source::url::Error> {
+        if self.url.trim().is_empty() {
+            return Err(source::url::Error::Missing);
+        }
         let url = RepoUrl::parse(&self.url)?;
         let credentials = self.token_file.is_some() || self.token.is_some() || url.has_embedded_credentials();
         if url.is_plain_http() && credentials && !self.allow_insecure_http {
@@ -170,15 +174,35 @@ pub enum Mode {
     Plan,
     /// Print what is synced, per bundle.
     Status,
+    /// Suspend the agent, or BUNDLE: nothing is applied, pruned or reverted until `resume`.
+    Suspend,
+    /// Resume the agent, or BUNDLE (also over `suspend: true` in its outpost.yaml).
+    Resume,
+    /// Ask for a full sync now (of everything; BUNDLE names where the request is recorded) and wait for it.
+    Reconcile,
 }
 
 /// Outpost agent: keeps this cluster equal to `clusters/<cluster>/` in a Git repository.
 #[derive(Parser, Clone, Debug)]
 #[command(name = "outpost-agent", version, about)]
 pub struct Args {
-    /// run (default), plan, or status.
+    /// run (default), plan, status, suspend, resume or reconcile.
     #[arg(value_enum, env = "OUTPOST_MODE", default_value_t = Mode::Run)]
     pub mode: Mode,
+
+    /// The bundle `suspend`, `resume` and `reconcile` act on (all of the agent without one).
+    #[arg(env = "OUTPOST_BUNDLE")]
+    pub bundle: Option<String>,
+
+    /// What drift correction does where neither Git (outpost.yaml `drift:`) nor an operator
+    /// (`outpost.dev/drift` on the inventory) says: revert it, or only report it.
+    #[arg(long, env = "OUTPOST_DRIFT_MODE", value_enum, default_value_t = crate::policy::DriftMode::Revert)]
+    pub drift_mode: crate::policy::DriftMode,
+
+    /// What happens to objects that leave Git where outpost.yaml (`prune:`) does not say: delete them, or
+    /// orphan them (left running, dropped from the inventory).
+    #[arg(long, env = "OUTPOST_PRUNE_POLICY", value_enum, default_value_t = crate::policy::PrunePolicy::Delete)]
+    pub prune_policy: crate::policy::PrunePolicy,
 
     /// Git repository settings.
     #[command(flatten)]

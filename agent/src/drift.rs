@@ -6,6 +6,10 @@
 //! more than [`FIGHT_THRESHOLD`] times in a minute is a fight: reported (log, metric, Event) and left alone
 //! for [`FIGHT_BACKOFF`] instead of looping.
 //!
+//! Each bundle's controls decide ([`crate::control`]): a suspended bundle's drift is left alone, a bundle in
+//! drift mode `report` has it counted (`outpost_drift_detected_total`), logged and published once per sync
+//! instead of reverted.
+//!
 //! The reconciler holds [`Drift::pause`] while it syncs, so corrections never race a sync and always compare
 //! against what the last sync recorded.
 //!
@@ -90,6 +94,8 @@ struct State {
     ids: BTreeMap<String, String>,
     /// Fight bookkeeping.
     trackers: HashMap<ObjectKey, Tracker>,
+    /// Drift reported and left in place (drift mode `report`) since the last sync: reported once.
+    reported: std::collections::HashSet<ObjectKey>,
 }
 
 /// Everything the corrector needs besides its state.
@@ -104,6 +110,8 @@ struct Corrector {
     events: Option<Events>,
     /// Removes secrets from error text.
     scrubber: Scrubber,
+    /// What each bundle allows: nothing is reverted in a suspended bundle, only reported in mode `report`.
+    controls: crate::control::Controls,
 }
 
 /// Running watch tasks by kind and namespace.
@@ -141,6 +149,7 @@ impl Drift {
         metrics: Option<Metrics>,
         events: Option<Events>,
         scrubber: Scrubber,
+        controls: crate::control::Controls,
     ) -> Self {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let state = Arc::new(Mutex::new(State::default()));
@@ -150,6 +159,7 @@ impl Drift {
             metrics,
             events,
             scrubber,
+            controls,
         };
         let corrector = tokio::spawn(correct(state.clone(), rx, corrector).instrument(info_span!("drift")));
         Drift {
@@ -215,6 +225,7 @@ impl Drift {
             .map(|b| (b.clone(), applyset_id(b)))
             .collect();
         state.trackers.retain(|k, _| synced.desired.contains_key(k));
+        state.reported.clear();
         let mut kinds: crate::live::Kinds = BTreeMap::new();
         for (key, (_, member)) in &state.members {
             kinds
@@ -390,6 +401,24 @@ async fn revert(state: &mut State, c: &mut Corrector, key: ObjectKey, live: Opti
     let Some(obj) = state.desired.get(&key).cloned() else {
         return;
     };
+    let policy = c.controls.policy(&obj.bundle);
+    if let Some(by) = policy.suspended {
+        debug!(bundle = %obj.bundle, object = %key, what, "Drift left alone: {}", by.describe());
+        return;
+    }
+    if policy.drift == crate::policy::DriftMode::Report {
+        if state.reported.insert(key.clone()) {
+            info!(bundle = %obj.bundle, object = %key, what, "Drift detected, not reverted (drift mode report)");
+            if let Some(m) = c.controls.metrics() {
+                m.drift_detected(&obj.bundle);
+            }
+            if let Some(events) = &c.events {
+                let note = format!("{key} {what} in the cluster; left as it is (drift mode report)");
+                events.normal(&obj.bundle, "DriftDetected", "Report", &note).await;
+            }
+        }
+        return;
+    }
     let now = Instant::now();
     let tracker = state.trackers.entry(key.clone()).or_default();
     if tracker.suppressed_until.is_some_and(|until| until > now) {
@@ -422,6 +451,9 @@ async fn revert(state: &mut State, c: &mut Corrector, key: ObjectKey, live: Opti
     info!(bundle = %obj.bundle, object = %key, what, "Drift reverted");
     if let Some(m) = &c.metrics {
         m.drift_reverted(&obj.bundle);
+    }
+    if let Some(m) = c.controls.metrics() {
+        m.drift_detected(&obj.bundle);
     }
     let tracker = state.trackers.entry(key.clone()).or_default();
     tracker.reverts.push_back(now);

@@ -40,6 +40,50 @@ impl Events {
     /// A Warning on `bundle`'s inventory with a short PascalCase `reason`. Failures to publish are only
     /// logged: events are best effort.
     pub async fn warn(&self, bundle: &str, reason: &str, action: &str, note: &str) {
+        self.publish(bundle, EventType::Warning, reason, action, note)
+            .await;
+    }
+
+    /// A Normal Event on `bundle`'s inventory (a control obeyed: suspended, resumed, drift reported).
+    pub async fn normal(&self, bundle: &str, reason: &str, action: &str, note: &str) {
+        self.publish(bundle, EventType::Normal, reason, action, note)
+            .await;
+    }
+
+    /// A Normal Event on the agent's control ConfigMap (the whole agent suspended or resumed).
+    pub async fn agent(&self, reason: &str, action: &str, note: &str) {
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+            name: Some(crate::control::configmap_name(&self.cluster)),
+            namespace: Some(self.namespace.clone()),
+            ..Default::default()
+        };
+        self.send(reference, EventType::Normal, reason, action, note)
+            .await;
+    }
+
+    /// Publish on `bundle`'s inventory.
+    async fn publish(&self, bundle: &str, type_: EventType, reason: &str, action: &str, note: &str) {
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Secret".into()),
+            name: Some(parent_name(&self.cluster, bundle)),
+            namespace: Some(self.namespace.clone()),
+            ..Default::default()
+        };
+        self.send(reference, type_, reason, action, note).await;
+    }
+
+    /// Publish on `reference`, the note cut to what the API accepts.
+    async fn send(
+        &self,
+        reference: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
         let mut note = note.to_owned();
         if note.len() > MAX_NOTE {
             let mut cut = MAX_NOTE;
@@ -48,22 +92,15 @@ impl Events {
             }
             note.truncate(cut);
         }
-        let reference = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Secret".into()),
-            name: Some(parent_name(&self.cluster, bundle)),
-            namespace: Some(self.namespace.clone()),
-            ..Default::default()
-        };
         let event = Event {
-            type_: EventType::Warning,
+            type_,
             reason: reason.to_owned(),
             note: Some(note),
             action: action.to_owned(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &reference).await {
-            debug!(error = %e, bundle, reason, "Event not published");
+            debug!(error = %e, object = ?reference.name, reason, "Event not published");
         }
     }
 }

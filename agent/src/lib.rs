@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod cli;
 pub mod cmd;
+pub mod control;
 pub mod deps;
 pub mod desired;
 pub mod diff;
@@ -25,6 +26,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod object;
 pub mod plan;
+pub mod policy;
 pub mod prune;
 pub mod reconcile;
 pub mod resolve;

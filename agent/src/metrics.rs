@@ -136,13 +136,13 @@ struct ReconcileLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct BundleLabels {
+pub(crate) struct BundleLabels {
     /// The bundle's name.
     bundle: String,
 }
 
 impl BundleLabels {
-    fn new(bundle: &str) -> Self {
+    pub(crate) fn new(bundle: &str) -> Self {
         BundleLabels {
             bundle: bundle.to_owned(),
         }

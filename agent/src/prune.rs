@@ -11,17 +11,21 @@
 //! [`cascades`] are refused unless consented to ([`Consent`]): `outpost.dev/prune: allow-cascade` on the live
 //! object, `--allow-cascading-prune`, or a termination EMCO declared for the bundle. A refused member stays in
 //! the inventory, so it is reported and tried again, never orphaned.
+//!
+//! A bundle whose prune policy is `orphan` ([`crate::policy::PrunePolicy`]) loses members without deletes: the
+//! same ownership checks, then our `part-of` label is removed and the object left running.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use backon::Retryable;
 use futures::StreamExt;
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Preconditions, PropagationPolicy};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
 use tracing::info;
 
 use crate::apply::{Error, Stage, is_transient, transient_backoff};
 use crate::inventory::Member;
+use crate::inventory::applyset::PART_OF_LABEL;
 use crate::live::{LiveIndex, LiveMeta, Lookup};
 use crate::object::ObjectKey;
 use crate::plan::Plan;
@@ -65,6 +69,8 @@ pub struct Candidate {
     pub key: ObjectKey,
     /// What we recorded (apiVersion).
     pub member: Member,
+    /// The bundle's prune policy is `orphan`: leave it running, without our label, instead of deleting it.
+    pub orphan: bool,
 }
 
 /// What happened to one candidate.
@@ -78,6 +84,9 @@ pub enum Outcome {
     NotOurs,
     /// Annotated `outpost.dev/prune: disabled`: left in place, dropped from the inventory.
     Kept,
+    /// Its bundle orphans what leaves Git: left running without our `part-of` label, dropped from the
+    /// inventory.
+    Orphaned,
     /// Its delete would cascade ([`cascades`]) and nobody consented: left in place, kept in the inventory.
     Refused,
     /// Deleting failed; it stays in the inventory and is tried again next time.
@@ -98,6 +107,7 @@ pub fn candidates(
     plan: &Plan,
     clean: impl Fn(&str) -> bool,
     applyset_id: impl Fn(&str) -> String,
+    orphan: impl Fn(&str) -> bool,
 ) -> Vec<Candidate> {
     let mut candidates = Vec::new();
     for (bundle, bp) in &plan.bundles {
@@ -114,6 +124,7 @@ pub fn candidates(
                 applyset_id: applyset_id(bundle),
                 key: key.clone(),
                 member: member.clone(),
+                orphan: orphan(bundle),
             });
         }
     }
@@ -222,6 +233,9 @@ async fn delete_one(
     if meta.keep {
         return Outcome::Kept;
     }
+    if c.orphan {
+        return orphan_one(api, c, &meta).await;
+    }
     if cascades(&c.key) && !consented && !meta.allow_cascade {
         return Outcome::Refused;
     }
@@ -242,6 +256,25 @@ async fn delete_one(
         Ok(_) => Outcome::Deleted,
         Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Gone,
         // The uid changed: someone recreated it; it is not the object we own.
+        Err(kube::Error::Api(s)) if s.code == 409 => Outcome::NotOurs,
+        Err(e) => Outcome::Failed(Error::from_kube(e)),
+    }
+}
+
+/// Remove our `part-of` label from the object (with a uid precondition), so that no ApplySet prune — ours or
+/// kubectl's — ever deletes it, and leave it running.
+async fn orphan_one(api: &Api<DynamicObject>, c: &Candidate, meta: &LiveMeta) -> Outcome {
+    let patch = serde_json::json!({"metadata": {"uid": meta.uid, "labels": {PART_OF_LABEL: null}}});
+    match (|| async {
+        api.patch(&c.key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+    })
+    .retry(transient_backoff())
+    .when(is_transient)
+    .await
+    {
+        Ok(_) => Outcome::Orphaned,
+        Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Gone,
         Err(kube::Error::Api(s)) if s.code == 409 => Outcome::NotOurs,
         Err(e) => Outcome::Failed(Error::from_kube(e)),
     }

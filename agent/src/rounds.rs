@@ -15,6 +15,8 @@ use tracing::{error, info};
 
 use crate::apply::Applier;
 use crate::cli::Args;
+use crate::control::Controls;
+use crate::control::rounds::Obedience;
 use crate::drift::Drift;
 use crate::events::Events;
 use crate::inventory::applyset;
@@ -77,6 +79,8 @@ pub struct Rounds {
     last_full_sync: Instant,
     /// The last round stalled: the next one that gets through marks the agent ready again, even unchanged.
     stalled: bool,
+    /// The operators' controls: suspension, sync requests, and how they show.
+    obedience: Obedience,
 }
 
 impl Rounds {
@@ -89,6 +93,7 @@ impl Rounds {
         metrics: Metrics,
         scrubber: Scrubber,
         watch_health: WatchHealth,
+        controls: Controls,
     ) -> Self {
         let events = Events::new(
             client.clone(),
@@ -96,15 +101,24 @@ impl Rounds {
             &args.cluster,
             std::env::var("POD_NAME").ok(),
         );
+        let obedience = Obedience::new(
+            controls.clone(),
+            client.clone(),
+            &args.namespace,
+            &args.cluster,
+            Some(events.clone()),
+        );
         let drift = Drift::start(
             client.clone(),
             Applier::new(client, args.apply_options()),
             Some(metrics.clone()),
             Some(events.clone()),
             scrubber.clone(),
+            controls.clone(),
         )
         .watching(args.watch.scope(), watch_health);
         let reconciler = reconciler
+            .with_controls(controls)
             .with_metrics(metrics.clone())
             .with_events(events)
             .with_drift_watches();
@@ -122,6 +136,7 @@ impl Rounds {
             last_report: None,
             last_full_sync: Instant::now(),
             stalled: false,
+            obedience,
         }
     }
 
@@ -139,7 +154,16 @@ impl Rounds {
     /// Runs one round; `interrupt` stops its blocking Git work early. Cancel-safe in the sense that matters:
     /// dropped mid-apply, it leaves inventories as a crash would (grown before objects are applied).
     pub async fn next(&mut self, interrupt: Arc<AtomicBool>) -> Next {
-        if self.last_full_sync.elapsed() >= self.resync_interval {
+        let before = self.obedience.before().await;
+        if before.skip {
+            // The whole agent is suspended: no Git request, no API request; drift is left alone too.
+            return Next {
+                wait: jittered(self.interval, INTERVAL_JITTER),
+                ready: true,
+                stalled: None,
+            };
+        }
+        if before.force || self.last_full_sync.elapsed() >= self.resync_interval {
             self.reconciler.force_next();
             self.last_full_sync = Instant::now();
         }
@@ -182,6 +206,11 @@ impl Rounds {
             }
         };
         self.backoff.reset();
+        if let Some(report) = self.reconciler.last_report() {
+            self.obedience
+                .after(&before.requests, report.inventories.keys())
+                .await;
+        }
         if !matches!(outcome, Outcome::Waiting { .. }) {
             self.waiting.reset();
         }

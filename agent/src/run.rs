@@ -45,6 +45,9 @@ pub enum Error {
     /// `--once` and the reconcile failed.
     #[error(transparent)]
     Reconcile(#[from] reconcile::Error),
+    /// `suspend`, `resume` or `reconcile` failed.
+    #[error(transparent)]
+    Control(#[from] crate::cmd::control::Error),
     /// Another replica holds the Lease now; exit so Kubernetes restarts us as a standby.
     #[error("leadership lost: another replica acts now")]
     LeadershipLost,
@@ -58,6 +61,7 @@ impl Error {
             Error::Kube(_) => "kube_config",
             Error::Admin(_) => "admin_bind",
             Error::Reconcile(_) => "reconcile",
+            Error::Control(_) => "control",
             Error::LeadershipLost => "leadership_lost",
         }
     }
@@ -68,6 +72,13 @@ const ROUND_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(600)
 
 /// Run the agent as the flags say.
 pub async fn run(args: Args) -> Result<(), Error> {
+    if matches!(args.mode, Mode::Suspend | Mode::Resume | Mode::Reconcile) {
+        let client = crate::kube_client::client(None).await.map_err(Error::Kube)?;
+        let out = &mut std::io::stdout();
+        let (ns, cluster, bundle) = (&args.namespace, &args.cluster, args.bundle.as_deref());
+        crate::cmd::control::run(client, args.mode, ns, cluster, bundle, out).await?;
+        return Ok(());
+    }
     let scrubber = Scrubber::default();
     let source_config = args.source_config()?;
     let local_path = match &source_config.url {
@@ -89,7 +100,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
         safety: args.safety(),
         allow_own_namespace: args.allow_own_namespace,
     };
-    let mut reconciler = Reconciler::new(source, client.clone(), settings, scrubber.clone());
+    let defaults = crate::control::Defaults {
+        drift: args.drift_mode,
+        prune: args.prune_policy,
+    };
+    let controls = crate::control::Controls::new(defaults);
+    let mut reconciler =
+        Reconciler::new(source, client.clone(), settings, scrubber.clone()).with_controls(controls.clone());
+    if !daemon {
+        let (ns, cluster) = (&args.namespace, &args.cluster);
+        if let Err(e) = crate::control::watch::read_once(client.clone(), ns, cluster, &controls).await {
+            warn!(error = %e, "Controls not read: syncing as if nothing were suspended");
+        }
+    }
 
     match args.mode {
         Mode::Run if !args.once => {}
@@ -105,11 +128,13 @@ pub async fn run(args: Args) -> Result<(), Error> {
             crate::cmd::plan::run(&mut reconciler, client, args.apply_options(), out).await?;
             return Ok(());
         }
+        Mode::Suspend | Mode::Resume | Mode::Reconcile => return Ok(()), // answered above
         Mode::Status => {
             let (ns, cluster) = (&args.namespace, &args.cluster);
             let store = crate::inventory::store::Store::new(client.clone(), ns, cluster);
             let source_state = SourceStateStore::new(client.clone(), ns, cluster);
-            crate::cmd::status::run(client, &store, &source_state, args.output, &mut std::io::stdout())
+            let stores = (&store, &source_state, &controls);
+            crate::cmd::status::run(client, stores, args.output, &mut std::io::stdout())
                 .await
                 .map_err(reconcile::Error::from)?;
             return Ok(());
@@ -117,6 +142,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
 
     let metrics = Metrics::register(&mut registry);
+    let controls = controls.with_metrics(crate::control::metrics::ControlMetrics::register(&mut registry));
     let watch_health = WatchHealth::new(
         "Drift",
         "changes to these objects are not reverted until the next full resync",
@@ -133,7 +159,17 @@ pub async fn run(args: Args) -> Result<(), Error> {
     {
         return process.stop(stop).map_err(|_| Error::LeadershipLost);
     }
-    let mut rounds = Rounds::start(&args, client, reconciler, metrics, scrubber, watch_health.clone());
+    let _controls_watch =
+        crate::control::watch::start(client.clone(), &args.namespace, &args.cluster, controls.clone());
+    let mut rounds = Rounds::start(
+        &args,
+        client,
+        reconciler,
+        metrics,
+        scrubber,
+        watch_health.clone(),
+        controls.clone(),
+    );
     let changed = Arc::new(Notify::new());
     let _watcher = match &local_path {
         Some(path) => source::local::watch(path, changed.clone()),
@@ -184,6 +220,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
                     return process.stop(stop).map_err(|_| Error::LeadershipLost);
                 }
                 _ = &mut wait => break,
+                // An operator suspended, resumed, asked for a sync or changed a drift mode.
+                () = controls.changed() => {
+                    info!("Controls changed");
+                    break;
+                }
                 _ = changed.notified() => {
                     tokio::time::sleep(LOCAL_DEBOUNCE).await;
                     info!("Local repository changed");

@@ -149,7 +149,7 @@ pub fn render(view: &BundleView<'_>) -> Vec<u8> {
     if !resource_statuses.is_empty() {
         status.insert("resourceStatuses".into(), Value::Array(resource_statuses));
     }
-    let sync = json!({
+    let mut sync = json!({
         "revision": view.inventory.sync.revision,
         "state": view.inventory.sync.state,
         "lastSync": view.inventory.sync.time,
@@ -157,6 +157,10 @@ pub fn render(view: &BundleView<'_>) -> Vec<u8> {
         "health": overall.status.to_string(),
         "message": overall.message,
     });
+    // A suspended bundle says so (and why); the sync result is the last one before the suspension.
+    if let Some(why) = &view.inventory.sync.suspended {
+        sync["suspended"] = json!(why);
+    }
     let doc = json!({
         "apiVersion": API_VERSION,
         "kind": KIND,

@@ -32,7 +32,7 @@ async fn scratch_volumes_are_bounded_and_the_read_caps_reach_the_agent() -> Resu
     let env = kube_env();
     let client = env.client().await?;
     let file = values_file(&base(
-        "limits:\n  maxFiles: 3\n  maxBlobBytes: 1MiB\ngitTimeout: 45s\nstorage:\n  agentCache: 2Gi\n",
+        "limits:\n  maxFiles: 3\n  maxBlobBytes: 1MiB\ngitTimeout: 45s\nstorage:\n  agentCache: 2Gi\ndriftMode: report\nprunePolicy: orphan\n",
     ))?;
     lint(&file)?;
     let release_ns = create_namespace(&client, "release").await?;
@@ -74,12 +74,21 @@ async fn scratch_volumes_are_bounded_and_the_read_caps_reach_the_agent() -> Resu
     let mut passed = Vec::new();
     for var in agent["env"].as_array().context("env")? {
         let name = var["name"].as_str().context("name")?;
-        if name.starts_with("OUTPOST_MAX_") || name == "OUTPOST_GIT_TIMEOUT" {
+        let parsed = [
+            "OUTPOST_GIT_TIMEOUT",
+            "OUTPOST_DRIFT_MODE",
+            "OUTPOST_PRUNE_POLICY",
+        ];
+        if name.starts_with("OUTPOST_MAX_") || parsed.contains(&name) {
             cmd.env(name, var["value"].as_str().context("value")?);
             passed.push(name);
         }
     }
-    assert_eq!(passed.len(), 6, "five caps and the timeout: {passed:?}");
+    assert_eq!(
+        passed.len(),
+        8,
+        "five caps, the timeout and two policies: {passed:?}"
+    );
     let out = cmd.once()?;
     let text = output_text(&out);
     assert!(!out.status.success(), "four files passed a cap of three:\n{text}");

@@ -9,6 +9,7 @@ mod chart;
 mod chart_lockdown;
 mod chart_rbac;
 mod common;
+mod controls;
 mod crash;
 mod daemon;
 mod emco;

@@ -1,4 +1,6 @@
-//! The one-shot commands besides the daemon: `plan` (what a sync would do) and `status` (what is synced).
+//! The one-shot commands besides the daemon: `plan` (what a sync would do), `status` (what is synced) and the
+//! operator controls (`suspend`, `resume`, `reconcile`).
 
+pub mod control;
 pub mod plan;
 pub mod status;

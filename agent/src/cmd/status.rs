@@ -7,6 +7,7 @@ use std::io::Write;
 use kube::Client;
 use serde::Serialize;
 
+use crate::control::Controls;
 use crate::health::{Health, bundle};
 use crate::inventory::Inventory;
 use crate::inventory::source_state::{Phase, SourceStateStore};
@@ -30,7 +31,14 @@ pub enum Format {
 
 /// Everything `status` knows: the document `-o json` and `-o yaml` print.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
+    /// Set while the whole agent is suspended: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
+    /// Control annotations the agent cannot read (and ignores), naming them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_controls: Vec<String>,
     /// Set while the agent waits for its cluster path to hold something to apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
@@ -65,6 +73,16 @@ pub struct BundleStatus {
     pub last_sync: Option<String>,
     /// The last sync's errors (scrubbed of secrets), or why the inventory is unreadable.
     pub errors: Vec<String>,
+    /// Set while the bundle is suspended (nothing applied, pruned or reverted): by whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
+    /// Set when an operator's resume overrides `suspend: true` in Git.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<String>,
+    /// `revert` or `report`.
+    pub drift_mode: &'static str,
+    /// `delete` or `orphan`.
+    pub prune_policy: &'static str,
     /// All objects' health folded into one.
     pub health: Health,
     /// Members of the inventory, in inventory order.
@@ -92,12 +110,11 @@ pub struct ObjectStatus {
 /// Print the status to `out` in `format`; returns the number of bundles.
 pub async fn run(
     client: Client,
-    store: &Store,
-    source_state: &SourceStateStore,
+    (store, source_state, controls): (&Store, &SourceStateStore, &Controls),
     format: Format,
     out: &mut (impl Write + Send),
 ) -> Result<usize, StoreError> {
-    let report = collect(client, store, source_state).await?;
+    let report = collect(client, store, source_state, controls).await?;
     // Write errors (a closed pipe) are ignored: there is no one left to tell.
     let _ = match format {
         Format::Table => write_table(&report, out),
@@ -121,8 +138,16 @@ pub async fn collect(
     client: Client,
     store: &Store,
     source_state: &SourceStateStore,
+    controls: &Controls,
 ) -> Result<Report, StoreError> {
     let loaded = store.load().await?;
+    controls.set_git(
+        loaded
+            .inventories
+            .iter()
+            .map(|(b, inv)| (b.clone(), inv.info.settings()))
+            .collect(),
+    );
     let waiting = source_state
         .load()
         .await?
@@ -137,12 +162,21 @@ pub async fn collect(
     for (bundle, inv) in &loaded.inventories {
         let objects = member_health(&client, &mut resolver, inv).await;
         let health = bundle::summarize(objects.iter().map(|(n, o)| (n.as_str(), &o.health)));
+        let policy = controls.policy(bundle);
+        let suspended = policy.suspended.map(|by| by.describe().to_owned());
         bundles.push(BundleStatus {
             name: bundle.clone(),
             revision: inv.sync.revision.clone(),
-            state: format!("{:?}", inv.sync.state),
+            state: match &suspended {
+                Some(_) => "Suspended".to_owned(),
+                None => format!("{:?}", inv.sync.state),
+            },
             last_sync: inv.sync.time.clone(),
             errors: inv.sync.errors.clone(),
+            suspended,
+            overridden: policy.overridden,
+            drift_mode: policy.drift.as_str(),
+            prune_policy: policy.prune.as_str(),
             health,
             objects: objects.into_iter().map(|(_, o)| o).collect(),
         });
@@ -154,15 +188,30 @@ pub async fn collect(
             state: "Corrupt".into(),
             last_sync: None,
             errors: vec![e.to_string()],
+            suspended: None,
+            overridden: None,
+            drift_mode: "",
+            prune_policy: "",
             health: bundle::unknown("inventory unreadable"),
             objects: Vec::new(),
         });
     }
-    Ok(Report { waiting, bundles })
+    Ok(Report {
+        suspended: controls.agent_suspended().map(|by| by.describe().to_owned()),
+        ignored_controls: controls.invalid(),
+        waiting,
+        bundles,
+    })
 }
 
 /// The table: the `Waiting:` line when the agent waits, then one row per bundle.
 fn write_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
+    if let Some(why) = &report.suspended {
+        writeln!(out, "Suspended: {why}")?;
+    }
+    for ignored in &report.ignored_controls {
+        writeln!(out, "Ignored control: {ignored}")?;
+    }
     if let Some(w) = &report.waiting {
         writeln!(out, "Waiting: {} (since {})", w.message, w.since)?;
     }
@@ -173,6 +222,7 @@ fn write_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
         "HEALTH".into(),
         "STATE".into(),
         "LAST SYNC".into(),
+        "CONTROLS".into(),
         "LAST ERROR".into(),
     ]];
     for b in &report.bundles {
@@ -183,7 +233,11 @@ fn write_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             .chars()
             .take(12)
             .collect();
-        let mut error = b.errors.first().cloned().unwrap_or_default();
+        // The agent's own suspension is the first line; a bundle's is its message.
+        let suspended = b.suspended.clone().filter(|_| report.suspended.is_none());
+        let mut error = suspended
+            .or_else(|| b.errors.first().cloned())
+            .unwrap_or_default();
         if error.len() > MAX_ERROR {
             let mut cut = MAX_ERROR;
             while !error.is_char_boundary(cut) {
@@ -204,10 +258,11 @@ fn write_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             b.health.status.to_string(),
             b.state.clone(),
             b.last_sync.clone().unwrap_or_default(),
+            controls_cell(b),
             error,
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..8)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {
@@ -219,6 +274,21 @@ fn write_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     Ok(())
+}
+
+/// The table's CONTROLS cell: what differs from the defaults.
+fn controls_cell(b: &BundleStatus) -> String {
+    let mut cell = Vec::new();
+    if b.drift_mode == "report" {
+        cell.push("drift=report");
+    }
+    if b.prune_policy == "orphan" {
+        cell.push("prune=orphan");
+    }
+    if b.overridden.is_some() {
+        cell.push("resumed-over-git");
+    }
+    cell.join(",")
 }
 
 /// Health of each of an inventory's members (one GET each), with the member's display name.
@@ -264,6 +334,8 @@ mod tests {
             message: "1/1 replicas ready".into(),
         };
         Report {
+            suspended: None,
+            ignored_controls: Vec::new(),
             waiting: None,
             bundles: vec![
                 BundleStatus {
@@ -272,6 +344,10 @@ mod tests {
                     state: "Synced".into(),
                     last_sync: Some("2024-01-01T00:00:00Z".into()),
                     errors: Vec::new(),
+                    suspended: None,
+                    overridden: None,
+                    drift_mode: "revert",
+                    prune_policy: "delete",
                     health: ok.clone(),
                     objects: vec![ObjectStatus {
                         group: "apps".into(),
@@ -288,6 +364,10 @@ mod tests {
                     state: "Corrupt".into(),
                     last_sync: None,
                     errors: vec!["x".repeat(100)],
+                    suspended: None,
+                    overridden: None,
+                    drift_mode: "",
+                    prune_policy: "",
                     health: bundle::unknown("inventory unreadable"),
                     objects: Vec::new(),
                 },

@@ -87,6 +87,27 @@ pub struct BundleInfo {
     /// before this field existed read as [`FIRST_SEEN_UNKNOWN`], older than any bundle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen: Option<String>,
+    /// `prune:` in the bundle's `outpost.yaml`, kept so that the bundle's members are orphaned, not deleted,
+    /// when the whole bundle leaves Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<crate::policy::PrunePolicy>,
+    /// `drift:` in the bundle's `outpost.yaml` (for `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::policy::DriftMode>,
+    /// `suspend: true` in the bundle's `outpost.yaml` (for `status`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+}
+
+impl BundleInfo {
+    /// What the bundle's `outpost.yaml` said when it was last in Git.
+    pub fn settings(&self) -> crate::policy::BundleSettings {
+        crate::policy::BundleSettings {
+            suspend: self.suspend,
+            drift: self.drift,
+            prune: self.prune,
+        }
+    }
 }
 
 /// `first_seen` of inventories that predate it: sorts before every timestamp.
@@ -124,6 +145,9 @@ pub struct SyncResult {
     /// The first errors, scrubbed of secrets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Set while the bundle is suspended: why (the sync result above is the last one before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
 }
 
 /// One bundle's inventory.

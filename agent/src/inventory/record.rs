@@ -76,6 +76,7 @@ pub fn settle(inv: &mut Inventory, end: &BundleEnd, revision: &str, time: &str) 
         applied: end.applied,
         pruned: end.pruned,
         errors: end.errors.clone(),
+        suspended: None,
     };
     if end.removed && inv.members.is_empty() {
         Write::Delete(inv.info.bundle.clone())

@@ -114,4 +114,6 @@ pub struct Bundle {
     pub trackers: Vec<Manifest>,
     /// Bundles that must be healthy first (`dependsOn` in the bundle's `outpost.yaml`).
     pub depends_on: Vec<String>,
+    /// Its `suspend`, `drift` and `prune` in `outpost.yaml`.
+    pub settings: crate::policy::BundleSettings,
 }

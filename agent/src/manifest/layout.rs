@@ -98,6 +98,15 @@ struct BundleConfig {
     /// Bundle names.
     #[serde(default)]
     depends_on: Vec<String>,
+    /// Apply, prune and revert nothing (an operator's `outpost.dev/suspend: "false"` wins).
+    #[serde(default)]
+    suspend: bool,
+    /// `revert` (default) or `report`.
+    #[serde(default)]
+    drift: Option<crate::policy::DriftMode>,
+    /// `delete` (default) or `orphan`.
+    #[serde(default)]
+    prune: Option<crate::policy::PrunePolicy>,
 }
 
 /// Split the files of a cluster path (paths relative to it) into bundles, parsing every manifest as it is.
@@ -118,14 +127,14 @@ pub fn bundles_rendered(
     let files: Vec<&SourceFile> = files.iter().filter(|f| !ignore.is_ignored(&f.path)).collect();
     let emco_contexts = emco_contexts(files.iter().copied());
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    let mut configs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut configs: BTreeMap<String, BundleConfig> = BTreeMap::new();
     for file in files {
         if let Some(bundle) = config_file_bundle(&file.path, &emco_contexts) {
             let config: BundleConfig = serde_saphyr::from_slice(&file.data).map_err(|e| Error::Config {
                 file: format!("{}/{}", root.trim_end_matches('/'), file.path),
                 reason: e.to_string().lines().next().unwrap_or_default().to_owned(),
             })?;
-            configs.insert(bundle, config.depends_on);
+            configs.insert(bundle, config);
             continue;
         }
         let Some((name, dir, layout)) = classify(&file.path, &emco_contexts) else {
@@ -184,9 +193,14 @@ pub fn bundles_rendered(
             );
         }
     }
-    for (name, depends_on) in configs {
+    for (name, config) in configs {
         if let Some(bundle) = by_name.get_mut(&name) {
-            bundle.depends_on = depends_on;
+            bundle.depends_on = config.depends_on;
+            bundle.settings = crate::policy::BundleSettings {
+                suspend: config.suspend,
+                drift: config.drift,
+                prune: config.prune,
+            };
         }
     }
     Ok(by_name.into_values().collect())
@@ -217,6 +231,7 @@ fn add(
         manifests: Vec::new(),
         trackers: Vec::new(),
         depends_on: Vec::new(),
+        settings: Default::default(),
     });
     for m in docs {
         if is_tracker(&m) {

@@ -1,7 +1,7 @@
 //! The end of a sync: prune what left Git (in bundles that applied cleanly), then record the outcome in the
 //! inventories (shrinking member lists only after deletes succeeded).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::{info, warn};
 
@@ -13,16 +13,21 @@ use crate::plan::Plan;
 use crate::prune::{self, Candidate, Consent, Outcome as PruneOutcome};
 
 /// Delete what left Git, in bundles that applied cleanly (and in bundles that left Git); cascading deletes
-/// only with `consent` or the object's own.
+/// only with `consent` or the object's own; in `orphan` bundles, orphan instead of deleting.
 pub(crate) async fn prune(
     parts: &mut Parts,
     progress: &mut Progress,
     plan: &Plan,
     live: &LiveIndex,
-    consent: &Consent,
+    (consent, orphan): (&Consent, &BTreeSet<String>),
 ) {
     let store = &parts.store;
-    let candidates = prune::candidates(plan, |b| progress.clean(b), |b| store.applyset_id(b));
+    let candidates = prune::candidates(
+        plan,
+        |b| progress.clean(b),
+        |b| store.applyset_id(b),
+        |b| orphan.contains(b),
+    );
     if candidates.is_empty() {
         return;
     }
@@ -47,6 +52,12 @@ pub(crate) async fn prune(
                 info!(bundle = %c.bundle, object = %c.key, "Pruned");
             }
             PruneOutcome::Kept => info!(bundle = %c.bundle, object = %c.key, "Kept (prune disabled)"),
+            PruneOutcome::Orphaned => {
+                if let Some(m) = parts.controls.metrics() {
+                    m.orphaned(&c.bundle, 1);
+                }
+                info!(bundle = %c.bundle, object = %c.key, "Orphaned (prune policy orphan): left running, no longer managed");
+            }
             PruneOutcome::NotOurs => {
                 info!(bundle = %c.bundle, object = %c.key, "Not pruned: no longer ours")
             }
@@ -116,6 +127,13 @@ pub(crate) async fn record(parts: &Parts, progress: &mut Progress, plan: &Plan, 
         .unwrap_or_else(|_| jiff::Timestamp::now());
     let time = now.to_string();
     let mut writes = Vec::new();
+    for (bundle, why) in progress.suspended() {
+        let inv = progress.inventory(&bundle);
+        if inv.sync.suspended.as_deref() != Some(why.as_str()) {
+            inv.sync.suspended = Some(why);
+            writes.push(Write::Save(Box::new(inv.clone())));
+        }
+    }
     for bundle in progress.bundles_to_record(plan.bundles.keys()) {
         let bp = plan.bundles.get(&bundle);
         // A member that moved to another bundle stays here until that bundle has applied it (it may wait for a

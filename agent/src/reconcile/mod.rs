@@ -26,6 +26,7 @@ use crate::secret::Scrubber;
 use crate::source::{Revision, Upstream};
 
 mod consent;
+mod controlled;
 mod error;
 mod fetch;
 mod finish;
@@ -99,6 +100,7 @@ impl Reconciler {
                 scrubber,
                 metrics: None,
                 events: None,
+                controls: crate::control::Controls::default(),
             },
             renderer: Arc::new(Identity),
             last_synced: None,
@@ -122,6 +124,12 @@ impl Reconciler {
     /// Pass each bundle's files through `renderer` before parsing (decryption, templating, overlays).
     pub fn with_renderer(mut self, renderer: impl Render + 'static) -> Self {
         self.renderer = Arc::new(renderer);
+        self
+    }
+
+    /// Obey these controls (suspension, drift mode, prune policy) from now on.
+    pub fn with_controls(mut self, controls: crate::control::Controls) -> Self {
+        self.parts.controls = controls;
         self
     }
 
@@ -316,6 +324,13 @@ impl Reconciler {
             }
         };
         lap("load");
+        let in_git: std::collections::BTreeSet<String> = bundles.iter().map(|b| b.name.clone()).collect();
+        self.parts.controls.set_git(
+            bundles
+                .iter()
+                .map(|b| (b.name.clone(), b.settings.clone()))
+                .collect(),
+        );
         owners::settle_contested(&mut bundles, &loaded);
         let declared = consent::declared(&bundles);
         let store = self.parts.store.clone();
@@ -330,7 +345,7 @@ impl Reconciler {
         };
         lap("live");
         let safety = self.parts.settings.safety;
-        let plan = match plan::build(&desired, &loaded, &live, safety, &announced, |b| {
+        let mut plan = match plan::build(&desired, &loaded, &live, safety, &announced, |b| {
             store.applyset_id(b)
         }) {
             Ok(plan) => plan,
@@ -340,7 +355,11 @@ impl Reconciler {
                 return Err(self.refusal(revision, refusal));
             }
         };
+        let obeyed = controlled::obey(&mut plan, &self.parts.controls, &loaded, &in_git);
         let mut progress = Progress::new(&loaded, &bundles, &self.parts.settings.cluster);
+        for (bundle, by) in &obeyed.suspended {
+            progress.suspend(bundle, by.describe());
+        }
         for (bundle, failures) in &desired.failures {
             for f in failures {
                 progress.fail(bundle, f.to_string());
@@ -348,6 +367,7 @@ impl Reconciler {
         }
         lap("plan");
         waves::apply(&mut self.parts, &mut progress, &bundles, &plan, &desired).await?;
+        controlled::report_drift(&self.parts, &self.parts.controls, &obeyed.reported).await;
         lap("apply");
         let history = consent::History {
             source: &self.source,
@@ -357,7 +377,14 @@ impl Reconciler {
         let all = self.parts.settings.safety.allow_cascading_prune;
         let plan_view = (revision, &loaded, &plan);
         let consent = consent::consent(all, declared, &announced, plan_view, history).await;
-        finish::prune(&mut self.parts, &mut progress, &plan, &live, &consent).await;
+        finish::prune(
+            &mut self.parts,
+            &mut progress,
+            &plan,
+            &live,
+            (&consent, &obeyed.orphan),
+        )
+        .await;
         lap("prune");
         finish::record(&self.parts, &mut progress, &plan, revision).await;
         lap("record");

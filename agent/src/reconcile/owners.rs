@@ -172,6 +172,7 @@ mod tests {
             manifests: Vec::new(),
             trackers: Vec::new(),
             depends_on: Vec::new(),
+            settings: Default::default(),
         }
     }
 

@@ -30,6 +30,8 @@ pub(crate) struct Parts {
     pub(crate) metrics: Option<Metrics>,
     /// Kubernetes Events on inventories, in the daemon.
     pub(crate) events: Option<Events>,
+    /// What operators and Git's `outpost.yaml` allow each bundle.
+    pub(crate) controls: crate::control::Controls,
 }
 
 impl Parts {

@@ -37,6 +37,8 @@ pub(crate) struct Progress {
     waiting: BTreeSet<String>,
     /// Bundles whose inventory is unreadable: never written.
     corrupt: BTreeSet<String>,
+    /// Bundles suspended (left out of the plan), and why: only their suspension is recorded.
+    suspended: BTreeMap<String, String>,
 }
 
 impl Progress {
@@ -77,6 +79,7 @@ impl Progress {
             skipped: BTreeSet::new(),
             waiting: BTreeSet::new(),
             corrupt: loaded.corrupt.keys().cloned().collect(),
+            suspended: BTreeMap::new(),
         };
         for (bundle, e) in &loaded.corrupt {
             progress.block(bundle, e.to_string());
@@ -156,12 +159,27 @@ impl Progress {
         &self.errors_in
     }
 
-    /// Every bundle to record: the planned ones and those in Git, minus corrupt inventories.
+    /// `bundle` is suspended for this reason: nothing of it is applied or pruned, and its record says why.
+    pub(crate) fn suspend(&mut self, bundle: &str, why: &str) {
+        self.suspended.insert(bundle.to_owned(), why.to_owned());
+    }
+
+    /// The suspended bundles (with a readable inventory) and why.
+    pub(crate) fn suspended(&self) -> Vec<(String, String)> {
+        self.suspended
+            .iter()
+            .filter(|(b, _)| !self.corrupt.contains(*b))
+            .map(|(b, why)| (b.clone(), why.clone()))
+            .collect()
+    }
+
+    /// Every bundle to record: the planned ones and those in Git, minus corrupt inventories and suspended
+    /// bundles.
     pub(crate) fn bundles_to_record<'a>(&self, planned: impl Iterator<Item = &'a String>) -> Vec<String> {
         planned
             .cloned()
             .chain(self.infos.keys().cloned())
-            .filter(|b| !self.corrupt.contains(b))
+            .filter(|b| !self.corrupt.contains(b) && !self.suspended.contains_key(b))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect()
@@ -239,6 +257,9 @@ fn bundle_info(b: &Bundle, cluster: &str) -> BundleInfo {
         trackers: b.trackers.iter().map(crate::manifest::Manifest::value).collect(),
         depends_on: b.depends_on.clone(),
         first_seen: None,
+        prune: b.settings.prune,
+        drift: b.settings.drift,
+        suspend: b.settings.suspend,
     }
 }
 

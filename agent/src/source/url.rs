@@ -14,6 +14,9 @@ use crate::secret::Secret;
 /// Errors from reading `--git-url`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No URL was given.
+    #[error("--git-url (OUTPOST_GIT_URL) is required")]
+    Missing,
     /// The text is not a URL or path gix understands.
     #[error("--git-url {url:?} is not a valid Git URL: {reason}")]
     Invalid {
@@ -44,6 +47,7 @@ impl Error {
     /// The kind of failure as a metric label value: short, snake_case, from a fixed set.
     pub fn metric_label(&self) -> &'static str {
         match self {
+            Error::Missing => "git_url_missing",
             Error::Invalid { .. } => "git_url_invalid",
             Error::UnsupportedScheme { .. } => "git_url_scheme",
             Error::InsecureCredentials { .. } => "git_url_insecure",
