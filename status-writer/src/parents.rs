@@ -1,14 +1,16 @@
-//! Which inventory parents in the agent namespace belong to this writer's cluster, and which of two parents of
+//! Which inventory parents in the agent namespace belong to this writer's cluster, which of two parents of
 //! one bundle counts while the agent migrates one named by the previous layout (without the cluster) to its
-//! current name: the current one.
+//! current name (the current one), and which parents can be read at all: one a newer Outpost wrote in a format
+//! this writer does not know is skipped with a warning, never misread.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use outpost_agent::inventory::Inventory;
 use outpost_agent::inventory::applyset;
-use outpost_agent::inventory::store::{BUNDLE_ANNOTATION, CLUSTER_ANNOTATION};
+use outpost_agent::inventory::store::{BUNDLE_ANNOTATION, CLUSTER_ANNOTATION, decode};
+use outpost_agent::inventory::{Error, Inventory};
+use tracing::warn;
 
 /// How a parent Secret of our cluster is named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +38,29 @@ pub fn parent_kind(secret: &Secret, cluster: &str) -> Option<Naming> {
     }
 }
 
+/// The bundle a parent of ours belongs to (its annotation: readable whatever the parent's format).
+pub fn bundle_of(secret: &Secret) -> Option<String> {
+    secret.annotations().get(BUNDLE_ANNOTATION).cloned()
+}
+
+/// The inventory in `secret`, or `None` with a warning naming the parent when it cannot be read: a newer
+/// Outpost wrote it in a format this writer does not know, or it is corrupt. Nothing of it is reported then
+/// (a bundle already known keeps its last readable inventory).
+pub fn read(secret: &Secret) -> Option<Inventory> {
+    match decode(secret) {
+        Ok(inv) => Some(inv),
+        Err(e @ Error::NewerFormat { .. }) => {
+            let parent = secret.name_any();
+            warn!(%parent, error = %e, "Inventory of a newer Outpost skipped: upgrade the status writer");
+            None
+        }
+        Err(e @ Error::Corrupt { .. }) => {
+            warn!(parent = %secret.name_any(), error = %e, "Unreadable inventory skipped");
+            None
+        }
+    }
+}
+
 /// Record `inv` by bundle; a parent of the previous layout never replaces a current one.
 pub fn put(inventories: &mut BTreeMap<String, Inventory>, inv: Inventory, naming: Option<Naming>) {
     if naming == Some(Naming::Legacy) {
@@ -49,7 +74,7 @@ pub fn put(inventories: &mut BTreeMap<String, Inventory>, inv: Inventory, naming
 mod tests {
     use super::*;
     use kube::api::ObjectMeta;
-    use outpost_agent::inventory::BundleInfo;
+    use outpost_agent::inventory::{BundleInfo, format};
 
     fn parent(name: &str, cluster: &str, bundle: &str) -> Secret {
         Secret {
@@ -80,6 +105,21 @@ mod tests {
         );
         assert_eq!(parent_kind(&parent(&current, "p+c", "web"), "p+d"), None);
         assert_eq!(parent_kind(&parent("outpost-copy", "p+c", "web"), "p+c"), None);
+    }
+
+    #[test]
+    fn a_parent_of_a_newer_format_is_skipped_not_misread() {
+        let name = applyset::parent_name("edge", "web");
+        let mut secret = parent(&name, "edge", "web");
+        let annotations = secret.metadata.annotations.get_or_insert_default();
+        annotations.insert(
+            format::FORMAT_ANNOTATION.into(),
+            (format::CURRENT + 1).to_string(),
+        );
+        assert_eq!(parent_kind(&secret, "edge"), Some(Naming::Current));
+        assert_eq!(bundle_of(&secret).as_deref(), Some("web"));
+        assert!(read(&secret).is_none());
+        assert!(matches!(decode(&secret), Err(Error::NewerFormat { .. })));
     }
 
     #[test]

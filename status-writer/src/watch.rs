@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use outpost_agent::inventory::Inventory;
 use outpost_agent::inventory::applyset::{self, PART_OF_LABEL};
-use outpost_agent::inventory::store::{INVENTORY_LABEL, INVENTORY_VERSION, decode};
+use outpost_agent::inventory::store::INVENTORY_LABEL;
 use outpost_agent::object::ObjectKey;
 use outpost_agent::resolve::Resolver;
 use outpost_agent::watch_scope::{Unavailable, WatchHealth, WatchScope, WatchTarget, is_forbidden};
@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::parents::{Naming, parent_kind, put};
+use crate::parents::{Naming, bundle_of, parent_kind, put, read};
 
 mod pods;
 
@@ -178,7 +178,8 @@ impl Index {
     }
 
     async fn watch_inventories(self, api: Api<Secret>, cluster: String) {
-        let config = watcher::Config::default().labels(&format!("{INVENTORY_LABEL}={INVENTORY_VERSION}"));
+        // Any label value: a parent a newer agent labelled otherwise is skipped with a warning, not unseen.
+        let config = watcher::Config::default().labels(INVENTORY_LABEL);
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         let mut relist: Option<BTreeMap<String, Inventory>> = None;
         let mut forbidden = false;
@@ -191,13 +192,13 @@ impl Index {
                 Ok(watcher::Event::Apply(s)) if ours(&s).is_some() => self.put_inventory(&s, ours(&s)),
                 // The agent deletes a parent of the previous layout only once its current one is written.
                 Ok(watcher::Event::Delete(s)) if ours(&s) == Some(Naming::Current) => {
-                    if let Ok(inv) = decode(&s) {
-                        self.lock().snapshot.inventories.remove(&inv.info.bundle);
+                    if let Some(bundle) = bundle_of(&s) {
+                        self.lock().snapshot.inventories.remove(&bundle);
                     }
                 }
                 Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
                 Ok(watcher::Event::InitApply(s)) if ours(&s).is_some() => {
-                    if let (Some(r), Ok(inv)) = (relist.as_mut(), decode(&s)) {
+                    if let (Some(r), Some(inv)) = (relist.as_mut(), read(&s)) {
                         put(r, inv, ours(&s));
                     }
                 }
@@ -235,9 +236,8 @@ impl Index {
     }
 
     fn put_inventory(&self, secret: &Secret, naming: Option<Naming>) {
-        match decode(secret) {
-            Ok(inv) => put(&mut self.lock().snapshot.inventories, inv, naming),
-            Err(e) => warn!(error = %e, "Unreadable inventory"),
+        if let Some(inv) = read(secret) {
+            put(&mut self.lock().snapshot.inventories, inv, naming);
         }
     }
 

@@ -34,4 +34,5 @@ mod status_carry;
 mod status_secrets;
 mod status_yaml11;
 mod sync;
+mod upgrade;
 mod vanished;

@@ -9,13 +9,17 @@ use serde::Serialize;
 
 use crate::control::Controls;
 use crate::health::{Health, bundle};
-use crate::inventory::Inventory;
 use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Store, StoreError};
+use crate::inventory::{Error as InventoryError, Inventory};
 use crate::resolve::Resolver;
 
 /// Longest error shown in the table; the full text is in the inventory's `outpost.dev/sync` annotation.
 const MAX_ERROR: usize = 80;
+/// State of a bundle whose inventory is unreadable.
+const CORRUPT: &str = "Corrupt";
+/// State of a bundle whose inventory a newer Outpost wrote.
+const NEWER_FORMAT: &str = "NewerFormat";
 
 /// `--output`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -42,7 +46,7 @@ pub struct Report {
     /// Set while the agent waits for its cluster path to hold something to apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
-    /// Bundles by name, corrupt inventories included.
+    /// Bundles by name, unreadable inventories (corrupt, or of a newer format) included.
     pub bundles: Vec<BundleStatus>,
 }
 
@@ -66,7 +70,8 @@ pub struct BundleStatus {
     /// Commit last applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
-    /// Outcome of the last sync: Synced, Failed, Waiting, Pending, or Corrupt (inventory unreadable).
+    /// Outcome of the last sync: Synced, Failed, Waiting, Pending; or, when the inventory is unreadable,
+    /// Corrupt, or NewerFormat (written by a newer Outpost: the bundle is refused until the agent is upgraded).
     pub state: String,
     /// When it was synced (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,17 +187,21 @@ pub async fn collect(
         });
     }
     for (bundle, e) in &loaded.corrupt {
+        let (state, why) = match e {
+            InventoryError::Corrupt { .. } => (CORRUPT, "inventory unreadable"),
+            InventoryError::NewerFormat { .. } => (NEWER_FORMAT, "inventory of a newer Outpost"),
+        };
         bundles.push(BundleStatus {
             name: bundle.clone(),
             revision: None,
-            state: "Corrupt".into(),
+            state: state.into(),
             last_sync: None,
             errors: vec![e.to_string()],
             suspended: None,
             overridden: None,
             drift_mode: "",
             prune_policy: "",
-            health: bundle::unknown("inventory unreadable"),
+            health: bundle::unknown(why),
             objects: Vec::new(),
         });
     }
@@ -246,11 +255,11 @@ fn write_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             error.truncate(cut);
             error.push('…');
         }
-        let corrupt = b.state == "Corrupt";
+        let unreadable = b.state == CORRUPT || b.state == NEWER_FORMAT;
         rows.push([
             b.name.clone(),
             revision,
-            if corrupt {
+            if unreadable {
                 String::new()
             } else {
                 b.objects.len().to_string()

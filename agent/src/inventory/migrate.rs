@@ -7,7 +7,8 @@
 //! interrupted migration already wrote), then each member's `part-of` label moves from the old id to the new
 //! one (only where it still carries the old id, guarded by its resourceVersion), and only then is the old
 //! parent deleted (guarded by its uid). A rerun repeats whatever did not finish. The next sync re-applies the
-//! members with the new label in their bodies, as for any changed digest.
+//! members with the new label in their bodies, as for any changed digest. Such parents carry no format marker
+//! (their data is format 1's, [`super::format`]); the new parent is written in the current format.
 
 use std::collections::BTreeMap;
 

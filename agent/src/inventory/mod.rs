@@ -3,9 +3,11 @@
 //!
 //! The parent carries kubectl's ApplySet labels and annotations plus what kubectl lacks: the member list with
 //! per-object digests (gzip-compressed JSON, so ten thousand members fit in one Secret), the bundle's layout
-//! and trackers for the status writer, and the last sync result. [`store`] reads and writes parents.
+//! and trackers for the status writer, and the last sync result. [`store`] reads and writes parents, in the
+//! [`format`] this agent knows.
 
 pub mod applyset;
+pub mod format;
 pub mod migrate;
 pub mod record;
 pub mod source_state;
@@ -33,6 +35,19 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Written by a newer Outpost in a format this agent does not know ([`format`]): its bundle is neither
+    /// applied nor pruned, and the parent is never rewritten (that would downgrade it).
+    #[error(
+        "inventory {name} is in format {format}, written by a newer Outpost; this agent reads formats up to {supported}: upgrade the agent (until then nothing of this bundle is applied or pruned), or delete the Secret to let this agent start the bundle's inventory afresh (objects no longer in Git are then left in place, not pruned)"
+    )]
+    NewerFormat {
+        /// Secret name.
+        name: String,
+        /// Its format, as found.
+        format: String,
+        /// The newest format this agent reads.
+        supported: u32,
+    },
 }
 
 impl Error {
@@ -40,6 +55,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Corrupt { .. } => "corrupt",
+            Error::NewerFormat { .. } => "newer_format",
         }
     }
 }

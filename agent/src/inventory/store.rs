@@ -1,4 +1,5 @@
-//! Reading and writing inventory parents (Secrets in the agent's namespace) with server-side apply.
+//! Reading and writing inventory parents (Secrets in the agent's namespace) with server-side apply, in the
+//! current [`format`](super::format); parents of older formats are read, those of newer ones refused.
 
 use std::collections::BTreeMap;
 
@@ -8,12 +9,13 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 
-use super::{Error, Inventory, SyncResult, applyset, decode_members, encode_members};
+use super::{Error, Inventory, SyncResult, applyset, decode_members, encode_members, format};
 use crate::apply::FIELD_MANAGER;
 
 pub use super::applyset::{INVENTORY_LABEL, SECRET_TYPE};
-/// Its value; bumped if the data layout ever changes incompatibly.
-pub const INVENTORY_VERSION: &str = "v1";
+/// Its value on every parent. It never changes: older agents select parents by it, and one they did not see
+/// they would overwrite as a new bundle's. Data layouts are told apart by the [`format`] marker instead.
+pub const INVENTORY_VERSION: &str = format::LABEL_VALUE;
 /// Annotation with the readable bundle name.
 pub const BUNDLE_ANNOTATION: &str = "outpost.dev/bundle";
 /// Annotation with the readable cluster name (label values cannot hold `+`).
@@ -83,7 +85,8 @@ impl StoreError {
 pub struct Loaded {
     /// Readable inventories by bundle name.
     pub inventories: BTreeMap<String, Inventory>,
-    /// Parents whose data could not be decoded, by bundle name: never pruned from, never overwritten.
+    /// Parents that could not be read (corrupt, or of a newer format), by bundle name: never pruned from, never
+    /// overwritten.
     pub corrupt: BTreeMap<String, Error>,
 }
 
@@ -156,11 +159,12 @@ impl Store {
 
     /// Every parent Secret of this cluster, by bundle, with its name and layout: current names, and names of
     /// the previous layout (not yet migrated, [`super::migrate`]). Parents of other clusters sharing the
-    /// namespace, and Secrets named neither way, are not ours.
+    /// namespace, and Secrets named neither way, are not ours. Any value of the inventory label is listed, so
+    /// that a parent a newer agent labelled otherwise is refused ([`format::of`]) rather than overwritten.
     pub async fn list(&self) -> Result<Vec<Parent>, StoreError> {
         let list = self
             .api
-            .list(&ListParams::default().labels(&format!("{INVENTORY_LABEL}={INVENTORY_VERSION}")))
+            .list(&ListParams::default().labels(INVENTORY_LABEL))
             .await
             .map_err(|source| self.err("*", source))?;
         let mut parents = Vec::new();
@@ -217,41 +221,10 @@ impl Store {
         loaded
     }
 
-    /// Write a parent (create or update) with server-side apply.
+    /// Write a parent (create or update) with server-side apply, in the current format.
     pub async fn save(&self, inv: &Inventory) -> Result<(), StoreError> {
         let name = self.parent_name(&inv.info.bundle);
-        let id = applyset::id(&name, &self.namespace);
-        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-        let info = serde_json::to_vec(&inv.info).unwrap_or_default();
-        let sync = serde_json::to_string(&inv.sync).unwrap_or_default();
-        let body = json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": {
-                    applyset::ID_LABEL: id,
-                    INVENTORY_LABEL: INVENTORY_VERSION,
-                    "app.kubernetes.io/managed-by": "outpost",
-                },
-                "annotations": {
-                    applyset::TOOLING_ANNOTATION: applyset::TOOLING,
-                    applyset::GROUP_KINDS_ANNOTATION: applyset::group_kinds(inv.members.keys()),
-                    applyset::ADDITIONAL_NAMESPACES_ANNOTATION:
-                        applyset::additional_namespaces(inv.members.keys(), &self.namespace),
-                    BUNDLE_ANNOTATION: inv.info.bundle,
-                    CLUSTER_ANNOTATION: self.cluster,
-                    REVISION_ANNOTATION: inv.sync.revision.clone().unwrap_or_default(),
-                    SYNC_ANNOTATION: sync,
-                },
-            },
-            "type": SECRET_TYPE,
-            "data": {
-                MEMBERS_KEY: b64(&encode_members(&inv.members)),
-                INFO_KEY: b64(&info),
-            },
-        });
+        let body = body(&name, &self.namespace, &self.cluster, inv);
         self.api
             .patch(
                 &name,
@@ -301,9 +274,52 @@ impl Store {
     }
 }
 
-/// Decode a parent Secret.
+/// The parent Secret `name` of `cluster`'s inventory `inv` in `namespace`, in the current format.
+fn body(name: &str, namespace: &str, cluster: &str, inv: &Inventory) -> serde_json::Value {
+    let id = applyset::id(name, namespace);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let info = serde_json::to_vec(&inv.info).unwrap_or_default();
+    let sync = serde_json::to_string(&inv.sync).unwrap_or_default();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                applyset::ID_LABEL: id,
+                INVENTORY_LABEL: INVENTORY_VERSION,
+                "app.kubernetes.io/managed-by": "outpost",
+            },
+            "annotations": {
+                applyset::TOOLING_ANNOTATION: applyset::TOOLING,
+                applyset::GROUP_KINDS_ANNOTATION: applyset::group_kinds(inv.members.keys()),
+                applyset::ADDITIONAL_NAMESPACES_ANNOTATION:
+                    applyset::additional_namespaces(inv.members.keys(), namespace),
+                BUNDLE_ANNOTATION: inv.info.bundle,
+                CLUSTER_ANNOTATION: cluster,
+                REVISION_ANNOTATION: inv.sync.revision.clone().unwrap_or_default(),
+                SYNC_ANNOTATION: sync,
+                format::FORMAT_ANNOTATION: format::CURRENT.to_string(),
+            },
+        },
+        "type": SECRET_TYPE,
+        "data": {
+            MEMBERS_KEY: b64(&encode_members(&inv.members)),
+            INFO_KEY: b64(&info),
+        },
+    })
+}
+
+/// Decode a parent Secret of any format up to the current one; a parent of a newer format is refused before
+/// any of its data is read.
 pub fn decode(secret: &Secret) -> Result<Inventory, Error> {
     let name = secret.metadata.name.clone().unwrap_or_default();
+    format::of(
+        &name,
+        secret.metadata.labels.as_ref(),
+        secret.metadata.annotations.as_ref(),
+    )?;
     let corrupt = |what: &'static str, reason: String| Error::Corrupt {
         name: name.clone(),
         what,
@@ -326,4 +342,77 @@ pub fn decode(secret: &Secret) -> Result<Inventory, Error> {
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
     Ok(Inventory { info, members, sync })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{BundleInfo, Member, SyncState};
+    use crate::object::ObjectKey;
+
+    fn inventory() -> Inventory {
+        let mut inv = Inventory::new(BundleInfo {
+            bundle: "web".into(),
+            cluster: "edge".into(),
+            dir: "web".into(),
+            ..Default::default()
+        });
+        inv.members.insert(
+            ObjectKey {
+                group: String::new(),
+                kind: "ConfigMap".into(),
+                namespace: Some("work".into()),
+                name: "one".into(),
+            },
+            Member {
+                api_version: "v1".into(),
+                digest: "d".into(),
+                ..Default::default()
+            },
+        );
+        inv.sync.state = SyncState::Synced;
+        inv
+    }
+
+    fn written(inv: &Inventory) -> Secret {
+        serde_json::from_value(body("outpost-edge-web-1a2b", "outpost-system", "edge", inv)).unwrap()
+    }
+
+    #[test]
+    fn every_write_carries_the_current_format_and_reads_back() {
+        let inv = inventory();
+        let secret = written(&inv);
+        let annotations = secret.metadata.annotations.clone().unwrap();
+        assert_eq!(
+            annotations[format::FORMAT_ANNOTATION],
+            format::CURRENT.to_string()
+        );
+        assert_eq!(
+            secret.metadata.labels.clone().unwrap()[INVENTORY_LABEL],
+            INVENTORY_VERSION
+        );
+        assert_eq!(decode(&secret).unwrap(), inv);
+    }
+
+    #[test]
+    fn a_parent_without_the_marker_reads_as_before() {
+        let inv = inventory();
+        let mut secret = written(&inv);
+        if let Some(a) = secret.metadata.annotations.as_mut() {
+            a.remove(format::FORMAT_ANNOTATION);
+        }
+        assert_eq!(decode(&secret).unwrap(), inv);
+    }
+
+    #[test]
+    fn a_parent_of_a_newer_format_is_refused_even_when_its_data_would_decode() {
+        let mut secret = written(&inventory());
+        let newer = (format::CURRENT + 1).to_string();
+        if let Some(a) = secret.metadata.annotations.as_mut() {
+            a.insert(format::FORMAT_ANNOTATION.into(), newer);
+        }
+        let err = decode(&secret).unwrap_err();
+        assert!(matches!(err, Error::NewerFormat { .. }), "{err:?}");
+        assert!(err.to_string().contains("outpost-edge-web-1a2b"), "{err}");
+    }
 }
