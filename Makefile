@@ -26,7 +26,7 @@ export OUTPOST_STATUS_CORPUS ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/statu
 # (emco), inventories shared by clusters and their migration (inventories), and leader election (leader).
 # libtest takes several name filters.
 COMPAT_KUBE_VERSION ?= 1.20
-COMPAT_TESTS ?= foundation:: sync:: safety:: daemon:: status:: emco:: health_oracle:: inventories:: leader::
+COMPAT_TESTS ?= foundation:: sync:: safety:: daemon:: status:: emco:: health_oracle:: inventories:: leader:: adoption::
 
 # Integration tests run in one binary with libtest (not nextest) so the API server starts once: the whole suite
 # on the current Kubernetes (tests/src/tools.rs), then its compatibility part on 1.20. Then the Go oracles judge
