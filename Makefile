@@ -23,10 +23,11 @@ export OUTPOST_STATUS_CORPUS ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/statu
 # The compatibility part of the integration suite, run again on Kubernetes 1.20 because edge fleets lag: the
 # environment itself (foundation), sync and prune with kubectl's ApplySet check (sync), prune safety, drift and
 # health (daemon, and health_oracle: kstatus judges both versions), the status writer (status) and EMCO's hooks
-# (emco), inventories shared by clusters and their migration (inventories), and leader election (leader).
+# (emco), inventories shared by clusters and their migration (inventories), leader election (leader), adoption
+# of objects other tools created (adoption), inventory formats (upgrade) and operator controls (controls).
 # libtest takes several name filters.
 COMPAT_KUBE_VERSION ?= 1.20
-COMPAT_TESTS ?= foundation:: sync:: safety:: daemon:: status:: emco:: health_oracle:: inventories:: leader::
+COMPAT_TESTS ?= foundation:: sync:: safety:: daemon:: status:: emco:: health_oracle:: inventories:: leader:: adoption:: upgrade:: controls::
 
 # Integration tests run in one binary with libtest (not nextest) so the API server starts once: the whole suite
 # on the current Kubernetes (tests/src/tools.rs), then its compatibility part on 1.20. Then the Go oracles judge

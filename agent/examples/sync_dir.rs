@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             force_conflicts: false,
             concurrency: 8,
             dry_run: false,
+            adopt_from: Vec::new(),
         },
         safety: Safety {
             allow_empty: false,

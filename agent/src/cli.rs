@@ -248,6 +248,16 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_FORCE_CONFLICTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub force_conflicts: bool,
 
+    /// Field managers whose fields the agent takes over in objects it applies (comma-separated, `none` for
+    /// none): the tools that created them before, so fields Git drops are removed.
+    #[arg(
+        long,
+        env = "OUTPOST_ADOPT_FIELD_MANAGERS",
+        value_delimiter = ',',
+        default_values_t = crate::apply::adopt::DEFAULT_MANAGERS.map(String::from)
+    )]
+    pub adopt_field_managers: Vec<String>,
+
     /// Allow an empty or missing cluster path to delete every managed object.
     #[arg(long, env = "OUTPOST_ALLOW_EMPTY")]
     pub allow_empty: bool,
@@ -319,6 +329,13 @@ impl Args {
             force_conflicts: self.force_conflicts,
             concurrency: self.apply_concurrency,
             dry_run: false,
+            adopt_from: self
+                .adopt_field_managers
+                .iter()
+                .map(|m| m.trim())
+                .filter(|m| !m.is_empty() && *m != "none")
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
@@ -397,6 +414,22 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((args.mode, args.output), (Mode::Status, StatusFormat::Json));
+    }
+
+    #[test]
+    fn adopted_field_managers_default_to_the_deployment_tools_and_none_turns_adoption_off() {
+        let base = ["outpost-agent", "--git-url", "https://h/r.git", "--cluster", "c"];
+        let args = Args::try_parse_from(base).unwrap();
+        assert_eq!(
+            args.apply_options().adopt_from,
+            crate::apply::adopt::DEFAULT_MANAGERS
+        );
+        let args =
+            Args::try_parse_from([&base[..], &["--adopt-field-managers", "helm,argocd-controller"]].concat())
+                .unwrap();
+        assert_eq!(args.apply_options().adopt_from, ["helm", "argocd-controller"]);
+        let args = Args::try_parse_from([&base[..], &["--adopt-field-managers", "none"]].concat()).unwrap();
+        assert!(args.apply_options().adopt_from.is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! repository, cluster name and namespaces. Run with `cargo test` (not nextest, which would start one API
 //! server per test).
 
+mod adoption;
 mod cascade;
 mod chart;
 mod chart_lockdown;

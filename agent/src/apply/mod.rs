@@ -3,8 +3,11 @@
 //! Objects enter as [`DesiredObject`]s (from the plan), are applied stage by stage (custom resources whose CRD
 //! came in the same commit are resolved once it is Established), and leave as a [`Report`] of what was applied
 //! (with the generation and resourceVersion the server returned, for drift detection) and what failed. One
-//! object's failure never stops the others; transient API errors are retried.
+//! object's failure never stops the others; transient API errors are retried. An object another deployment
+//! tool created is adopted on its first apply ([`adopt`]): same object, its fields owned by us from then on.
 
+pub mod adopt;
+mod fieldset;
 pub mod wait;
 
 use std::collections::BTreeMap;
@@ -45,6 +48,8 @@ pub struct Applied {
     pub recreated: bool,
     /// The object the server returned (kept only for dry runs, to diff against the live object).
     pub returned: Option<DynamicObject>,
+    /// Field managers whose fields this apply took over (in a dry run: would take over), sorted.
+    pub adopted: Vec<String>,
 }
 
 /// What one apply run did.
@@ -67,6 +72,9 @@ pub struct Options {
     pub concurrency: usize,
     /// Server-side dry run: validate and diff, change nothing.
     pub dry_run: bool,
+    /// Field managers whose fields are taken over when one of our applies finds them
+    /// (`--adopt-field-managers`, by default [`adopt::DEFAULT_MANAGERS`]); empty: none.
+    pub adopt_from: Vec<String>,
 }
 
 /// What is kept of the server's answer to one apply.
@@ -81,6 +89,8 @@ struct Response {
     recreated: bool,
     /// The whole object, for dry runs only.
     returned: Option<DynamicObject>,
+    /// Field managers whose fields were (in a dry run: would be) taken over.
+    adopted: Vec<String>,
 }
 
 /// Attempts for a request that failed transiently (connection refused, 429, 5xx): an API server restart
@@ -159,6 +169,7 @@ impl Applier {
                         resource_version: response.resource_version,
                         recreated: response.recreated,
                         returned: response.returned,
+                        adopted: response.adopted,
                     }),
                     Err(error) => report.failed.push(failure(&o, error)),
                 }
@@ -186,7 +197,12 @@ impl Applier {
             params = params.dry_run();
         }
         if self.options.dry_run {
-            let live = patch(&api, &o.key.name, &params, &o.body).await?;
+            let mut live = patch(&api, &o.key.name, &params, &o.body).await?;
+            let mut adopted = Vec::new();
+            if let Some((simulated, from)) = adopt::simulate(&api, &live, self.adoption(), &o.body).await? {
+                live = simulated;
+                adopted = from;
+            }
             return Ok(Response {
                 generation: live.metadata.generation,
                 resource_version: live.metadata.resource_version.clone(),
@@ -197,6 +213,7 @@ impl Applier {
                     .map(str::to_owned),
                 recreated: false,
                 returned: Some(live),
+                adopted,
             });
         }
         let (slim, recreated) = match patch_slim(&self.client, &api, &o.key.name, &params, &o.body).await {
@@ -209,13 +226,33 @@ impl Applier {
             }
             other => (other?, false),
         };
+        let meta = &slim.metadata;
+        let stale = meta.annotations.contains_key(adopt::LAST_APPLIED);
+        let mut adopted = Vec::new();
+        let slim = if self.adoption().needed(&meta.managed_fields, stale, &o.body) {
+            adopted = adopt::take_over(&self.client, &api, &o.key.name, self.adoption(), &o.body).await?;
+            tracing::info!(object = %o.key, from = ?adopted, "Adopted");
+            // Applied again now that the adopted fields are ours: what Git does not declare goes.
+            patch_slim(&self.client, &api, &o.key.name, &params, &o.body).await?
+        } else {
+            slim
+        };
         Ok(Response {
             generation: slim.metadata.generation,
             resource_version: slim.metadata.resource_version,
             phase: slim.status.and_then(|s| s.phase),
             recreated,
             returned: None,
+            adopted,
         })
+    }
+
+    /// Whose fields our applies take over.
+    fn adoption(&self) -> adopt::Policy<'_> {
+        adopt::Policy {
+            ours: &self.options.field_manager,
+            from: &self.options.adopt_from,
+        }
     }
 
     /// After a Foundation object is accepted: a Namespace must be Active, a CRD Established (and its group
@@ -313,6 +350,12 @@ struct SlimMeta {
     generation: Option<i64>,
     /// `metadata.resourceVersion`.
     resource_version: Option<String>,
+    /// Who owns fields, without the fields: whether another deployment tool still does ([`adopt`]).
+    #[serde(default)]
+    managed_fields: Vec<adopt::Manager>,
+    /// Annotation keys only: whether kubectl's last-applied copy is there.
+    #[serde(default)]
+    annotations: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 #[derive(serde::Deserialize)]

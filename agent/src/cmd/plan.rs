@@ -70,13 +70,20 @@ pub async fn run(
                 }
                 continue;
             }
-            let returned = report.applied.into_iter().next().and_then(|a| a.returned);
-            let live = match (&o.resolved, action.reason) {
-                (Some(r), reason) if reason != Reason::Create => {
+            let (returned, adopted) = report
+                .applied
+                .into_iter()
+                .next()
+                .map(|a| (a.returned, a.adopted))
+                .unwrap_or_default();
+            // Looked up for new members too: one that exists already (created by kubectl, Helm or Flux) is
+            // adopted, and the diff shows what adoption changes.
+            let live = match &o.resolved {
+                Some(r) => {
                     let api = r.api(&client, o.key.namespace.as_deref());
                     api.get_opt(&o.key.name).await.ok().flatten()
                 }
-                _ => None,
+                None => None,
             };
             match live {
                 None => {
@@ -96,7 +103,17 @@ pub async fn run(
                         Reason::Missing => " (missing)",
                         _ => "",
                     };
-                    let _ = writeln!(out, "  ~ update {}{why} ({})", o.key, o.origin.file);
+                    let verb = if action.reason == Reason::Create {
+                        "adopt"
+                    } else {
+                        "update"
+                    };
+                    let from = if adopted.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (taking over the fields of {})", adopted.join(", "))
+                    };
+                    let _ = writeln!(out, "  ~ {verb} {}{why}{from} ({})", o.key, o.origin.file);
                     for c in changes {
                         let _ = writeln!(out, "      {c}");
                     }
