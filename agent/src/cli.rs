@@ -180,6 +180,9 @@ pub enum Mode {
     Resume,
     /// Ask for a full sync now (of everything; BUNDLE names where the request is recorded) and wait for it.
     Reconcile,
+    /// Take Outpost off the cluster: suspend the agent, then let every managed object go (it keeps running,
+    /// without our label) — or delete them all with --prune — and remove the inventories.
+    Uninstall,
 }
 
 /// Outpost agent: keeps this cluster equal to `clusters/<cluster>/` in a Git repository.
@@ -198,6 +201,11 @@ pub struct Args {
     /// (`outpost.dev/drift` on the inventory) says: revert it, or only report it.
     #[arg(long, env = "OUTPOST_DRIFT_MODE", value_enum, default_value_t = crate::policy::DriftMode::Revert)]
     pub drift_mode: crate::policy::DriftMode,
+
+    /// With `uninstall`: delete every managed object (reverse stage order, the guards of a normal prune)
+    /// instead of leaving them running.
+    #[arg(long = "prune", env = "OUTPOST_UNINSTALL_PRUNE")]
+    pub uninstall_prune: bool,
 
     /// What happens to objects that leave Git where outpost.yaml (`prune:`) does not say: delete them, or
     /// orphan them (left running, dropped from the inventory).

@@ -230,11 +230,12 @@ async fn delete_one(
     if meta.part_of.as_ref() != Some(&c.applyset_id) {
         return Outcome::NotOurs;
     }
-    if meta.keep {
-        return Outcome::Kept;
-    }
+    // Orphaning deletes nothing: it lets go of kept objects too.
     if c.orphan {
         return orphan_one(api, c, &meta).await;
+    }
+    if meta.keep {
+        return Outcome::Kept;
     }
     if cascades(&c.key) && !consented && !meta.allow_cascade {
         return Outcome::Refused;

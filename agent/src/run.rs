@@ -48,6 +48,9 @@ pub enum Error {
     /// `suspend`, `resume` or `reconcile` failed.
     #[error(transparent)]
     Control(#[from] crate::cmd::control::Error),
+    /// `uninstall` did not finish.
+    #[error(transparent)]
+    Uninstall(#[from] crate::cmd::uninstall::Error),
     /// Another replica holds the Lease now; exit so Kubernetes restarts us as a standby.
     #[error("leadership lost: another replica acts now")]
     LeadershipLost,
@@ -62,6 +65,7 @@ impl Error {
             Error::Admin(_) => "admin_bind",
             Error::Reconcile(_) => "reconcile",
             Error::Control(_) => "control",
+            Error::Uninstall(_) => "uninstall",
             Error::LeadershipLost => "leadership_lost",
         }
     }
@@ -77,6 +81,17 @@ pub async fn run(args: Args) -> Result<(), Error> {
         let out = &mut std::io::stdout();
         let (ns, cluster, bundle) = (&args.namespace, &args.cluster, args.bundle.as_deref());
         crate::cmd::control::run(client, args.mode, ns, cluster, bundle, out).await?;
+        return Ok(());
+    }
+    if args.mode == Mode::Uninstall {
+        let client = crate::kube_client::client(None).await.map_err(Error::Kube)?;
+        let store = crate::inventory::store::Store::new(client.clone(), &args.namespace, &args.cluster);
+        let options = crate::cmd::uninstall::Options {
+            prune: args.uninstall_prune,
+            allow_cascading_prune: args.allow_cascading_prune,
+            concurrency: args.apply_concurrency,
+        };
+        crate::cmd::uninstall::run(client, &store, options, &mut std::io::stdout()).await?;
         return Ok(());
     }
     let scrubber = Scrubber::default();
@@ -128,7 +143,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             crate::cmd::plan::run(&mut reconciler, client, args.apply_options(), out).await?;
             return Ok(());
         }
-        Mode::Suspend | Mode::Resume | Mode::Reconcile => return Ok(()), // answered above
+        Mode::Suspend | Mode::Resume | Mode::Reconcile | Mode::Uninstall => return Ok(()), // answered above
         Mode::Status => {
             let (ns, cluster) = (&args.namespace, &args.cluster);
             let store = crate::inventory::store::Store::new(client.clone(), ns, cluster);

@@ -35,5 +35,6 @@ mod status_carry;
 mod status_secrets;
 mod status_yaml11;
 mod sync;
+mod uninstall;
 mod upgrade;
 mod vanished;
