@@ -304,6 +304,10 @@ pub struct Args {
     /// Where drift watches may look.
     #[command(flatten)]
     pub watch: WatchArgs,
+
+    /// Commit signature verification.
+    #[command(flatten)]
+    pub verify: crate::source::verify::VerifyArgs,
 }
 
 /// Field manager of every server-side apply we send (defined in `apply`; kept here for existing users).

@@ -63,6 +63,24 @@ impl Events {
             .await;
     }
 
+    /// A Warning on the agent's control ConfigMap: about the whole agent, also before any bundle exists (a
+    /// commit refused by signature verification).
+    pub async fn warn_agent(&self, reason: &str, action: &str, note: &str) {
+        self.send(self.control_reference(), EventType::Warning, reason, action, note)
+            .await;
+    }
+
+    /// The agent's control ConfigMap, which agent-wide Events are about.
+    fn control_reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+            name: Some(crate::control::configmap_name(&self.cluster)),
+            namespace: Some(self.namespace.clone()),
+            ..Default::default()
+        }
+    }
+
     /// Publish on `bundle`'s inventory.
     async fn publish(&self, bundle: &str, type_: EventType, reason: &str, action: &str, note: &str) {
         let reference = ObjectReference {

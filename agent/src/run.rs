@@ -51,6 +51,9 @@ pub enum Error {
     /// `uninstall` did not finish.
     #[error(transparent)]
     Uninstall(#[from] crate::cmd::uninstall::Error),
+    /// `--verify` cannot work with the other flags.
+    #[error("{0}")]
+    Verify(String),
     /// Another replica holds the Lease now; exit so Kubernetes restarts us as a standby.
     #[error("leadership lost: another replica acts now")]
     LeadershipLost,
@@ -66,6 +69,7 @@ impl Error {
             Error::Reconcile(_) => "reconcile",
             Error::Control(_) => "control",
             Error::Uninstall(_) => "uninstall",
+            Error::Verify(_) => "verify_flags",
             Error::LeadershipLost => "leadership_lost",
         }
     }
@@ -100,8 +104,15 @@ pub async fn run(args: Args) -> Result<(), Error> {
         RepoUrl::Local(path) => Some(path.clone()),
         RepoUrl::Remote { .. } => None,
     };
-    let source = Source::new(source_config, scrubber.clone());
+    let verify =
+        source::verify::Policy::from_args(&args.verify, &source_config.reference).map_err(Error::Verify)?;
     let mut registry = metrics::new_registry();
+    let source = source::verify::Verifying::new(
+        Source::new(source_config, scrubber.clone()),
+        verify,
+        args.git_ref.clone(),
+    )
+    .with_metrics(source::verify::VerifyMetrics::register(&mut registry));
     let requests = crate::kube_client::RequestCounter::register(&mut registry);
     let daemon = args.mode == Mode::Run && !args.once;
     let client = crate::kube_client::client(daemon.then_some(requests))

@@ -38,3 +38,4 @@ mod sync;
 mod uninstall;
 mod upgrade;
 mod vanished;
+mod verify;

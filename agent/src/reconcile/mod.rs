@@ -36,6 +36,7 @@ mod owners;
 mod parts;
 mod phase;
 mod progress;
+mod unverified;
 mod view;
 mod waves;
 
@@ -239,6 +240,9 @@ impl Reconciler {
         let result = self.pass(interrupt).await;
         if let (Err(e), Some(m)) = (&result, &self.parts.metrics) {
             m.reconcile_failed(e.metric_label());
+        }
+        if let Err(Error::Source(crate::source::Error::Verify(e))) = &result {
+            unverified::warn(&self.parts, self.last_report.as_deref(), e).await;
         }
         result
     }

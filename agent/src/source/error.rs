@@ -75,6 +75,9 @@ pub enum Error {
     /// The commit (or the fetch of it) broke a cap: nothing of it is read further.
     #[error(transparent)]
     Limit(#[from] super::limits::Exceeded),
+    /// The commit or tag failed signature verification (`--verify`): nothing of it is read further.
+    #[error(transparent)]
+    Verify(#[from] super::verify::Error),
     /// Shutdown was requested while talking to the server.
     #[error("interrupted by shutdown")]
     Interrupted,
@@ -93,6 +96,7 @@ impl Error {
             Error::Open { .. } => "git_open",
             Error::Read { .. } => "git_read",
             Error::Limit(_) => "git_limit",
+            Error::Verify(e) => e.metric_label(),
             Error::Interrupted => "interrupted",
         }
     }

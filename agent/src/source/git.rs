@@ -74,6 +74,15 @@ impl Source {
         }
     }
 
+    /// The object the followed ref pointed at in the last [`Source::update`] — for an annotated tag its own
+    /// object, which `--verify=tag` checks, while `update` reports the commit it names. Blocking.
+    pub fn ref_target(&self, revision: Revision) -> Result<gix::ObjectId> {
+        match self {
+            Source::Remote(remote) => remote.ref_target(revision),
+            Source::Local(local) => local.ref_target(revision),
+        }
+    }
+
     /// The repository the objects are in: the cache for a network repository, the repository itself for a local
     /// one. The status writer builds its commits here (network repositories only, so nothing is written into a
     /// repository we do not own).

@@ -59,6 +59,22 @@ impl Local {
     }
 }
 
+impl Local {
+    /// The object the followed ref points at (an annotated tag's own object, not the commit it names);
+    /// `revision` for a pinned commit or when the ref is gone.
+    pub(super) fn ref_target(&self, revision: Revision) -> Result<gix::ObjectId> {
+        if let GitRef::Commit(id) = &self.reference {
+            return Ok(id.object_id());
+        }
+        let repo = self.open()?;
+        Ok(repo
+            .find_reference(self.reference.remote_name().as_str())
+            .ok()
+            .and_then(|r| r.target().try_id().map(|id| id.to_owned()))
+            .unwrap_or_else(|| revision.object_id()))
+    }
+}
+
 impl Upstream for Local {
     fn location(&self) -> String {
         self.path.display().to_string()

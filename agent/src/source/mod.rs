@@ -34,6 +34,7 @@ pub mod transport;
 mod tree;
 mod upstream;
 pub mod url;
+pub mod verify;
 
 pub use auth::Auth;
 pub use config::{Config, GitRef};

@@ -72,6 +72,22 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// The object the followed ref pointed at in the last [`Upstream::update`] (an annotated tag's own object,
+    /// not the commit it names); `revision` for a pinned commit.
+    pub(super) fn ref_target(&self, revision: Revision) -> Result<gix::ObjectId> {
+        if let GitRef::Commit(id) = &self.config.reference {
+            return Ok(id.object_id());
+        }
+        let repo = self.cache_repo()?;
+        Ok(repo
+            .find_reference(TRACKING_REF)
+            .ok()
+            .and_then(|r| r.target().try_id().map(|id| id.to_owned()))
+            .unwrap_or_else(|| revision.object_id()))
+    }
+}
+
 impl Upstream for Remote {
     fn location(&self) -> String {
         self.config.url.to_string()
@@ -146,11 +162,27 @@ fn update(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool) -> Resul
             .first()
             .is_some_and(|r| repo.has_object(r.id.object_id()) && tracking_ref_is(repo, r.id))
     })?;
-    let revision = found.first().map(|r| r.id).ok_or_else(|| Error::RefNotFound {
+    let target = found.first().map(|r| r.id).ok_or_else(|| Error::RefNotFound {
         url: config.url.to_string(),
         reference: config.reference.to_string(),
     })?;
+    // An annotated tag is advertised (and tracked) as its tag object; what is applied is the commit it names.
+    let revision = peel_to_commit(&open_cache(config)?, target, config)?;
     Ok(Update { revision, fetched })
+}
+
+/// The commit `id` is or (through annotated tags) names.
+fn peel_to_commit(repo: &gix::Repository, id: Revision, config: &Config) -> Result<Revision> {
+    let err = |reason: String| Error::Read {
+        commit: id.to_string(),
+        path: config.reference.to_string(),
+        reason,
+    };
+    let object = repo.find_object(id.object_id()).map_err(|e| err(e.to_string()))?;
+    let commit = object
+        .peel_to_kind(gix::object::Kind::Commit)
+        .map_err(|e| err(format!("does not lead to a commit: {e}")))?;
+    Ok(commit.id.into())
 }
 
 /// Fetch with `refspecs` (depth 1): one ref listing, then a pack unless `have(repo, refs found)` says every
@@ -331,7 +363,9 @@ fn compact(config: &Config, scrubber: &Scrubber, interrupt: &AtomicBool, commit:
     // `update` lays the fresh repository out as `<staging>/repo-<hash>.git`.
     let built = cache_path(&staging_config);
     match update(&staging_config, scrubber, interrupt) {
-        Ok(u) if u.revision == commit => {
+        // `commit` is what the ref was advertised as (an annotated tag's object for a tag): the fresh cache
+        // tracks the same object when the ref did not move.
+        Ok(_) if open_cache(&staging_config).is_ok_and(|r| tracking_ref_is(&r, commit)) => {
             if std::fs::rename(&path, &old).is_ok() {
                 if std::fs::rename(&built, &path).is_ok() {
                     tracing::info!(cache = %path.display(), "Git cache compacted");

@@ -1,0 +1,34 @@
+//! What an operator sees when signature verification refuses the ref's commit or tag: a Warning Event
+//! `VerificationFailed` on every bundle's inventory and on the agent's control ConfigMap (there may be no bundle
+//! yet), carrying the error — which names the commit or tag and the key. The reconcile error itself is the sync
+//! result (logged, `--once` exits non-zero) and `outpost_verification_failures_total{reason}` counts it.
+
+use super::outcome::SyncReport;
+use super::parts::Parts;
+use crate::source::verify;
+
+/// Event reason of a refused commit or tag.
+const REASON: &str = "VerificationFailed";
+
+/// Publish `error` on the control ConfigMap and on each bundle's inventory: the bundles `last` synced, or those
+/// the inventories hold when nothing synced since the agent started.
+pub(super) async fn warn(parts: &Parts, last: Option<&SyncReport>, error: &verify::Error) {
+    let Some(events) = &parts.events else {
+        return;
+    };
+    let note = parts.scrubber.scrub(&error.to_string());
+    events.warn_agent(REASON, "Verify", &note).await;
+    let bundles: Vec<String> = match last {
+        Some(report) => report.inventories.keys().cloned().collect(),
+        None => match parts.store.load().await {
+            Ok(loaded) => loaded.inventories.into_keys().collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "Inventories not read for verification events");
+                Vec::new()
+            }
+        },
+    };
+    for bundle in bundles {
+        events.warn(&bundle, REASON, "Verify", &note).await;
+    }
+}
