@@ -241,9 +241,7 @@ impl Reconciler {
         if let (Err(e), Some(m)) = (&result, &self.parts.metrics) {
             m.reconcile_failed(e.metric_label());
         }
-        if let Err(Error::Source(crate::source::Error::Verify(e))) = &result {
-            unverified::warn(&self.parts, self.last_report.as_deref(), e).await;
-        }
+        unverified::warn(&self.parts, self.last_report.as_deref(), &result).await;
         result
     }
 

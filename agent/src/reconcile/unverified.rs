@@ -10,10 +10,10 @@ use crate::source::verify;
 /// Event reason of a refused commit or tag.
 const REASON: &str = "VerificationFailed";
 
-/// Publish `error` on the control ConfigMap and on each bundle's inventory: the bundles `last` synced, or those
-/// the inventories hold when nothing synced since the agent started.
-pub(super) async fn warn(parts: &Parts, last: Option<&SyncReport>, error: &verify::Error) {
-    let Some(events) = &parts.events else {
+/// When `result` is a verification refusal, publish it on the control ConfigMap and on each bundle's inventory:
+/// the bundles `last` synced, or those the inventories hold when nothing synced since the agent started.
+pub(super) async fn warn(parts: &Parts, last: Option<&SyncReport>, result: &Result<Outcome>) {
+    let (Some(events), Err(Error::Source(source::Error::Verify(error)))) = (&parts.events, result) else {
         return;
     };
     let note = parts.scrubber.scrub(&error.to_string());

@@ -4,7 +4,8 @@
 use super::error::{Error, Result};
 use super::keys::Keyring;
 use super::payload::{self, Format, Signed};
-use super::{Mode, Verified, pgp, ssh};
+use super::policy::{Mode, Verified};
+use super::{pgp, ssh};
 use crate::source::Revision;
 
 /// Verify what `mode` asks for in `repo`: the commit `commit` (`Mode::Commit`), or the object `target` the

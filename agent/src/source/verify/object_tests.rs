@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::*;
+use crate::source::verify::{Mode, Reason};
 use crate::source::test_git::git;
 
 /// A scratch directory, removed when dropped (its GnuPG agent stopped).
@@ -162,8 +163,8 @@ fn a_changed_byte_breaks_the_signature_and_tag_mode_wants_a_tag() {
     let id = Revision::parse(&id).unwrap();
     let repo = gix::open(&path).unwrap();
     let err = verify(&repo, &ring, Mode::Commit, (id.object_id(), id), "main").unwrap_err();
-    assert_eq!(err.reason(), super::super::Reason::BadSignature, "{err}");
+    assert_eq!(err.reason(), Reason::BadSignature, "{err}");
     let err = verify(&repo, &ring, Mode::Tag, (ssh.object_id(), ssh), "refs/tags/v1").unwrap_err();
-    assert_eq!(err.reason(), super::super::Reason::Unsigned, "{err}");
+    assert_eq!(err.reason(), Reason::Unsigned, "{err}");
     assert!(err.to_string().contains("lightweight tag"), "{err}");
 }

@@ -12,7 +12,9 @@ use tracing::info;
 
 use super::keys::{self, Keyring};
 use super::metrics::VerifyMetrics;
-use super::{Policy, Verified, object};
+use super::error::{Error as Refusal, Result as Verification};
+use super::object;
+use super::policy::{Mode, Policy, Verified};
 use crate::source::{Error, Result, Revision, Source, SourceFile, Update, Upstream};
 
 /// A verification's input: the object verified and the digest of the key files.
@@ -59,8 +61,8 @@ impl Verifying {
     }
 
     /// Verify what `policy` asks of the update's commit (or of the tag the ref names).
-    fn check(&self, policy: &Policy, update: Update) -> super::Result<Verified> {
-        let read_err = |e: Error| super::Error::Read {
+    fn check(&self, policy: &Policy, update: Update) -> Verification<Verified> {
+        let read_err = |e: Error| Refusal::Read {
             object: format!("{} at {}", self.reference, update.revision),
             reason: e.to_string(),
         };
@@ -68,7 +70,7 @@ impl Verifying {
         let (files, digest) = keys::read_files(&policy.keys_dir)?;
         if let Some((seen, verified)) = &*self.last.lock().expect("not poisoned")
             && *seen == (target, digest)
-            && (policy.mode == super::Mode::Tag || verified.commit == update.revision)
+            && (policy.mode == Mode::Tag || verified.commit == update.revision)
         {
             return Ok(verified.clone());
         }
