@@ -608,3 +608,43 @@ async fn a_refused_commit_is_reported_by_an_event_and_a_metric() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_chart_mounts_the_keys_secret_and_sets_the_verify_flags() -> Result<()> {
+    use crate::chart::{containers, env_var, lint, render, values_file};
+    let base = "git:\n  repo: https://git.example.com/r.git\n  clustername: c1\n  enabled: false\n";
+    // Off by default: no flag, no mount.
+    let docs = render("v", "outpost-system", &values_file(base)?)?;
+    let agent = containers(&docs)[0];
+    assert_eq!(env_var(agent, "OUTPOST_VERIFY"), None);
+    assert!(!serde_json::to_string(&agent["volumeMounts"])?.contains("/etc/outpost/verify"));
+
+    let file = values_file(&format!(
+        "{base}verify:\n  mode: commit\n  secretName: trusted-keys\n"
+    ))?;
+    lint(&file)?;
+    let docs = render("v", "outpost-system", &file)?;
+    let agent = containers(&docs)[0];
+    assert_eq!(env_var(agent, "OUTPOST_VERIFY").as_deref(), Some("commit"));
+    assert_eq!(
+        env_var(agent, "OUTPOST_VERIFY_KEYS_DIR").as_deref(),
+        Some("/etc/outpost/verify")
+    );
+    let mounts = serde_json::to_string(&agent["volumeMounts"])?;
+    assert!(
+        mounts.contains("/etc/outpost/verify") && mounts.contains("\"readOnly\":true"),
+        "{mounts}"
+    );
+    let rendered = serde_json::to_string(&docs)?;
+    assert!(rendered.contains("\"secretName\":\"trusted-keys\""), "{rendered}");
+
+    // A mode without the Secret is refused at render time, naming the value.
+    let missing = render(
+        "v",
+        "outpost-system",
+        &values_file(&format!("{base}verify:\n  mode: tag\n"))?,
+    );
+    let err = format!("{:#}", missing.unwrap_err());
+    assert!(err.contains("verify.secretName"), "{err}");
+    Ok(())
+}

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::*;
-use crate::source::verify::{Mode, Reason};
 use crate::source::test_git::git;
+use crate::source::verify::{Mode, Reason};
 
 /// A scratch directory, removed when dropped (its GnuPG agent stopped).
 struct Dir(PathBuf);

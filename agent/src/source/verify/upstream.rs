@@ -10,9 +10,9 @@ use std::sync::atomic::AtomicBool;
 
 use tracing::info;
 
+use super::error::{Error as Refusal, Result as Verification};
 use super::keys::{self, Keyring};
 use super::metrics::VerifyMetrics;
-use super::error::{Error as Refusal, Result as Verification};
 use super::object;
 use super::policy::{Mode, Policy, Verified};
 use crate::source::{Error, Result, Revision, Source, SourceFile, Update, Upstream};
