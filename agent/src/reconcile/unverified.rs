@@ -3,9 +3,10 @@
 //! yet), carrying the error — which names the commit or tag and the key. The reconcile error itself is the sync
 //! result (logged, `--once` exits non-zero) and `outpost_verification_failures_total{reason}` counts it.
 
-use super::outcome::SyncReport;
+use super::error::{Error, Result};
+use super::outcome::{Outcome, SyncReport};
 use super::parts::Parts;
-use crate::source::verify;
+use crate::source;
 
 /// Event reason of a refused commit or tag.
 const REASON: &str = "VerificationFailed";
