@@ -25,7 +25,14 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
-        .env("GNUPGHOME", dir.join("gnupg"))
+        // The scratch directory's GnuPG home, also for commands run in the repository below it.
+        .env(
+            "GNUPGHOME",
+            dir.ancestors()
+                .map(|d| d.join("gnupg"))
+                .find(|d| d.exists())
+                .unwrap(),
+        )
         .env("GIT_AUTHOR_NAME", "t")
         .env("GIT_AUTHOR_EMAIL", "t@t")
         .env("GIT_COMMITTER_NAME", "t")
