@@ -304,6 +304,10 @@ pub struct Args {
     /// Where drift watches may look.
     #[command(flatten)]
     pub watch: WatchArgs,
+
+    /// Freshness: new commits that do not descend from the last applied one.
+    #[command(flatten)]
+    pub history: crate::reconcile::freshness::HistoryArgs,
 }
 
 /// Field manager of every server-side apply we send (defined in `apply`; kept here for existing users).
