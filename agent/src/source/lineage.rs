@@ -125,7 +125,7 @@ pub(super) fn lineage(repo: &gix::Repository, reached: Reach, tip: Revision, bas
 /// never more than the `max` parents the walk may read (plus the tip itself).
 pub(super) fn next_depth(depth: u32, max: usize) -> Option<u32> {
     let cap = u32::try_from(max.saturating_add(1)).unwrap_or(u32::MAX);
-    (depth < cap).then(|| depth.saturating_mul(8).clamp(8, cap))
+    (depth < cap).then(|| depth.saturating_mul(8).max(8).min(cap))
 }
 
 #[cfg(test)]
