@@ -308,6 +308,9 @@ pub struct Args {
     /// Commit signature verification.
     #[command(flatten)]
     pub verify: crate::source::verify::VerifyArgs,
+    /// Freshness: new commits that do not descend from the last applied one.
+    #[command(flatten)]
+    pub history: crate::reconcile::freshness::HistoryArgs,
 }
 
 /// Field manager of every server-side apply we send (defined in `apply`; kept here for existing users).

@@ -213,6 +213,15 @@ pub struct Metrics {
     reconcile_failures: Family<FailureLabels, Counter>,
     /// `outpost_objects_failed_total{operation,error}`: objects not applied or not pruned, by kind of failure.
     objects_failed: Family<ObjectFailureLabels, Counter>,
+    /// `outpost_history_refusals_total{reason}`: new commits refused by freshness (rollback protection).
+    history_refusals: Family<HistoryLabels, Counter>,
+}
+
+/// Labels of a commit freshness refused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HistoryLabels {
+    /// `rewritten`, `beyond_depth`, `older` or `unknown_time`.
+    reason: &'static str,
 }
 
 impl Metrics {
@@ -233,6 +242,7 @@ impl Metrics {
             leader: Gauge::default(),
             reconcile_failures: Family::default(),
             objects_failed: Family::default(),
+            history_refusals: Family::default(),
         };
         metrics.register_subsystems(registry);
         registry.register(
@@ -275,6 +285,11 @@ impl Metrics {
             "Reconciles that failed, by kind of failure",
             metrics.reconcile_failures.clone(),
         );
+        registry.register(
+            "history_refusals",
+            "New commits refused because they do not descend from the last applied one, by reason",
+            metrics.history_refusals.clone(),
+        );
         let objects = registry.sub_registry_with_prefix("objects");
         objects.register(
             "applied",
@@ -316,7 +331,14 @@ impl Metrics {
         );
     }
 
-    /// Counts a failed reconcile by its kind (`reconcile::Error::metric_label`).
+    /// Counts a new commit refused by freshness, by reason.
+    pub fn history_refused(&self, reason: &'static str) {
+        self.history_refusals
+            .get_or_create(&HistoryLabels { reason })
+            .inc();
+    }
+
+    /// Counts a failed reconcile by the kind of failure (`reconcile::Error::metric_label`).
     pub fn reconcile_failed(&self, error: &'static str) {
         self.reconcile_failures
             .get_or_create(&FailureLabels { error })
@@ -483,11 +505,13 @@ mod tests {
         metrics.synced("web", 1_700_000_000.5, 5);
         metrics.set_leader(true);
         metrics.reconcile_failed("partial");
+        metrics.history_refused("older");
         metrics.object_failed("apply", "forbidden");
 
         let text = encode(&registry);
         assert_has(&text, "# TYPE outpost_reconcile_duration_seconds histogram");
         assert_has(&text, r#"outpost_reconcile_failures_total{error="partial"} 1"#);
+        assert_has(&text, r#"outpost_history_refusals_total{reason="older"} 1"#);
         assert_has(
             &text,
             r#"outpost_objects_failed_total{operation="apply",error="forbidden"} 1"#,

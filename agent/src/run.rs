@@ -131,8 +131,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
         prune: args.prune_policy,
     };
     let controls = crate::control::Controls::new(defaults);
-    let mut reconciler =
-        Reconciler::new(source, client.clone(), settings, scrubber.clone()).with_controls(controls.clone());
+    let mut reconciler = Reconciler::new(source, client.clone(), settings, scrubber.clone())
+        .with_controls(controls.clone())
+        .with_history_rewrite(args.history.policy(), args.history.max_history_depth);
     if !daemon {
         let (ns, cluster) = (&args.namespace, &args.cluster);
         if let Err(e) = crate::control::watch::read_once(client.clone(), ns, cluster, &controls).await {

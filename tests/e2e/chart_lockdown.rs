@@ -86,8 +86,8 @@ async fn scratch_volumes_are_bounded_and_the_read_caps_reach_the_agent() -> Resu
     }
     assert_eq!(
         passed.len(),
-        8,
-        "five caps, the timeout and two policies: {passed:?}"
+        9,
+        "five caps, the history depth, the timeout and two policies: {passed:?}"
     );
     let out = cmd.once()?;
     let text = output_text(&out);

@@ -17,6 +17,7 @@ mod emco;
 mod emco_rsync;
 mod fixtures;
 mod foundation;
+mod freshness;
 mod health_oracle;
 mod image;
 mod inventories;

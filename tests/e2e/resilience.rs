@@ -76,7 +76,9 @@ async fn a_force_pushed_branch_is_followed() -> Result<()> {
     repo.commit("one")?;
     repo.write(&file, &fixtures::config_map(&ns, "a", "2"))?;
     let before = repo.commit("two")?;
-    let agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    // Rewrites are refused by default (freshness, tests/e2e/freshness.rs): this one is intended.
+    let mut agent = AgentCommand::new(env, &repo, &cluster, &agent_ns, Transport::Https)?;
+    agent.arg("--allow-history-rewrite");
     assert!(agent.once()?.status.success());
     assert_eq!(config_value(&client, &ns, "a").await?.as_deref(), Some("2"));
     // History is rewritten: "two" disappears from the branch.

@@ -40,6 +40,21 @@ pub enum Error {
         #[source]
         source: Refusal,
     },
+    /// The new commit does not descend from the last applied one and the freshness policy refuses it
+    /// (`freshness`); nothing was applied or pruned.
+    #[error(
+        "commit {commit} refused: {why}; the last applied commit {last} stays applied, nothing was applied or pruned (if this is intended, run once with --allow-history-rewrite; sources that force-push new commits, such as EMCO, need --history-rewrite=newer)"
+    )]
+    HistoryRefused {
+        /// The new commit.
+        commit: String,
+        /// The last applied commit.
+        last: String,
+        /// Bounded label (`rewritten`, `beyond_depth`, `older`, `unknown_time`).
+        reason: &'static str,
+        /// Why, for a person.
+        why: String,
+    },
     /// Inventories could not be read or written.
     #[error(transparent)]
     Inventory(#[from] StoreError),
@@ -69,6 +84,7 @@ impl Error {
             Error::MissingClusterPath { .. } => "missing_cluster_path",
             Error::Manifests { .. } => "manifests",
             Error::Refused { .. } => "refused",
+            Error::HistoryRefused { .. } => "history_refused",
             Error::Inventory(_) => "inventory",
             Error::Partial { .. } => "partial",
             Error::Task(_) => "task",

@@ -30,6 +30,7 @@ mod controlled;
 mod error;
 mod fetch;
 mod finish;
+pub mod freshness;
 mod history;
 mod outcome;
 mod owners;
@@ -38,6 +39,7 @@ mod phase;
 mod progress;
 mod unverified;
 mod view;
+mod warn;
 mod waves;
 
 pub use error::{Error, Result};
@@ -45,7 +47,7 @@ pub use history::MAX_HISTORY;
 pub use outcome::{Outcome, Preview, Settings, SyncReport};
 use parts::Parts;
 use phase::{PhaseRecorder, log_phases};
-use progress::{MAX_LISTED, Progress, summary};
+use progress::{Progress, summary};
 
 /// Keeps one cluster equal to its path in Git.
 pub struct Reconciler {
@@ -75,6 +77,8 @@ pub struct Reconciler {
     watched: bool,
     /// The next sync reloads inventories and lists live objects (first sync, periodic resync, after errors).
     full_sync: bool,
+    /// The last applied commit and the policy for new commits that do not descend from it.
+    freshness: freshness::Guard,
 }
 
 impl Reconciler {
@@ -112,7 +116,15 @@ impl Reconciler {
             last_report: None,
             watched: false,
             full_sync: true,
+            freshness: freshness::Guard::default(),
         }
+    }
+
+    /// Judge new commits that do not descend from the last applied one by `policy`, walking at most `max_depth`
+    /// parents back (default: refuse, 500).
+    pub fn with_history_rewrite(mut self, policy: freshness::HistoryRewrite, max_depth: usize) -> Self {
+        self.freshness = freshness::Guard::new(policy, max_depth);
+        self
     }
 
     /// Declare that drift watches run alongside (daemon mode): between full resyncs, syncs then trust the last
@@ -173,10 +185,11 @@ impl Reconciler {
     ) -> Result<std::result::Result<(Revision, Vec<Bundle>), Revision>> {
         self.interrupt = Some(interrupt.clone());
         let started = std::time::Instant::now();
-        let commit = fetch::update(&self.source, self.parts.metrics.as_ref(), interrupt).await?;
+        let commit = fetch::update(&self.source, self.parts.metrics.as_ref(), interrupt.clone()).await?;
         if !force && self.last_synced == Some(commit) {
             return Ok(Err(commit));
         }
+        self.check_fresh(commit, interrupt).await?;
         let path = self.cluster_path();
         let t_update = started.elapsed();
         let (files, content) = fetch::read(&self.source, commit, &path).await?;
@@ -254,6 +267,7 @@ impl Reconciler {
         let bundle_count = bundles.len();
         let revision = commit.to_string();
         let report = self.sync(&revision, bundles).await?;
+        self.freshness.settle(commit);
         let scrubber = self.parts.scrubber.clone();
         if bundle_count == 0 && report.errors.is_empty() && report.inventories.is_empty() {
             let missing = self.pending_missing;
@@ -413,31 +427,6 @@ impl Reconciler {
         // Trust this result next time only if nothing went wrong.
         self.full_sync = !report.errors.is_empty();
         Ok(report)
-    }
-
-    /// A Warning Event on every loaded inventory (a refused sync concerns them all).
-    async fn warn_all(&self, loaded: &Loaded, reason: &str, action: &str, note: &str) {
-        if let Some(events) = &self.parts.events {
-            for bundle in loaded.inventories.keys() {
-                events.warn(bundle, reason, action, note).await;
-            }
-        }
-    }
-
-    /// A Warning Event on each bundle that had problems, listing the first ones.
-    async fn warn_failures(&self, progress: &Progress) {
-        let Some(events) = &self.parts.events else {
-            return;
-        };
-        for (bundle, errors) in progress.errors_by_bundle() {
-            let note = errors
-                .iter()
-                .take(MAX_LISTED)
-                .map(|e| self.parts.scrubber.scrub(e))
-                .collect::<Vec<_>>()
-                .join("; ");
-            events.warn(bundle, "SyncFailed", "Apply", &note).await;
-        }
     }
 
     /// When Git holds no bundle at all while objects are managed: the bundles whose deletion a skipped commit

@@ -120,4 +120,14 @@ impl Upstream for Source {
     ) -> Result<Option<Vec<Revision>>> {
         self.upstream().history(tip, base, max, interrupt)
     }
+
+    fn lineage(
+        &self,
+        tip: Revision,
+        base: Revision,
+        max: usize,
+        interrupt: &AtomicBool,
+    ) -> Result<super::Lineage> {
+        self.upstream().lineage(tip, base, max, interrupt)
+    }
 }

@@ -15,7 +15,7 @@ use super::file::SourceFile;
 use super::limits::Limits;
 use super::revision::Revision;
 use super::upstream::{Update, Upstream};
-use super::{history, tree};
+use super::{history, lineage, tree};
 
 /// A Git repository on a local filesystem, bare or with a work tree.
 #[derive(Clone, Debug)]
@@ -120,6 +120,19 @@ impl Upstream for Local {
         _interrupt: &AtomicBool,
     ) -> Result<Option<Vec<Revision>>> {
         Ok(history::walk(&self.open()?, tip, base, max))
+    }
+
+    /// The whole history is in place: one walk, never truncated but by the bound.
+    fn lineage(
+        &self,
+        tip: Revision,
+        base: Revision,
+        max: usize,
+        _interrupt: &AtomicBool,
+    ) -> Result<lineage::Lineage> {
+        let repo = self.open()?;
+        let reached = lineage::reach(&repo, tip, base, max);
+        Ok(lineage::lineage(&repo, reached, tip, base))
     }
 }
 

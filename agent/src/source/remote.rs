@@ -17,7 +17,7 @@ use super::file::SourceFile;
 use super::revision::Revision;
 use super::upstream::{Update, Upstream};
 use super::url::RepoUrl;
-use super::{history, transport, tree};
+use super::{history, lineage, transport, tree};
 use crate::secret::Scrubber;
 
 /// Local ref the fetched commit is stored under, so the objects stay reachable in the cache.
@@ -120,6 +120,31 @@ impl Upstream for Remote {
         }
         deepen(&self.config, &self.scrubber, interrupt, max as u32)?;
         Ok(history::walk(&self.cache_repo()?, tip, base, max))
+    }
+
+    /// Walks the cache; while the walk runs into the shallow boundary, deepens it by steps (8, 64, 512 commits,
+    /// at most `max` + 1) and walks again.
+    fn lineage(
+        &self,
+        tip: Revision,
+        base: Revision,
+        max: usize,
+        interrupt: &AtomicBool,
+    ) -> Result<lineage::Lineage> {
+        let mut depth = 1;
+        loop {
+            let repo = self.cache_repo()?;
+            let reached = lineage::reach(&repo, tip, base, max);
+            let next = lineage::next_depth(depth, max);
+            match (reached, next) {
+                (lineage::Reach::Truncated, Some(next)) => {
+                    tracing::debug!(tip = %tip, base = %base, depth = next, "Deepening the cache to find the last applied commit");
+                    deepen(&self.config, &self.scrubber, interrupt, next)?;
+                    depth = next;
+                }
+                _ => return Ok(lineage::lineage(&repo, reached, tip, base)),
+            }
+        }
     }
 }
 

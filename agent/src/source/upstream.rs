@@ -21,6 +21,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::error::Result;
 use super::file::SourceFile;
+use super::lineage::Lineage;
 use super::revision::Revision;
 
 /// What one [`Upstream::update`] found.
@@ -64,5 +65,13 @@ pub trait Upstream: Send + Sync {
     ) -> Result<Option<Vec<Revision>>> {
         let _ = (tip, base, max, interrupt);
         Ok(None)
+    }
+
+    /// How `tip` relates to `base` (descendant, diverged, beyond `max` parents) with both commits' times, for
+    /// freshness; a shallow cache is deepened only as far as needed to decide, never past `max`. The default,
+    /// for sources without history, is [`Lineage::unknown`].
+    fn lineage(&self, tip: Revision, base: Revision, max: usize, interrupt: &AtomicBool) -> Result<Lineage> {
+        let _ = (tip, base, max, interrupt);
+        Ok(Lineage::unknown())
     }
 }
