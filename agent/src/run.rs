@@ -51,6 +51,9 @@ pub enum Error {
     /// `uninstall` did not finish.
     #[error(transparent)]
     Uninstall(#[from] crate::cmd::uninstall::Error),
+    /// `--sops-age-keys-dir`/`--sops-age-key-file` hold no usable identity.
+    #[error(transparent)]
+    SopsKeys(#[from] crate::manifest::sops::KeyError),
     /// Another replica holds the Lease now; exit so Kubernetes restarts us as a standby.
     #[error("leadership lost: another replica acts now")]
     LeadershipLost,
@@ -67,6 +70,7 @@ impl Error {
             Error::Control(_) => "control",
             Error::Uninstall(_) => "uninstall",
             Error::LeadershipLost => "leadership_lost",
+            Error::SopsKeys(_) => "sops_keys",
         }
     }
 }
@@ -122,6 +126,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let controls = crate::control::Controls::new(defaults);
     let mut reconciler =
         Reconciler::new(source, client.clone(), settings, scrubber.clone()).with_controls(controls.clone());
+    if args.sops.enabled() {
+        reconciler = reconciler.with_renderer(crate::manifest::sops::Sops::new(args.sops.clone())?);
+    }
     if !daemon {
         let (ns, cluster) = (&args.namespace, &args.cluster);
         if let Err(e) = crate::control::watch::read_once(client.clone(), ns, cluster, &controls).await {

@@ -24,4 +24,5 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-deny
 fi
 bash "$HERE/cargo-fuzz.sh" >/dev/null
+bash "$HERE/sops.sh" >/dev/null
 log "test environment ready (cache: $OUTPOST_TEST_CACHE)"
