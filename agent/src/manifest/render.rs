@@ -18,12 +18,12 @@ use crate::source::SourceFile;
 /// Paths (`data.password`, `spec.items[0].value`) of a rendered file's values that were encrypted in Git:
 /// `plan` masks them. Empty for files that were not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Sealed(Option<Arc<[String]>>);
+pub struct Sealed(Option<Arc<Vec<String>>>);
 
 impl Sealed {
     /// These paths.
     pub fn new(paths: Vec<String>) -> Self {
-        Sealed((!paths.is_empty()).then(|| paths.into()))
+        Sealed((!paths.is_empty()).then(|| Arc::new(paths)))
     }
 
     /// Whether a change at `path` shows a sealed value: the path is sealed, inside a sealed value, or holds one.

@@ -158,12 +158,12 @@ pub fn may_be_encrypted(data: &[u8]) -> bool {
     false
 }
 
+/// A decrypted file (JSON, a document a line) and the paths of its encrypted values.
+type Decrypted = (Zeroizing<Vec<u8>>, Sealed);
+
 /// Decrypt one file: `None` when it has no `sops` block after all, else the plaintext (JSON, a document a line)
 /// and the paths of its encrypted values.
-fn decrypt(
-    data: &[u8],
-    ids: &[age::x25519::Identity],
-) -> Result<Option<(Zeroizing<Vec<u8>>, Sealed)>, Error> {
+fn decrypt(data: &[u8], ids: &[age::x25519::Identity]) -> Result<Option<Decrypted>, Error> {
     let text = std::str::from_utf8(data).map_err(|_| Error::Syntax("not UTF-8 text".into()))?;
     // Go's yaml.v3, which SOPS hashes with, reads only `true`/`false` as booleans (not `yes`, `on`).
     let mut options = super::budget::yaml_options(text.len());
