@@ -244,6 +244,10 @@ pub struct Args {
     #[command(flatten)]
     pub limits: LimitArgs,
 
+    /// Age identities for SOPS-encrypted manifests.
+    #[command(flatten)]
+    pub sops: crate::manifest::sops::SopsArgs,
+
     /// Directory for the Git cache (an emptyDir in the pod).
     #[arg(long, env = "OUTPOST_CACHE_DIR", default_value = "/var/cache/outpost")]
     pub cache_dir: PathBuf,

@@ -77,6 +77,16 @@ pub fn diff(live: &Value, proposed: &Value, secret: bool) -> Vec<Change> {
     out
 }
 
+/// Mask the changes that show a value encrypted in Git (`sealed`: SOPS paths), whatever the kind.
+pub fn mask(changes: &mut [Change], sealed: &crate::manifest::render::Sealed) {
+    for c in changes.iter_mut().filter(|c| sealed.covers(&c.path)) {
+        let masked = |v: &Option<Value>| v.as_ref().map(|_| Value::String(MASKED.to_owned()));
+        c.old = masked(&c.old);
+        c.new = masked(&c.new);
+        c.masked = true;
+    }
+}
+
 fn is_secret(v: &Value) -> bool {
     v.get("apiVersion").and_then(Value::as_str) == Some("v1")
         && v.get("kind").and_then(Value::as_str) == Some("Secret")

@@ -242,6 +242,7 @@ mod tests {
                 file: "f".into(),
                 document: 1,
                 line: 1,
+                sealed: Default::default(),
             },
             body: Arc::from(serde_json::value::to_raw_value(&serde_json::json!({})).unwrap()),
             crd_group: None,

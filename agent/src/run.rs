@@ -54,6 +54,9 @@ pub enum Error {
     /// `--verify` cannot work with the other flags.
     #[error("{0}")]
     Verify(String),
+    /// `--sops-age-keys-dir`/`--sops-age-key-file` hold no usable identity.
+    #[error(transparent)]
+    SopsKeys(#[from] crate::manifest::sops::KeyError),
     /// Another replica holds the Lease now; exit so Kubernetes restarts us as a standby.
     #[error("leadership lost: another replica acts now")]
     LeadershipLost,
@@ -71,6 +74,7 @@ impl Error {
             Error::Uninstall(_) => "uninstall",
             Error::Verify(_) => "verify_flags",
             Error::LeadershipLost => "leadership_lost",
+            Error::SopsKeys(_) => "sops_keys",
         }
     }
 }
@@ -134,6 +138,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let mut reconciler = Reconciler::new(source, client.clone(), settings, scrubber.clone())
         .with_controls(controls.clone())
         .with_history_rewrite(args.history.policy(), args.history.max_history_depth);
+    if args.sops.enabled() {
+        reconciler = reconciler.with_renderer(crate::manifest::sops::Sops::new(args.sops.clone())?);
+    }
     if !daemon {
         let (ns, cluster) = (&args.namespace, &args.cluster);
         if let Err(e) = crate::control::watch::read_once(client.clone(), ns, cluster, &controls).await {

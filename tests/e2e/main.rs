@@ -29,6 +29,7 @@ mod packaging;
 mod private_ca;
 mod resilience;
 mod safety;
+mod sops;
 mod stalls;
 mod status;
 mod status_branches;

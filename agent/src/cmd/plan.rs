@@ -96,7 +96,8 @@ pub async fn run(
                         .and_then(|r| serde_json::to_value(r).ok())
                         .unwrap_or_default();
                     let secret = o.key.group.is_empty() && o.key.kind == "Secret";
-                    let changes = diff::diff(&before, &after, secret);
+                    let mut changes = diff::diff(&before, &after, secret);
+                    diff::mask(&mut changes, &o.origin.sealed);
                     summary.update += 1;
                     let why = match action.reason {
                         Reason::Drifted => " (changed in the cluster)",

@@ -13,6 +13,8 @@ pub struct Origin {
     pub document: usize,
     /// 1-based line where the document starts.
     pub line: u64,
+    /// Paths of values that were encrypted in Git (SOPS): never shown.
+    pub sealed: super::render::Sealed,
 }
 
 impl std::fmt::Display for Origin {

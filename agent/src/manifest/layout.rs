@@ -155,11 +155,16 @@ pub fn bundles_rendered(
     // Root files are held back until all are parsed: whether one is EMCO's Flux root file depends on the others.
     let mut root_files: Vec<Vec<Manifest>> = Vec::new();
     for (name, group) in groups {
-        let rendered = renderer.render(root, &name, group.files)?;
-        for file in rendered.iter().filter(|f| is_manifest_file(&f.path)) {
+        let rendered = renderer.render_sealed(root, &name, group.files)?;
+        for (file, sealed) in rendered.iter().filter(|(f, _)| is_manifest_file(&f.path)) {
             let repo_path = format!("{}/{}", root.trim_end_matches('/'), file.path);
             let manifests = match parse_file(&repo_path, &file.data) {
-                Ok(m) => m,
+                Ok(mut m) => {
+                    if !sealed.is_empty() {
+                        m.iter_mut().for_each(|m| m.origin.sealed = sealed.clone());
+                    }
+                    m
+                }
                 Err(e) => {
                     errors.push(e);
                     continue;

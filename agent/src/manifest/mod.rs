@@ -14,5 +14,6 @@ pub mod layout;
 pub mod normalize;
 pub mod parse;
 pub mod render;
+pub mod sops;
 
 pub use bundle::{Bundle, Layout, Manifest, Origin};

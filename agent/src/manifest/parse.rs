@@ -86,6 +86,7 @@ pub fn parse_file(file: &str, data: &[u8]) -> Result<Vec<Manifest>, Error> {
             file: file.to_owned(),
             document: index + 1,
             line,
+            sealed: Default::default(),
         };
         collect(value, origin, "", &mut out)?;
     }

@@ -1,6 +1,9 @@
 //! The render stage: between a bundle's files and their parsing, the place where decryption (SOPS), templating
 //! or overlays turn what is in Git into the manifests to apply.
 //!
+//! [`Sops`](super::sops::Sops) decrypts SOPS files with age identities when `--sops-age-keys-dir` or
+//! `--sops-age-key-file` is set.
+//!
 //! [`layout`](super::layout) groups a cluster path's files into bundles and hands each bundle's files to a
 //! [`Render`], then parses what it returns. The agent uses [`Identity`] today: the files are parsed as they
 //! are, without a copy. A renderer sees every file of the bundle (not only `.yaml`), with paths relative to the
@@ -8,8 +11,41 @@
 //! error does (nothing is applied or pruned).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::source::SourceFile;
+
+/// Paths (`data.password`, `spec.items[0].value`) of a rendered file's values that were encrypted in Git:
+/// `plan` masks them. Empty for files that were not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sealed(Option<Arc<Vec<String>>>);
+
+impl Sealed {
+    /// These paths.
+    pub fn new(paths: Vec<String>) -> Self {
+        Sealed((!paths.is_empty()).then(|| Arc::new(paths)))
+    }
+
+    /// Whether a change at `path` shows a sealed value: the path is sealed, inside a sealed value, or holds one.
+    pub fn covers(&self, path: &str) -> bool {
+        let nested = |outer: &str, inner: &str| {
+            inner == outer
+                || (outer.is_empty() && !inner.is_empty())
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        };
+        self.0
+            .iter()
+            .flat_map(|p| p.iter())
+            .any(|p| nested(p, path) || nested(path, p))
+    }
+
+    /// Whether nothing is sealed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
 
 /// A render step could not produce a bundle's files.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +74,20 @@ pub trait Render: Send + Sync {
         bundle: &str,
         files: Vec<Cow<'a, SourceFile>>,
     ) -> Result<Vec<Cow<'a, SourceFile>>, Error>;
+
+    /// [`Render::render`], with the paths of each file's values that were encrypted in Git (never shown).
+    fn render_sealed<'a>(
+        &self,
+        root: &str,
+        bundle: &str,
+        files: Vec<Cow<'a, SourceFile>>,
+    ) -> Result<Vec<(Cow<'a, SourceFile>, Sealed)>, Error> {
+        Ok(self
+            .render(root, bundle, files)?
+            .into_iter()
+            .map(|f| (f, Sealed::default()))
+            .collect())
+    }
 }
 
 /// Parses the files as they are in Git.
@@ -115,6 +165,18 @@ mod tests {
         // Without the renderer the rotated file is not a manifest at all.
         let plain = bundles_rendered("clusters/c", &files, &Identity).expect("parses");
         assert_eq!(plain.len(), 1, "{plain:?}");
+    }
+
+    #[test]
+    fn sealed_paths_cover_their_values_parents_and_children() {
+        let sealed = Sealed::new(vec!["data.password".into(), "spec.items[0].v".into()]);
+        assert!(sealed.covers("data.password"));
+        assert!(sealed.covers("data"));
+        assert!(sealed.covers(""));
+        assert!(sealed.covers("spec.items[0].v.deep"));
+        assert!(!sealed.covers("data.passwords"));
+        assert!(!sealed.covers("metadata.name"));
+        assert!(!Sealed::default().covers("data"));
     }
 
     #[test]

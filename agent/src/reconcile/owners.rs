@@ -154,6 +154,7 @@ mod tests {
                 file: format!("{bundle}/c.yaml"),
                 document: 1,
                 line: 1,
+                sealed: Default::default(),
             },
             body: Arc::from(serde_json::value::to_raw_value(&serde_json::json!({})).unwrap()),
             crd_group: None,
