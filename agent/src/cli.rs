@@ -304,6 +304,10 @@ pub struct Args {
     /// Where drift watches may look.
     #[command(flatten)]
     pub watch: WatchArgs,
+
+    /// Which ServiceAccount each bundle acts as; cluster-scoped lockdown.
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArgs,
 }
 
 /// Field manager of every server-side apply we send (defined in `apply`; kept here for existing users).

@@ -39,6 +39,9 @@ pub enum Error {
     /// No Kubernetes configuration (in-cluster or KUBECONFIG).
     #[error("cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG): {0}")]
     Kube(#[source] kube::Error),
+    /// `--allowed-cluster-scoped-kinds` or `--default-service-account` is unusable.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::ArgsError),
     /// The metrics address cannot be bound.
     #[error("cannot serve metrics: {0}")]
     Admin(#[source] std::io::Error),
@@ -62,6 +65,7 @@ impl Error {
         match self {
             Error::Url(_) => "git_url",
             Error::Kube(_) => "kube_config",
+            Error::Identity(_) => "identity_config",
             Error::Admin(_) => "admin_bind",
             Error::Reconcile(_) => "reconcile",
             Error::Control(_) => "control",
@@ -104,9 +108,13 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let mut registry = metrics::new_registry();
     let requests = crate::kube_client::RequestCounter::register(&mut registry);
     let daemon = args.mode == Mode::Run && !args.once;
-    let client = crate::kube_client::client(daemon.then_some(requests))
-        .await
-        .map_err(Error::Kube)?;
+    let kube_config = crate::kube_client::config().await.map_err(Error::Kube)?;
+    let counter = daemon.then_some(requests);
+    let client =
+        crate::kube_client::from_config(kube_config.clone(), counter.clone()).map_err(Error::Kube)?;
+    let identities =
+        crate::identity::from_args(&args.identity, &args.namespace, &client, kube_config, counter)
+            .map_err(Error::Identity)?;
     info!(url = %source.url(), cluster = %args.cluster, reference = %args.git_ref, "Starting");
     let settings = Settings {
         cluster: args.cluster.clone(),
@@ -120,8 +128,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
         prune: args.prune_policy,
     };
     let controls = crate::control::Controls::new(defaults);
-    let mut reconciler =
-        Reconciler::new(source, client.clone(), settings, scrubber.clone()).with_controls(controls.clone());
+    let mut reconciler = Reconciler::new(source, client.clone(), settings, scrubber.clone())
+        .with_controls(controls.clone())
+        .with_identities(identities);
     if !daemon {
         let (ns, cluster) = (&args.namespace, &args.cluster);
         if let Err(e) = crate::control::watch::read_once(client.clone(), ns, cluster, &controls).await {

@@ -18,6 +18,7 @@ mod emco_rsync;
 mod fixtures;
 mod foundation;
 mod health_oracle;
+mod identity;
 mod image;
 mod inventories;
 mod leader;

@@ -25,6 +25,7 @@ use crate::resolve::Resolver;
 use crate::secret::Scrubber;
 use crate::source::{Revision, Upstream};
 
+mod acting;
 mod consent;
 mod controlled;
 mod error;
@@ -127,6 +128,17 @@ impl Reconciler {
         self
     }
 
+    /// Write each bundle's objects as the ServiceAccount `identities` name for it (applies, prunes, drift).
+    pub fn with_identities(mut self, identities: crate::identity::Identities) -> Self {
+        self.parts.applier = self.parts.applier.clone().acting_as(identities);
+        self
+    }
+
+    /// The identities bundles act as, when set (drift correction shares them).
+    pub fn identities(&self) -> Option<crate::identity::Identities> {
+        self.parts.applier.identities().cloned()
+    }
+
     /// Obey these controls (suspension, drift mode, prune policy) from now on.
     pub fn with_controls(mut self, controls: crate::control::Controls) -> Self {
         self.parts.controls = controls;
@@ -208,6 +220,7 @@ impl Reconciler {
             unreachable!("forced fetch never reports unchanged");
         };
         let loaded = self.parts.store.load().await?;
+        acting::learn(&self.parts, &bundles, &loaded);
         owners::settle_contested(&mut bundles, &loaded);
         let store = self.parts.store.clone();
         let mut desired = self.parts.desired(&mut bundles).await;
@@ -325,12 +338,7 @@ impl Reconciler {
         };
         lap("load");
         let in_git: std::collections::BTreeSet<String> = bundles.iter().map(|b| b.name.clone()).collect();
-        self.parts.controls.set_git(
-            bundles
-                .iter()
-                .map(|b| (b.name.clone(), b.settings.clone()))
-                .collect(),
-        );
+        acting::learn(&self.parts, &bundles, &loaded);
         owners::settle_contested(&mut bundles, &loaded);
         let declared = consent::declared(&bundles);
         let store = self.parts.store.clone();
