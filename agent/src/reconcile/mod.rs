@@ -128,17 +128,6 @@ impl Reconciler {
         self
     }
 
-    /// Write each bundle's objects as the ServiceAccount `identities` name for it (applies, prunes, drift).
-    pub fn with_identities(mut self, identities: crate::identity::Identities) -> Self {
-        self.parts.applier = self.parts.applier.clone().acting_as(identities);
-        self
-    }
-
-    /// The identities bundles act as, when set (drift correction shares them).
-    pub fn identities(&self) -> Option<crate::identity::Identities> {
-        self.parts.applier.identities().cloned()
-    }
-
     /// Obey these controls (suspension, drift mode, prune policy) from now on.
     pub fn with_controls(mut self, controls: crate::control::Controls) -> Self {
         self.parts.controls = controls;
