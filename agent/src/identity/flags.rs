@@ -21,8 +21,8 @@ pub struct IdentityArgs {
 
 impl IdentityArgs {
     /// The cluster-scoped policy these flags describe.
-    pub fn cluster_scoped(&self) -> Result<super::ClusterScoped, super::lockdown::BadKind> {
-        super::ClusterScoped::new(self.no_cluster_scoped, &self.allowed_cluster_scoped_kinds)
+    pub fn cluster_scoped(&self) -> Result<super::lockdown::ClusterScoped, super::lockdown::BadKind> {
+        super::lockdown::ClusterScoped::new(self.no_cluster_scoped, &self.allowed_cluster_scoped_kinds)
     }
 }
 
@@ -37,32 +37,4 @@ pub enum ArgsError {
         "--default-service-account {0:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.')"
     )]
     Account(String),
-}
-
-/// The identities these flags describe, for bundles in `namespace`, impersonating through clients made from
-/// `config` (the agent's own); `agent` is the agent's own client.
-pub fn from_args(
-    args: &IdentityArgs,
-    namespace: &str,
-    agent: &kube::Client,
-    config: kube::Config,
-    counter: Option<crate::kube_client::RequestCounter>,
-) -> Result<super::Identities, ArgsError> {
-    let default = args
-        .default_service_account
-        .clone()
-        .filter(|a| !a.trim().is_empty());
-    if let Some(name) = &default
-        && !super::valid_account_name(name)
-    {
-        return Err(ArgsError::Account(name.clone()));
-    }
-    let factory = super::Factory { config, counter };
-    Ok(super::Identities::new(
-        agent.clone(),
-        Some(factory),
-        namespace,
-        default,
-        args.cluster_scoped()?,
-    ))
 }

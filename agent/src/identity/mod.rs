@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use kube::Client;
 
-pub use flags::{ArgsError, IdentityArgs, from_args};
+pub use flags::{ArgsError, IdentityArgs};
 pub use lockdown::ClusterScoped;
 pub use preflight::forbidden_in;
 
@@ -203,6 +203,34 @@ impl Identities {
         clients.insert(account.name.clone(), client.clone());
         Ok(client)
     }
+}
+
+/// The identities these flags describe, for bundles in `namespace`, impersonating through clients made from
+/// `config` (the agent's own); `agent` is the agent's own client.
+pub fn from_args(
+    args: &IdentityArgs,
+    namespace: &str,
+    agent: &kube::Client,
+    config: kube::Config,
+    counter: Option<crate::kube_client::RequestCounter>,
+) -> Result<Identities, ArgsError> {
+    let default = args
+        .default_service_account
+        .clone()
+        .filter(|a| !a.trim().is_empty());
+    if let Some(name) = &default
+        && !valid_account_name(name)
+    {
+        return Err(ArgsError::Account(name.clone()));
+    }
+    let factory = Factory { config, counter };
+    Ok(Identities::new(
+        agent.clone(),
+        Some(factory),
+        namespace,
+        default,
+        args.cluster_scoped()?,
+    ))
 }
 
 /// Whether `name` may name a ServiceAccount (a DNS subdomain: lowercase letters, digits, `-` and `.`).

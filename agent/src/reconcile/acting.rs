@@ -15,19 +15,6 @@ use crate::inventory::store::Loaded;
 use crate::manifest::Bundle;
 use crate::plan::BundlePlan;
 
-impl super::Reconciler {
-    /// Write each bundle's objects as the ServiceAccount `identities` name for it (applies, prunes, drift).
-    pub fn with_identities(mut self, identities: crate::identity::Identities) -> Self {
-        self.parts.applier = self.parts.applier.clone().acting_as(identities);
-        self
-    }
-
-    /// The identities bundles act as, when set (drift correction shares them).
-    pub fn identities(&self) -> Option<crate::identity::Identities> {
-        self.parts.applier.identities().cloned()
-    }
-}
-
 /// Tell the controls and the identities what Git's `outpost.yaml` files say this sync; a bundle that left Git
 /// keeps the ServiceAccount its inventory recorded, so its prune acts as the same account.
 pub(crate) fn learn(parts: &Parts, bundles: &[Bundle], loaded: &Loaded) {

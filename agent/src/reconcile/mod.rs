@@ -19,11 +19,9 @@ use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Loaded, Store};
 use crate::manifest::Bundle;
 use crate::manifest::render::{Identity, Render};
-use crate::metrics::Metrics;
 use crate::plan::{self, Refusal};
-use crate::resolve::Resolver;
-use crate::secret::Scrubber;
 use crate::source::{Revision, Upstream};
+use crate::{metrics::Metrics, resolve::Resolver, secret::Scrubber};
 
 mod acting;
 mod consent;
@@ -126,6 +124,17 @@ impl Reconciler {
     pub fn with_renderer(mut self, renderer: impl Render + 'static) -> Self {
         self.renderer = Arc::new(renderer);
         self
+    }
+
+    /// Write each bundle's objects as the ServiceAccount `identities` name for it (applies, prunes, drift).
+    pub fn with_identities(mut self, identities: crate::identity::Identities) -> Self {
+        self.parts.applier = self.parts.applier.clone().acting_as(identities);
+        self
+    }
+
+    /// The identities bundles act as, when set (drift correction shares them).
+    pub fn identities(&self) -> Option<crate::identity::Identities> {
+        self.parts.applier.identities().cloned()
     }
 
     /// Obey these controls (suspension, drift mode, prune policy) from now on.
