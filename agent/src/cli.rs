@@ -315,6 +315,9 @@ pub struct Args {
     /// Freshness: new commits that do not descend from the last applied one.
     #[command(flatten)]
     pub history: crate::reconcile::freshness::HistoryArgs,
+    /// Which ServiceAccount each bundle acts as; cluster-scoped lockdown.
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArgs,
 }
 
 /// Field manager of every server-side apply we send (defined in `apply`; kept here for existing users).

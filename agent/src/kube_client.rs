@@ -82,6 +82,11 @@ const API_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60
 /// A client from the inferred configuration (in-cluster or KUBECONFIG), counting requests when `counter` is
 /// given. Proxy variables are ignored for the API server (they are for Git).
 pub async fn client(counter: Option<RequestCounter>) -> Result<Client, kube::Error> {
+    from_config(config().await?, counter)
+}
+
+/// The inferred configuration (in-cluster or KUBECONFIG) with the agent's timeouts and no proxy.
+pub async fn config() -> Result<kube::Config, kube::Error> {
     let mut config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
     // The API server is local to the cluster: never reach it through HTTPS_PROXY, which is meant for Git.
     config.proxy_url = None;
@@ -91,6 +96,12 @@ pub async fn client(counter: Option<RequestCounter>) -> Result<Client, kube::Err
     config.read_timeout = Some(API_READ_TIMEOUT);
     config.write_timeout = Some(API_WRITE_TIMEOUT);
     config.reset_reader_on_write = true;
+    Ok(config)
+}
+
+/// A client for `config` (from [`config`], perhaps set to impersonate), counting requests when `counter` is
+/// given.
+pub fn from_config(config: kube::Config, counter: Option<RequestCounter>) -> Result<Client, kube::Error> {
     let Some(counter) = counter else {
         return Client::try_from(config);
     };

@@ -18,6 +18,7 @@ pub mod diff;
 pub mod drift;
 pub mod events;
 pub mod health;
+pub mod identity;
 pub mod inventory;
 pub mod kube_client;
 pub mod live;

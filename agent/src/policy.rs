@@ -64,6 +64,8 @@ pub struct BundleSettings {
     pub drift: Option<DriftMode>,
     /// `prune: delete|orphan`.
     pub prune: Option<PrunePolicy>,
+    /// `serviceAccountName`: the ServiceAccount (in the agent's namespace) the bundle's writes act as.
+    pub service_account: Option<String>,
 }
 
 #[cfg(test)]

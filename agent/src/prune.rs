@@ -24,6 +24,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditi
 use tracing::info;
 
 use crate::apply::{Error, Stage, is_transient, transient_backoff};
+use crate::identity::{Acting, Identities};
 use crate::inventory::Member;
 use crate::inventory::applyset::PART_OF_LABEL;
 use crate::live::{LiveIndex, LiveMeta, Lookup};
@@ -131,7 +132,8 @@ pub fn candidates(
     candidates
 }
 
-/// Delete candidates: reverse stage order, bounded concurrency within a stage.
+/// Delete candidates: reverse stage order, bounded concurrency within a stage. With `identities`, each
+/// bundle's deletes (and the reads that judge them) act as its ServiceAccount.
 pub async fn prune(
     client: &Client,
     resolver: &mut Resolver,
@@ -139,6 +141,7 @@ pub async fn prune(
     live: &LiveIndex,
     consent: &Consent,
     concurrency: usize,
+    identities: Option<&Identities>,
 ) -> Vec<(Candidate, Outcome)> {
     let mut by_stage: BTreeMap<Stage, Vec<Candidate>> = BTreeMap::new();
     for c in candidates {
@@ -160,21 +163,40 @@ pub async fn prune(
         };
         let mut ready = Vec::new();
         for c in candidates {
+            let acting = match identities.map(|i| i.acting(&c.bundle)).transpose() {
+                Ok(acting) => acting,
+                Err(e) => {
+                    results.push((c, Outcome::Failed(Error::Client(e.to_string()))));
+                    continue;
+                }
+            };
+            let (writer, account) = match acting {
+                Some(Acting { client, account }) => (client, account),
+                None => (client.clone(), None),
+            };
             match resolve(resolver, &c).await {
                 Ok(resolved) => {
-                    let api = resolved.api(client, c.key.namespace.as_deref());
-                    ready.push((c, api));
+                    let api = resolved.api(&writer, c.key.namespace.as_deref());
+                    ready.push((c, api, account));
                 }
                 Err(outcome) => results.push((c, outcome)),
             }
         }
         let done: Vec<(Candidate, Outcome)> = futures::stream::iter(ready)
-            .map(|(c, api)| async move {
+            .map(|(c, api, account)| async move {
                 let listed = match live.get(&c.key) {
                     Lookup::Present(meta) if meta.uid.is_some() => Some(meta.clone()),
                     _ => None,
                 };
-                let outcome = delete_one(&api, &c, listed, consent.given(&c.bundle)).await;
+                let outcome = match (
+                    delete_one(&api, &c, listed, consent.given(&c.bundle)).await,
+                    &account,
+                ) {
+                    (Outcome::Failed(Error::Forbidden(reason)), Some(account)) => {
+                        Outcome::Failed(Error::ForbiddenAs(account.forbidden(&reason)))
+                    }
+                    (outcome, _) => outcome,
+                };
                 (c, outcome)
             })
             .buffer_unordered(concurrency.max(1))

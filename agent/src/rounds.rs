@@ -110,7 +110,10 @@ impl Rounds {
         );
         let drift = Drift::start(
             client.clone(),
-            Applier::new(client, args.apply_options()),
+            match reconciler.identities() {
+                Some(identities) => Applier::new(client, args.apply_options()).acting_as(identities),
+                None => Applier::new(client, args.apply_options()),
+            },
             Some(metrics.clone()),
             Some(events.clone()),
             scrubber.clone(),

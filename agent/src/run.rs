@@ -39,6 +39,9 @@ pub enum Error {
     /// No Kubernetes configuration (in-cluster or KUBECONFIG).
     #[error("cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG): {0}")]
     Kube(#[source] kube::Error),
+    /// `--allowed-cluster-scoped-kinds` or `--default-service-account` is unusable.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::ArgsError),
     /// The metrics address cannot be bound.
     #[error("cannot serve metrics: {0}")]
     Admin(#[source] std::io::Error),
@@ -68,6 +71,7 @@ impl Error {
         match self {
             Error::Url(_) => "git_url",
             Error::Kube(_) => "kube_config",
+            Error::Identity(_) => "identity_config",
             Error::Admin(_) => "admin_bind",
             Error::Reconcile(_) => "reconcile",
             Error::Control(_) => "control",
@@ -119,9 +123,13 @@ pub async fn run(args: Args) -> Result<(), Error> {
     .with_metrics(source::verify::VerifyMetrics::register(&mut registry));
     let requests = crate::kube_client::RequestCounter::register(&mut registry);
     let daemon = args.mode == Mode::Run && !args.once;
-    let client = crate::kube_client::client(daemon.then_some(requests))
-        .await
-        .map_err(Error::Kube)?;
+    let kube_config = crate::kube_client::config().await.map_err(Error::Kube)?;
+    let counter = daemon.then_some(requests);
+    let client =
+        crate::kube_client::from_config(kube_config.clone(), counter.clone()).map_err(Error::Kube)?;
+    let identities =
+        crate::identity::from_args(&args.identity, &args.namespace, &client, kube_config, counter)
+            .map_err(Error::Identity)?;
     info!(url = %source.url(), cluster = %args.cluster, reference = %args.git_ref, "Starting");
     let settings = Settings {
         cluster: args.cluster.clone(),
@@ -137,7 +145,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let controls = crate::control::Controls::new(defaults);
     let mut reconciler = Reconciler::new(source, client.clone(), settings, scrubber.clone())
         .with_controls(controls.clone())
-        .with_history_rewrite(args.history.policy(), args.history.max_history_depth);
+        .with_history_rewrite(args.history.policy(), args.history.max_history_depth)
+        .with_identities(identities);
     if args.sops.enabled() {
         reconciler = reconciler.with_renderer(crate::manifest::sops::Sops::new(args.sops.clone())?);
     }

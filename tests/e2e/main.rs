@@ -19,6 +19,7 @@ mod fixtures;
 mod foundation;
 mod freshness;
 mod health_oracle;
+mod identity;
 mod image;
 mod inventories;
 mod leader;

@@ -26,6 +26,7 @@ pub use crate::desired::{Failure, ObjectError as Error, Stage};
 pub const FIELD_MANAGER: &str = "outpost";
 
 use crate::desired::DesiredObject;
+use crate::identity::{Acting, Identities};
 pub use crate::object::ObjectKey;
 use crate::resolve::Resolver;
 
@@ -106,12 +107,29 @@ pub struct Applier {
     client: Client,
     /// How to apply.
     options: Options,
+    /// The ServiceAccount each bundle's writes act as ([`crate::identity`]); none: the agent's own identity.
+    identities: Option<Identities>,
 }
 
 impl Applier {
     /// An applier for `client`.
     pub fn new(client: Client, options: Options) -> Self {
-        Applier { client, options }
+        Applier {
+            client,
+            options,
+            identities: None,
+        }
+    }
+
+    /// Write each bundle's objects as the ServiceAccount `identities` name for it.
+    pub fn acting_as(mut self, identities: Identities) -> Self {
+        self.identities = Some(identities);
+        self
+    }
+
+    /// Who each bundle acts as, when set.
+    pub fn identities(&self) -> Option<&Identities> {
+        self.identities.as_ref()
     }
 
     /// The settings.
@@ -178,15 +196,33 @@ impl Applier {
         report
     }
 
-    /// The API for an object's kind and namespace.
-    fn api_for(&self, o: &DesiredObject) -> Option<Api<DynamicObject>> {
-        let resolved = o.resolved.as_ref()?;
-        Some(resolved.api(&self.client, o.key.namespace.as_deref()))
+    /// Apply one object as its bundle's identity; a 403 names the ServiceAccount it acted as.
+    async fn apply_one(&self, o: &DesiredObject) -> Result<Response, Error> {
+        let acting = match &self.identities {
+            Some(identities) => identities
+                .acting(&o.bundle)
+                .map_err(|e| Error::Client(e.to_string()))?,
+            None => Acting {
+                client: self.client.clone(),
+                account: None,
+            },
+        };
+        self.apply_as(&acting.client, o)
+            .await
+            .map_err(|e| match (e, &acting.account) {
+                (Error::Forbidden(reason), Some(account)) => Error::ForbiddenAs(account.forbidden(&reason)),
+                (e, _) => e,
+            })
     }
 
-    /// Apply one object; with `outpost.dev/force` an immutable-field rejection deletes and recreates it.
-    async fn apply_one(&self, o: &DesiredObject) -> Result<Response, Error> {
-        let Some(api) = self.api_for(o) else {
+    /// Apply one object through `client`; with `outpost.dev/force` an immutable-field rejection deletes and
+    /// recreates it.
+    async fn apply_as(&self, client: &Client, o: &DesiredObject) -> Result<Response, Error> {
+        let Some(api) = o
+            .resolved
+            .as_ref()
+            .map(|r| r.api(client, o.key.namespace.as_deref()))
+        else {
             return Err(Error::Client("kind not resolved".into()));
         };
         let mut params = PatchParams::apply(&self.options.field_manager);
@@ -216,11 +252,11 @@ impl Applier {
                 adopted,
             });
         }
-        let (slim, recreated) = match patch_slim(&self.client, &api, &o.key.name, &params, &o.body).await {
+        let (slim, recreated) = match patch_slim(client, &api, &o.key.name, &params, &o.body).await {
             Err(Error::Invalid(message)) if o.force_recreate && is_immutable(&message) => {
                 recreate(&api, &o.key.name).await?;
                 (
-                    patch_slim(&self.client, &api, &o.key.name, &params, &o.body).await?,
+                    patch_slim(client, &api, &o.key.name, &params, &o.body).await?,
                     true,
                 )
             }
@@ -230,10 +266,10 @@ impl Applier {
         let stale = meta.annotations.contains_key(adopt::LAST_APPLIED);
         let mut adopted = Vec::new();
         let slim = if self.adoption().needed(&meta.managed_fields, stale, &o.body) {
-            adopted = adopt::take_over(&self.client, &api, &o.key.name, self.adoption(), &o.body).await?;
+            adopted = adopt::take_over(client, &api, &o.key.name, self.adoption(), &o.body).await?;
             tracing::info!(object = %o.key, from = ?adopted, "Adopted");
             // Applied again now that the adopted fields are ours: what Git does not declare goes.
-            patch_slim(&self.client, &api, &o.key.name, &params, &o.body).await?
+            patch_slim(client, &api, &o.key.name, &params, &o.body).await?
         } else {
             slim
         };

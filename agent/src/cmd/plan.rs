@@ -41,6 +41,11 @@ pub async fn run(
             ..options
         },
     );
+    // Each bundle's dry run acts as its ServiceAccount, so the plan shows what that account may not do.
+    let dry = match reconciler.identities() {
+        Some(identities) => dry.acting_as(identities),
+        None => dry,
+    };
     let mut resolver = Resolver::new(client.clone());
     let mut summary = Summary::default();
     let _ = writeln!(out, "Plan for commit {}", preview.commit);

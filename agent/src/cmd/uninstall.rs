@@ -101,6 +101,7 @@ pub async fn run(client: Client, store: &Store, options: Options, out: &mut impl
         &live,
         &consent,
         options.concurrency,
+        None,
     )
     .await;
     let mut inventories = loaded.inventories;

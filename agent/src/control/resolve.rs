@@ -103,7 +103,7 @@ mod tests {
         BundleSettings {
             suspend,
             drift,
-            prune: None,
+            ..Default::default()
         }
     }
 

@@ -54,6 +54,12 @@ pub enum ObjectError {
     /// Git may not write it (the agent's own namespace, a forged inventory): refused before sending.
     #[error("refused: {0}")]
     Fenced(#[from] super::fence::Refusal),
+    /// The ServiceAccount its bundle acts as may not write it (per-bundle identity; the text names the account).
+    #[error("{0}")]
+    ForbiddenAs(String),
+    /// `--no-cluster-scoped` refuses its kind: refused before sending.
+    #[error("refused: {0}")]
+    ClusterScoped(String),
 }
 
 impl ObjectError {
@@ -72,6 +78,8 @@ impl ObjectError {
             ObjectError::Fenced(super::fence::Refusal::OwnNamespace { .. }) => "own_namespace",
             ObjectError::Fenced(super::fence::Refusal::ForgedInventory { .. }) => "forged_inventory",
             ObjectError::Duplicate { .. } => "duplicate",
+            ObjectError::ForbiddenAs(_) => "forbidden_as_service_account",
+            ObjectError::ClusterScoped(_) => "cluster_scoped_refused",
         }
     }
 

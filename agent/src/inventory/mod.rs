@@ -113,6 +113,10 @@ pub struct BundleInfo {
     /// `suspend: true` in the bundle's `outpost.yaml` (for `status`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// `serviceAccountName` in the bundle's `outpost.yaml`, kept so that the bundle's members are pruned as
+    /// that ServiceAccount when the whole bundle leaves Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 impl BundleInfo {
@@ -122,6 +126,7 @@ impl BundleInfo {
             suspend: self.suspend,
             drift: self.drift,
             prune: self.prune,
+            service_account: self.service_account.clone(),
         }
     }
 }

@@ -107,6 +107,9 @@ struct BundleConfig {
     /// `delete` (default) or `orphan`.
     #[serde(default)]
     prune: Option<crate::policy::PrunePolicy>,
+    /// ServiceAccount in the agent's namespace whose rights the bundle's writes have.
+    #[serde(default)]
+    service_account_name: Option<String>,
 }
 
 /// Split the files of a cluster path (paths relative to it) into bundles, parsing every manifest as it is.
@@ -134,6 +137,16 @@ pub fn bundles_rendered(
                 file: format!("{}/{}", root.trim_end_matches('/'), file.path),
                 reason: e.to_string().lines().next().unwrap_or_default().to_owned(),
             })?;
+            if let Some(name) = config.service_account_name.as_deref()
+                && !crate::identity::valid_account_name(name)
+            {
+                return Err(Error::Config {
+                    file: format!("{}/{}", root.trim_end_matches('/'), file.path),
+                    reason: format!(
+                        "serviceAccountName {name:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.')"
+                    ),
+                });
+            }
             configs.insert(bundle, config);
             continue;
         }
@@ -205,6 +218,7 @@ pub fn bundles_rendered(
                 suspend: config.suspend,
                 drift: config.drift,
                 prune: config.prune,
+                service_account: config.service_account_name,
             };
         }
     }
@@ -452,6 +466,29 @@ mod config_tests {
         let err = bundles("clusters/c", &files).unwrap_err();
         assert!(
             err.to_string().starts_with("clusters/c/web/outpost.yaml:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_service_account_name_is_read_and_checked() {
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+        let files = [
+            SourceFile::new("web/outpost.yaml", "serviceAccountName: web-deployer\n"),
+            SourceFile::new("web/cm.yaml", cm),
+        ];
+        let bundles_read = bundles("clusters/c", &files).unwrap();
+        assert_eq!(
+            bundles_read[0].settings.service_account.as_deref(),
+            Some("web-deployer")
+        );
+        let files = [
+            SourceFile::new("web/outpost.yaml", "serviceAccountName: \"system:masters\"\n"),
+            SourceFile::new("web/cm.yaml", cm),
+        ];
+        let err = bundles("clusters/c", &files).unwrap_err().to_string();
+        assert!(
+            err.starts_with("clusters/c/web/outpost.yaml: serviceAccountName"),
             "{err}"
         );
     }

@@ -39,6 +39,7 @@ pub(crate) async fn prune(
         live,
         consent,
         concurrency,
+        parts.applier.identities(),
     )
     .await;
     let mut refusals: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -19,12 +19,11 @@ use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Loaded, Store};
 use crate::manifest::Bundle;
 use crate::manifest::render::{Identity, Render};
-use crate::metrics::Metrics;
 use crate::plan::{self, Refusal};
-use crate::resolve::Resolver;
-use crate::secret::Scrubber;
 use crate::source::{Revision, Upstream};
+use crate::{metrics::Metrics, resolve::Resolver, secret::Scrubber};
 
+mod acting;
 mod consent;
 mod controlled;
 mod error;
@@ -140,6 +139,17 @@ impl Reconciler {
         self
     }
 
+    /// Write each bundle's objects as the ServiceAccount `identities` name for it (applies, prunes, drift).
+    pub fn with_identities(mut self, identities: crate::identity::Identities) -> Self {
+        self.parts.applier = self.parts.applier.clone().acting_as(identities);
+        self
+    }
+
+    /// The identities bundles act as, when set (drift correction shares them).
+    pub fn identities(&self) -> Option<crate::identity::Identities> {
+        self.parts.applier.identities().cloned()
+    }
+
     /// Obey these controls (suspension, drift mode, prune policy) from now on.
     pub fn with_controls(mut self, controls: crate::control::Controls) -> Self {
         self.parts.controls = controls;
@@ -222,6 +232,7 @@ impl Reconciler {
             unreachable!("forced fetch never reports unchanged");
         };
         let loaded = self.parts.store.load().await?;
+        acting::learn(&self.parts, &bundles, &loaded);
         owners::settle_contested(&mut bundles, &loaded);
         let store = self.parts.store.clone();
         let mut desired = self.parts.desired(&mut bundles).await;
@@ -341,12 +352,7 @@ impl Reconciler {
         };
         lap("load");
         let in_git: std::collections::BTreeSet<String> = bundles.iter().map(|b| b.name.clone()).collect();
-        self.parts.controls.set_git(
-            bundles
-                .iter()
-                .map(|b| (b.name.clone(), b.settings.clone()))
-                .collect(),
-        );
+        acting::learn(&self.parts, &bundles, &loaded);
         owners::settle_contested(&mut bundles, &loaded);
         let declared = consent::declared(&bundles);
         let store = self.parts.store.clone();

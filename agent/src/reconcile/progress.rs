@@ -260,6 +260,7 @@ fn bundle_info(b: &Bundle, cluster: &str) -> BundleInfo {
         prune: b.settings.prune,
         drift: b.settings.drift,
         suspend: b.settings.suspend,
+        service_account: b.settings.service_account.clone(),
     }
 }
 

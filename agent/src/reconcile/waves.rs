@@ -46,6 +46,9 @@ pub(crate) async fn apply(
             let Some(bp) = plan.bundles.get(bundle) else {
                 continue;
             };
+            if !super::acting::admit(parts, progress, bundle, bp, desired).await {
+                continue;
+            }
             in_wave.push(bundle.clone());
             objects.extend(bp.apply.iter().map(|a| a.object.clone()));
         }
