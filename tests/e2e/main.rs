@@ -28,6 +28,7 @@ mod packaging;
 mod private_ca;
 mod resilience;
 mod safety;
+mod signed_status;
 mod stalls;
 mod status;
 mod status_branches;
