@@ -74,7 +74,9 @@ impl Signer {
             reason: e.to_string(),
         })?;
         if key.is_encrypted() {
-            return Err(Error::Encrypted { path: path.to_owned() });
+            return Err(Error::Encrypted {
+                path: path.to_owned(),
+            });
         }
         match key.algorithm() {
             Algorithm::Ed25519
@@ -108,14 +110,21 @@ impl Signer {
             fingerprint: self.fingerprint.clone(),
             reason: e.to_string(),
         };
-        let sig = self.key.sign(NAMESPACE, HashAlg::Sha512, payload).map_err(failed)?;
+        let sig = self
+            .key
+            .sign(NAMESPACE, HashAlg::Sha512, payload)
+            .map_err(failed)?;
         let pem = sig.to_pem(LineEnding::LF).map_err(failed)?;
         Ok(pem.trim_end_matches('\n').to_owned())
     }
 
     /// Write `commit` signed: its bytes without a signature are the signed payload, the signature goes into the
     /// `gpgsig` header (after the committer, as git puts it). Returns the signed commit's id.
-    pub fn write_signed(&self, repo: &gix::Repository, mut commit: gix::objs::Commit) -> Result<ObjectId, Error> {
+    pub fn write_signed(
+        &self,
+        repo: &gix::Repository,
+        mut commit: gix::objs::Commit,
+    ) -> Result<ObjectId, Error> {
         commit.extra_headers.retain(|(name, _)| name != HEADER);
         let mut payload = Vec::new();
         commit.write_to(&mut payload).map_err(|e| Error::Sign {
@@ -177,7 +186,10 @@ mod tests {
             .unwrap()
             .unwrap();
         let text = String::from_utf8_lossy(&data);
-        assert!(text.contains("\ngpgsig -----BEGIN SSH SIGNATURE-----\n "), "{text}");
+        assert!(
+            text.contains("\ngpgsig -----BEGIN SSH SIGNATURE-----\n "),
+            "{text}"
+        );
         let sig = ssh_key::SshSig::from_pem(sig.as_ref() as &[u8]).unwrap();
         assert_eq!(sig.namespace(), NAMESPACE);
         assert_eq!(sig.hash_alg(), HashAlg::Sha512);
@@ -194,7 +206,10 @@ mod tests {
         let path = dir.join("not-a-key");
         std::fs::write(&path, "secret-looking-text").unwrap();
         let e = Signer::load(&path).unwrap_err().to_string();
-        assert!(e.contains("not-a-key") && !e.contains("secret-looking-text"), "{e}");
+        assert!(
+            e.contains("not-a-key") && !e.contains("secret-looking-text"),
+            "{e}"
+        );
         let e = Signer::load(&dir.join("missing")).unwrap_err().to_string();
         assert!(e.contains("missing"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -46,7 +46,10 @@ fn key_body(key: &Path) -> Result<Vec<String>> {
 
 fn assert_no_key(body: &[String], what: &str, text: &str) {
     for line in body {
-        assert!(!text.contains(line.as_str()), "the private key shows in {what}:\n{text}");
+        assert!(
+            !text.contains(line.as_str()),
+            "the private key shows in {what}:\n{text}"
+        );
     }
 }
 
@@ -105,7 +108,20 @@ fn git(repo: &Path, args: &[&str]) -> Result<String> {
 fn signed_commit(repo: &TestRepo, key: &Path, message: &str) -> Result<String> {
     let key = format!("user.signingkey={}", key.display());
     git(&repo.work, &["add", "-A"])?;
-    git(&repo.work, &["-c", "gpg.format=ssh", "-c", &key, "commit", "-q", "-S", "-m", message])?;
+    git(
+        &repo.work,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &key,
+            "commit",
+            "-q",
+            "-S",
+            "-m",
+            message,
+        ],
+    )?;
     git(&repo.work, &["push", "-q", "origin", "HEAD:refs/heads/main"])?;
     git(&repo.work, &["rev-parse", "HEAD"])
 }
@@ -156,15 +172,24 @@ async fn status_commits_are_signed_and_git_and_verify_agree_on_good_foreign_unsi
     let (key1, pub1) = keygen(&keys, "one", "ed25519")?;
     let (key2, pub2) = keygen(&keys, "two", "ed25519")?;
     let (stranger, pub_stranger) = keygen(&keys, "stranger", "ed25519")?;
-    let allowed = allowed_signers(&keys, &[(&c1, &pub1), (&c2, &pub2), ("someone-else", &pub_stranger)])?;
+    let allowed = allowed_signers(
+        &keys,
+        &[(&c1, &pub1), (&c2, &pub2), ("someone-else", &pub_stranger)],
+    )?;
     let bare = control.bare.clone();
 
     // Both writers at once: with signing on nobody publishes a status ref or carries another's status.
     let writers: Vec<_> = [(&c1, &agent1, &key1), (&c2, &agent2, &key2)]
         .into_iter()
         .map(|(cluster, agent_ns, key)| {
-            let mut cmd =
-                AgentCommand::status_writer(servers, kube_env(), &control, cluster, agent_ns, Transport::Https)?;
+            let mut cmd = AgentCommand::status_writer(
+                servers,
+                kube_env(),
+                &control,
+                cluster,
+                agent_ns,
+                Transport::Https,
+            )?;
             cmd.arg("--signing-key-file").arg(key).env("RUST_LOG", "debug");
             Ok(std::thread::spawn(move || cmd.once()))
         })
@@ -180,26 +205,44 @@ async fn status_commits_are_signed_and_git_and_verify_agree_on_good_foreign_unsi
     }
     assert!(logs.contains("carrying other clusters' status is off"), "{logs}");
     let commands = received(&control);
-    assert!(!commands.contains("refs/outpost/"), "a signing writer used a status ref:\n{commands}");
+    assert!(
+        !commands.contains("refs/outpost/"),
+        "a signing writer used a status ref:\n{commands}"
+    );
 
     // Every commit the writers made: signed by its own cluster, touching that cluster's status only.
     let commits = git(&bare, &["rev-list", "main", "--not", "main~2"])?;
     for commit in commits.lines() {
         let touched = git(&bare, &["show", "--format=", "--name-only", commit])?;
-        let own = if touched.lines().all(|p| p.starts_with(&format!("clusters/{c1}/status/"))) {
+        let own = if touched
+            .lines()
+            .all(|p| p.starts_with(&format!("clusters/{c1}/status/")))
+        {
             &c1
         } else {
             &c2
         };
         assert!(
-            touched.lines().all(|p| p.starts_with(&format!("clusters/{own}/status/"))),
+            touched
+                .lines()
+                .all(|p| p.starts_with(&format!("clusters/{own}/status/"))),
             "a signed commit holds more than one cluster's status (carried?):\n{touched}"
         );
         let out = git_verify(&bare, &allowed, commit)?;
         let said = output_text(&out);
-        assert!(out.status.success(), "git verify-commit refused {commit}:\n{said}");
-        assert!(said.contains(&format!("Good \"git\" signature for {own} with ED25519 key")), "{said}");
-        assert_no_key(&key_body(&key1)?, "a status commit", &git(&bare, &["cat-file", "commit", commit])?);
+        assert!(
+            out.status.success(),
+            "git verify-commit refused {commit}:\n{said}"
+        );
+        assert!(
+            said.contains(&format!("Good \"git\" signature for {own} with ED25519 key")),
+            "{said}"
+        );
+        assert_no_key(
+            &key_body(&key1)?,
+            "a status commit",
+            &git(&bare, &["cat-file", "commit", commit])?,
+        );
     }
     for c in [&c1, &c2] {
         let text = file_on_branch(&control, "main", &status_path(c)).context("status missing")?;
@@ -208,30 +251,49 @@ async fn status_commits_are_signed_and_git_and_verify_agree_on_good_foreign_unsi
     let out = hub_verify(&bare, &allowed, "main", &[])?;
     assert!(out.status.success(), "verify: {}", output_text(&out));
     for c in [&c1, &c2] {
-        assert!(line_for(&out, c).starts_with(&format!("{c}: ok")), "{}", output_text(&out));
+        assert!(
+            line_for(&out, c).starts_with(&format!("{c}: ok")),
+            "{}",
+            output_text(&out)
+        );
     }
 
     // Someone holding another key (listed for another principal) writes c1's status; plain git writes c2's.
     let work = control.work.to_str().context("path")?;
-    run("git", &["-C", work, "pull", "-q", "--ff-only", "origin", "main"], None)?;
+    run(
+        "git",
+        &["-C", work, "pull", "-q", "--ff-only", "origin", "main"],
+        None,
+    )?;
     control.write(&format!("clusters/{c1}/status/forged.yaml"), "ready: true\n")?;
     let forged = signed_commit(&control, &stranger, "forged")?;
     control.write(&format!("clusters/{c2}/status/unsigned.yaml"), "ready: true\n")?;
     let unsigned = control.commit("plain git on c2's status")?;
     let out = hub_verify(&bare, &allowed, "main", &[])?;
-    assert!(!out.status.success(), "verify accepted a forged status: {}", output_text(&out));
+    assert!(
+        !out.status.success(),
+        "verify accepted a forged status: {}",
+        output_text(&out)
+    );
     assert!(
         line_for(&out, &c1).starts_with(&format!("{c1}: wrong signer someone-else")),
         "{}",
         output_text(&out)
     );
     assert!(line_for(&out, &c1).contains(&forged), "{}", output_text(&out));
-    assert!(line_for(&out, &c2).starts_with(&format!("{c2}: unsigned")), "{}", output_text(&out));
+    assert!(
+        line_for(&out, &c2).starts_with(&format!("{c2}: unsigned")),
+        "{}",
+        output_text(&out)
+    );
     // git agrees: the forged commit is good for someone-else (not c1), the plain one is not signed at all.
     let said = output_text(&git_verify(&bare, &allowed, &forged)?);
     assert!(said.contains("Good \"git\" signature for someone-else"), "{said}");
     let out = git_verify(&bare, &allowed, &unsigned)?;
-    assert!(!out.status.success(), "git verify-commit accepted an unsigned commit");
+    assert!(
+        !out.status.success(),
+        "git verify-commit accepted an unsigned commit"
+    );
 
     // A key listed nowhere: good signature, unknown signer — git refuses it too.
     let (unknown, _) = keygen(&keys, "unknown", "ed25519")?;
@@ -239,9 +301,16 @@ async fn status_commits_are_signed_and_git_and_verify_agree_on_good_foreign_unsi
     signed_commit(&control, &unknown, "unknown key")?;
     let out = hub_verify(&bare, &allowed, "main", &[&c1])?;
     assert!(!out.status.success());
-    assert!(line_for(&out, &c1).contains("not in the allowed signers"), "{}", output_text(&out));
+    assert!(
+        line_for(&out, &c1).contains("not in the allowed signers"),
+        "{}",
+        output_text(&out)
+    );
     let head = git(&bare, &["rev-parse", "main"])?;
-    assert!(!git_verify(&bare, &allowed, &head)?.status.success(), "git accepted an unknown key");
+    assert!(
+        !git_verify(&bare, &allowed, &head)?.status.success(),
+        "git accepted an unknown key"
+    );
 
     // A writer's signed commit with its message changed after signing: both say the signature is bad.
     let signed = commits.lines().next().context("a signed commit")?;
@@ -250,13 +319,29 @@ async fn status_commits_are_signed_and_git_and_verify_agree_on_good_foreign_unsi
     anyhow::ensure!(tampered_raw != raw, "{raw}");
     let file = keys.join("tampered");
     std::fs::write(&file, format!("{tampered_raw}\n"))?;
-    let tampered = git(&bare, &["hash-object", "-t", "commit", "-w", file.to_str().context("path")?])?;
+    let tampered = git(
+        &bare,
+        &[
+            "hash-object",
+            "-t",
+            "commit",
+            "-w",
+            file.to_str().context("path")?,
+        ],
+    )?;
     git(&bare, &["update-ref", "refs/heads/tampered", &tampered])?;
-    assert!(!git_verify(&bare, &allowed, &tampered)?.status.success(), "git accepted a tampered commit");
+    assert!(
+        !git_verify(&bare, &allowed, &tampered)?.status.success(),
+        "git accepted a tampered commit"
+    );
     let owner = if raw.contains(&c1) { &c1 } else { &c2 };
     let out = hub_verify(&bare, &allowed, "tampered", &[owner])?;
     assert!(!out.status.success());
-    assert!(line_for(&out, owner).contains("bad signature"), "{}", output_text(&out));
+    assert!(
+        line_for(&out, owner).contains("bad signature"),
+        "{}",
+        output_text(&out)
+    );
     Ok(())
 }
 
@@ -295,14 +380,26 @@ async fn measure(
     let mut daemons: Vec<RunningAgent> = Vec::new();
     for (i, (cluster, ns, agent_ns)) in clusters.iter().enumerate() {
         set_unavailable(client, ns, base).await?;
-        let mut cmd =
-            AgentCommand::status_writer(git_servers(), kube_env(), &control, cluster, agent_ns, Transport::Https)?;
+        let mut cmd = AgentCommand::status_writer(
+            git_servers(),
+            kube_env(),
+            &control,
+            cluster,
+            agent_ns,
+            Transport::Https,
+        )?;
         if let Some(keys) = sign {
             cmd.arg("--signing-key-file").arg(&keys[i]);
         }
         daemons.push(cmd.spawn_with(&["--debounce", "500ms"])?);
     }
-    let logs = |daemons: &[RunningAgent]| daemons.iter().map(RunningAgent::logs).collect::<Vec<_>>().join("\n");
+    let logs = |daemons: &[RunningAgent]| {
+        daemons
+            .iter()
+            .map(RunningAgent::logs)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     for round in 0..4 {
         let n = base + round;
         if round > 0 {
@@ -311,24 +408,31 @@ async fn measure(
             }
         }
         let want = format!("unavailableReplicas: {n}");
-        eventually(LANDS, &format!("round {round}: every cluster's status"), || async {
-            let missing: Vec<&str> = clusters
-                .iter()
-                .filter(|(c, _, _)| {
-                    !file_on_branch(&control, "main", &status_path(c))
-                        .is_some_and(|t| t.lines().any(|l| l.trim() == want))
-                })
-                .map(|(c, _, _)| c.as_str())
-                .collect();
-            Ok(Seen::done_if(missing.is_empty(), format!("{missing:?}")))
-        })
+        eventually(
+            LANDS,
+            &format!("round {round}: every cluster's status"),
+            || async {
+                let missing: Vec<&str> = clusters
+                    .iter()
+                    .filter(|(c, _, _)| {
+                        !file_on_branch(&control, "main", &status_path(c))
+                            .is_some_and(|t| t.lines().any(|l| l.trim() == want))
+                    })
+                    .map(|(c, _, _)| c.as_str())
+                    .collect();
+                Ok(Seen::done_if(missing.is_empty(), format!("{missing:?}")))
+            },
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}; logs:\n{}", logs(&daemons)))?;
     }
     drop(daemons);
     let commands = received(&control);
     let measured = Measured {
-        branch_pushes: commands.lines().filter(|l| l.ends_with(" refs/heads/main")).count(),
+        branch_pushes: commands
+            .lines()
+            .filter(|l| l.ends_with(" refs/heads/main"))
+            .count(),
         landed: git(&control.bare, &["rev-list", "--count", "main"])?.parse::<usize>()? - 1,
         status_ref_updates: commands.lines().filter(|l| l.contains(" refs/outpost/")).count(),
     };
@@ -379,7 +483,11 @@ async fn six_signing_writers_never_carry_and_the_cost_against_carrying_is_measur
         let touched = git(bare, &["show", "--format=", "--name-only", commit])?;
         let dirs: std::collections::BTreeSet<&str> =
             touched.lines().filter_map(|p| p.split('/').nth(1)).collect();
-        assert_eq!(dirs.len(), 1, "commit {commit} holds several clusters' status:\n{touched}");
+        assert_eq!(
+            dirs.len(),
+            1,
+            "commit {commit} holds several clusters' status:\n{touched}"
+        );
     }
     Ok(())
 }

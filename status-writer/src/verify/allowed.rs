@@ -15,8 +15,14 @@ pub enum Error {
     #[error("cannot read the allowed signers file {path}: {reason}")]
     Read { path: PathBuf, reason: String },
     /// A line is not in the format.
-    #[error("{path}:{line}: {reason}; the format is `principals [options] keytype base64-key` (see ssh-keygen(1), ALLOWED SIGNERS)")]
-    Line { path: PathBuf, line: usize, reason: String },
+    #[error(
+        "{path}:{line}: {reason}; the format is `principals [options] keytype base64-key` (see ssh-keygen(1), ALLOWED SIGNERS)"
+    )]
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// One line of the file.
@@ -86,7 +92,13 @@ impl AllowedSigners {
     }
 
     /// Whether `principal` is among the patterns `key` may sign as in `namespace` at `time`.
-    pub fn allows(&self, principal: &str, key: &ssh_key::public::KeyData, namespace: &str, time: i64) -> bool {
+    pub fn allows(
+        &self,
+        principal: &str,
+        key: &ssh_key::public::KeyData,
+        namespace: &str,
+        time: i64,
+    ) -> bool {
         self.0
             .iter()
             .filter(|s| !s.cert_authority && s.key.key_data() == key)
@@ -123,7 +135,11 @@ fn parse_line(line: &str) -> Result<Signer, String> {
     }
     let (next, after) = field(rest);
     let is_key_type = |t: &str| t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-");
-    let (options, key) = if is_key_type(next) { ("", rest) } else { (next, after) };
+    let (options, key) = if is_key_type(next) {
+        ("", rest)
+    } else {
+        (next, after)
+    };
     let (key_type, after) = field(key);
     let (base64, _comment) = field(after);
     if key_type.is_empty() || base64.is_empty() {
@@ -180,7 +196,11 @@ fn parse_time(value: &str) -> Result<i64, String> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) || ![8, 12, 14].contains(&digits.len()) {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| digits.get(r).map_or(Ok(0), |s| s.parse::<i16>().map_err(|_| bad()));
+    let num = |r: std::ops::Range<usize>| {
+        digits
+            .get(r)
+            .map_or(Ok(0), |s| s.parse::<i16>().map_err(|_| bad()))
+    };
     let year = digits[..4].parse::<i16>().map_err(|_| bad())?;
     let date = jiff::civil::date(year, num(4..6)? as i8, num(6..8)? as i8);
     let time = jiff::civil::time(num(8..10)? as i8, num(10..12)? as i8, num(12..14)? as i8, 0);
@@ -236,7 +256,10 @@ mod tests {
         assert!(signers.allows("p+edge-2", &key, "git", in_2024));
         assert!(!signers.allows("p+edge-9", &key, "git", in_2024), "negated");
         assert!(!signers.allows("p+edge-2", &key, "git", 1_800_000_000), "expired");
-        assert!(!signers.allows("p+edge-2", &key, "git", 1_600_000_000), "not yet valid");
+        assert!(
+            !signers.allows("p+edge-2", &key, "git", 1_600_000_000),
+            "not yet valid"
+        );
         assert!(!signers.allows("p+edge-2", &key, "other", in_2024), "namespace");
         assert_eq!(signers.principals_for(&key, "git", 0), ["edge-1"]);
         assert!(AllowedSigners::parse("edge-1 ssh-ed25519 notbase64").is_err());

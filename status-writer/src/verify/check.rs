@@ -57,7 +57,9 @@ impl std::fmt::Display for Verdict {
                 "wrong signer {} (commit {commit}, key {key})",
                 principals.join(",")
             ),
-            Verdict::BadSignature { commit, reason } => write!(f, "bad signature (commit {commit}): {reason}"),
+            Verdict::BadSignature { commit, reason } => {
+                write!(f, "bad signature (commit {commit}): {reason}")
+            }
             Verdict::NoStatus => write!(f, "no status: no commit changed its status directory"),
         }
     }
@@ -82,12 +84,17 @@ pub fn judge(commit: ObjectId, data: &[u8], cluster: &str, signers: &AllowedSign
         Err(e) => return bad(format!("the SSH signature does not parse: {e}")),
     };
     if sig.namespace() != NAMESPACE {
-        return bad(format!("signed in namespace {:?}, not {NAMESPACE:?}", sig.namespace()));
+        return bad(format!(
+            "signed in namespace {:?}, not {NAMESPACE:?}",
+            sig.namespace()
+        ));
     }
     let key = PublicKey::from(sig.public_key().clone());
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     if let Err(e) = key.verify(NAMESPACE, &signed.to_bstring(), &sig) {
-        return bad(format!("the signature by {fingerprint} does not match the commit: {e}"));
+        return bad(format!(
+            "the signature by {fingerprint} does not match the commit: {e}"
+        ));
     }
     let time = gix::objs::CommitRef::from_bytes(data, gix::hash::Kind::Sha1)
         .and_then(|c| c.time())

@@ -67,7 +67,10 @@ pub enum Error {
 pub fn main(args: VerifyArgs) -> ExitCode {
     match verify(&args) {
         Ok(verdicts) if verdicts.is_empty() => {
-            eprintln!("outpost-status-writer verify: no cluster status found on {}", args.reference);
+            eprintln!(
+                "outpost-status-writer verify: no cluster status found on {}",
+                args.reference
+            );
             ExitCode::FAILURE
         }
         Ok(verdicts) => {
@@ -145,11 +148,19 @@ fn resolve(repo: &gix::Repository, reference: &str) -> Result<ObjectId, String> 
         return Ok(id);
     }
     let mut found = repo.find_reference(reference).map_err(|e| e.to_string())?;
-    found.peel_to_id().map(|id| id.detach()).map_err(|e| e.to_string())
+    found
+        .peel_to_id()
+        .map(|id| id.detach())
+        .map_err(|e| e.to_string())
 }
 
 /// Whether `commit` changed `path` relative to every parent (a merge that took one side's directory did not).
-fn changed(repo: &gix::Repository, commit: ObjectId, parents: &[ObjectId], path: &str) -> Result<bool, commit::Error> {
+fn changed(
+    repo: &gix::Repository,
+    commit: ObjectId,
+    parents: &[ObjectId],
+    path: &str,
+) -> Result<bool, commit::Error> {
     let now = commit::subtree(repo, commit, path)?;
     if parents.is_empty() {
         return Ok(now.is_some());
