@@ -65,17 +65,34 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+fn armored_raw(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
+/// The lines of a folded header value, continuation spaces and carriage returns removed, empty lines dropped.
+fn armored_value(value: &str) -> Vec<String> {
+    value
+        .lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end_matches('\r').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 /// Judge `commit` (its raw object bytes `data`) as the status of `cluster`.
 pub fn judge(commit: ObjectId, data: &[u8], cluster: &str, signers: &AllowedSigners) -> Verdict {
     let bad = |reason: String| Verdict::BadSignature { commit, reason };
-    let (armored, signed) = match gix::objs::CommitRefIter::signature(data, gix::hash::Kind::Sha1) {
+    let (header, signed) = match gix::objs::CommitRefIter::signature(data, gix::hash::Kind::Sha1) {
         Ok(Some(found)) => found,
         Ok(None) => return Verdict::Unsigned { commit },
         Err(e) => return bad(format!("the commit does not parse: {e}")),
     };
-    // The header's value is the armored signature with its line breaks; git adds the final newline back.
-    let mut armored = armored.to_vec();
-    armored.push(b'\n');
+    // The header's value is the armored signature folded over continuation lines: unfold it the way git does
+    // (one line each, without the continuation space, each ending in a newline).
+    let mut armored: Vec<u8> = Vec::new();
+    for line in armored_value(&armored_raw(header.as_ref())) {
+        armored.extend_from_slice(line.as_bytes());
+        armored.push(b'\n');
+    }
     if !armored.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
         return bad("not an SSH signature (an OpenPGP or X.509 one?)".into());
     }
