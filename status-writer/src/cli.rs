@@ -11,7 +11,12 @@ use outpost_agent::runtime::{AdminArgs, LeaseArgs, parse_debounce};
 
 /// Outpost status writer: commits each bundle's ResourceBundleState to the control Git repository.
 #[derive(Parser, Clone, Debug)]
-#[command(name = "outpost-status-writer", version, about)]
+#[command(
+    name = "outpost-status-writer",
+    version,
+    about,
+    after_help = "Hub side: `outpost-status-writer verify --allowed-signers FILE` checks that each cluster signed its status (see `outpost-status-writer verify --help`)."
+)]
 // Beside the agent in the same pod: the agent's admin port is taken.
 #[command(mut_arg("metrics_addr", |a| a.default_value("0.0.0.0:9091")))]
 pub struct Args {
@@ -48,6 +53,12 @@ pub struct Args {
     /// Commit author email.
     #[arg(long, env = "OUTPOST_AUTHOR_EMAIL", default_value = "outpost@localhost")]
     pub author_email: String,
+
+    /// Sign every status commit with this OpenSSH private key (ed25519 or ECDSA P-256, unencrypted; principal =
+    /// --cluster), as git's gpg.format=ssh does; turns carrying off. The hub checks with `outpost-status-writer
+    /// verify`.
+    #[arg(long, env = "OUTPOST_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
 
     /// Write the current status once and exit; non-zero exit status on any error.
     #[arg(long, env = "OUTPOST_ONCE")]

@@ -42,6 +42,8 @@ pub struct Author {
     pub name: String,
     /// `--author-email`.
     pub email: String,
+    /// `--signing-key-file`: every commit is signed with it ([`crate::sign`]).
+    pub signer: Option<std::sync::Arc<crate::sign::Signer>>,
 }
 
 /// A nested directory being written.
@@ -166,12 +168,19 @@ fn new_commit(
         email: author.email.as_str().into(),
         time: now,
     };
-    let mut time_buf = gix::date::parse::TimeBuf::default();
-    let sig = signature.to_ref(&mut time_buf);
-    Ok(repo
-        .new_commit_as(sig, sig, message, tree, parent)
-        .map_err(err)?
-        .id)
+    let commit = gix::objs::Commit {
+        tree,
+        parents: parent.into_iter().collect(),
+        author: signature.clone(),
+        committer: signature,
+        encoding: None,
+        message: message.into(),
+        extra_headers: Vec::new(),
+    };
+    match &author.signer {
+        Some(signer) => signer.write_signed(repo, commit).map_err(err),
+        None => Ok(repo.write_object(&commit).map_err(err)?.detach()),
+    }
 }
 
 /// The root tree of `commit`.
@@ -291,6 +300,7 @@ mod tests {
         Author {
             name: "Outpost".into(),
             email: "outpost@example.invalid".into(),
+            signer: None,
         }
     }
 

@@ -95,10 +95,12 @@ impl Job<'_> {
         }
     }
 
-    /// Our status ref, unless carrying is off.
+    /// Our status ref, unless carrying is off (the server refuses status refs, or we sign our status).
     fn own_ref(&self) -> Option<String> {
         carry::own_ref(self.branch, &self.target.cluster)
             .filter(|_| !self.no_carrying.load(Ordering::Relaxed))
+            // Signed status: each commit holds only what this cluster signs, so nothing is carried either way.
+            .filter(|_| self.target.author.signer.is_none())
     }
 
     /// Keep landing ourselves, backing off between lost races (no status refs).

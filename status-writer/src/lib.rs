@@ -20,6 +20,8 @@ pub mod redact;
 pub mod render;
 pub mod run;
 pub mod select;
+pub mod sign;
 pub mod target;
+pub mod verify;
 pub mod watch;
 pub mod writer;

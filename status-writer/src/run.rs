@@ -65,6 +65,9 @@ pub enum Error {
     /// `--once` and the write failed.
     #[error(transparent)]
     Write(#[from] writer::Error),
+    /// `--signing-key-file` is unusable.
+    #[error(transparent)]
+    Signing(#[from] crate::sign::Error),
     /// Another replica holds the Lease now.
     #[error("leadership lost: another replica writes status now")]
     LeadershipLost,
@@ -81,6 +84,7 @@ impl Error {
             Error::NotListed(_) => "not_listed",
             Error::Forbidden(_) => "forbidden",
             Error::Write(e) => e.metric_label(),
+            Error::Signing(_) => "signing_key",
             Error::LeadershipLost => "leadership_lost",
         }
     }
@@ -89,6 +93,19 @@ impl Error {
 /// Run as the flags say.
 pub async fn run(args: Args) -> Result<(), Error> {
     let scrubber = Scrubber::default();
+    let signer = args
+        .signing_key_file
+        .as_deref()
+        .map(crate::sign::Signer::load)
+        .transpose()?
+        .map(Arc::new);
+    if let Some(signer) = &signer {
+        info!(
+            key = %signer.fingerprint(),
+            principal = %args.cluster,
+            "Signing every status commit; carrying other clusters' status is off (each commit holds only this cluster's status)"
+        );
+    }
     let target = Target {
         url: args.git.repo_url()?,
         auth: args.git.auth(),
@@ -98,6 +115,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         author: Author {
             name: args.author_name.clone(),
             email: args.author_email.clone(),
+            signer,
         },
         cache_dir: args.cache_dir.clone(),
     };

@@ -34,6 +34,7 @@ fn target_at(url: RepoUrl, cluster: &str, template: &str) -> Target {
         author: Author {
             name: "Outpost".into(),
             email: "outpost@example.invalid".into(),
+            signer: None,
         },
         cache_dir: outpost_tests::scratch_dir(&format!("writer-{cluster}")).unwrap(),
     }

@@ -31,6 +31,7 @@ mod private_ca;
 mod resilience;
 mod safety;
 mod sops;
+mod signed_status;
 mod stalls;
 mod status;
 mod status_branches;
