@@ -33,7 +33,7 @@ impl Mode {
 pub struct VerifyArgs {
     /// Verify signatures before anything of a commit is applied: off, commit (the commit the ref points at) or
     /// tag (the annotated tag --git-ref names).
-    #[arg(long = "verify", env = "OUTPOST_VERIFY", value_enum, default_value_t = Mode::Off)]
+    #[arg(id = "verify_mode", long = "verify", env = "OUTPOST_VERIFY", value_enum, default_value_t = Mode::Off)]
     pub mode: Mode,
 
     /// Directory of trusted keys (a mounted Secret): `allowed_signers` (SSH, git's format) and/or `*.asc`
