@@ -6,7 +6,7 @@
 //! Scenarios (issue 3): initial sync of 1,000 mixed objects and of 10,000 ConfigMaps; a poll with no new
 //! commit (with the agent's API request count); a commit changing 1%; drift revert latency; pruning 10%; the
 //! agent's peak RSS. Each side gets its own namespaces with identical content. Not a test: nothing here
-//! asserts timings; it prints figures.
+//! asserts timings; it prints figures. [`trust`] adds what commit verification and SOPS decryption cost.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +17,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, output_text};
 use outpost_tests::{GitServers, KubeEnv, TestRepo, tools};
+
+mod trust;
 
 /// Bundles (and namespaces) per scenario.
 const BUNDLES: usize = 10;
@@ -665,8 +667,8 @@ async fn main() -> Result<()> {
         work,
         rows: Vec::new(),
     };
-    // OUTPOST_BENCH_ONLY=mixed,many,status runs a subset.
-    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status".into());
+    // OUTPOST_BENCH_ONLY=mixed,many,status,trust runs a subset.
+    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status,trust".into());
     if only.contains("mixed") {
         bench.mixed().await.context("1,000-object scenarios")?;
     }
@@ -675,6 +677,9 @@ async fn main() -> Result<()> {
     }
     if only.contains("status") {
         bench.status_writers().await.context("status writer scenario")?;
+    }
+    if only.contains("trust") {
+        bench.trust().await.context("trusted-source scenarios")?;
     }
 
     println!();
