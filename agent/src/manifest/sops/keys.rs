@@ -11,11 +11,19 @@ use age::x25519::Identity;
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct SopsArgs {
     /// Directory of age identity files (`*.txt`, e.g. a mounted Secret with `keys.txt`) for SOPS-encrypted manifests.
-    #[arg(long = "sops-age-keys-dir", env = "OUTPOST_SOPS_AGE_KEYS_DIR")]
+    #[arg(
+        id = "sops_age_keys_dir",
+        long = "sops-age-keys-dir",
+        env = "OUTPOST_SOPS_AGE_KEYS_DIR"
+    )]
     pub keys_dir: Option<PathBuf>,
 
     /// An age identity file (as `age-keygen` writes it) for SOPS-encrypted manifests.
-    #[arg(long = "sops-age-key-file", env = "OUTPOST_SOPS_AGE_KEY_FILE")]
+    #[arg(
+        id = "sops_age_key_file",
+        long = "sops-age-key-file",
+        env = "OUTPOST_SOPS_AGE_KEY_FILE"
+    )]
     pub key_file: Option<PathBuf>,
 }
 

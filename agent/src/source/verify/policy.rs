@@ -38,7 +38,11 @@ pub struct VerifyArgs {
 
     /// Directory of trusted keys (a mounted Secret): `allowed_signers` (SSH, git's format) and/or `*.asc`
     /// (armored OpenPGP public keys).
-    #[arg(long = "verify-keys-dir", env = "OUTPOST_VERIFY_KEYS_DIR")]
+    #[arg(
+        id = "verify_keys_dir",
+        long = "verify-keys-dir",
+        env = "OUTPOST_VERIFY_KEYS_DIR"
+    )]
     pub keys_dir: Option<PathBuf>,
 }
 
