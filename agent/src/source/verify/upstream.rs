@@ -149,4 +149,16 @@ impl Upstream for Verifying {
     ) -> Result<Option<Vec<Revision>>> {
         self.inner.history(tip, base, max, interrupt)
     }
+
+    /// Freshness judges the inner source's history: without this the wrapper would answer "unknown" and no
+    /// rewrite would ever be refused while verification is on.
+    fn lineage(
+        &self,
+        tip: Revision,
+        base: Revision,
+        max: usize,
+        interrupt: &AtomicBool,
+    ) -> Result<crate::source::Lineage> {
+        self.inner.lineage(tip, base, max, interrupt)
+    }
 }
