@@ -35,7 +35,11 @@ fn written_password(text: &str) -> Option<&str> {
             .all(|c| c.is_ascii_alphanumeric() || "-._~+/=".contains(c));
     // Counted ignoring case: the parser lowercases the host, so a host spelling the password in other case
     // (`bot:cret-token@gi4creT-token`) prints it without leaking it.
-    let once = text.to_ascii_lowercase().matches(&password.to_ascii_lowercase()).count() == 1;
+    let once = text
+        .to_ascii_lowercase()
+        .matches(&password.to_ascii_lowercase())
+        .count()
+        == 1;
     (token_like && !password.contains(CUT) && once).then_some(password)
 }
 
