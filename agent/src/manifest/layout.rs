@@ -120,7 +120,8 @@ pub fn bundles(root: &str, files: &[SourceFile]) -> Result<Vec<Bundle>, Error> {
 }
 
 /// Split the files of a cluster path into bundles, pass each bundle's files through `renderer`, and parse the
-/// manifests it returns. Every file that fails to parse is reported; any failure rejects the whole commit.
+/// manifests it returns. Every file that fails to parse is reported, and any parse failure rejects the whole
+/// commit; a bundle whose files cannot be rendered is returned [held](Bundle::held), without manifests.
 pub fn bundles_rendered(
     root: &str,
     files: &[SourceFile],
@@ -168,7 +169,15 @@ pub fn bundles_rendered(
     // Root files are held back until all are parsed: whether one is EMCO's Flux root file depends on the others.
     let mut root_files: Vec<Vec<Manifest>> = Vec::new();
     for (name, group) in groups {
-        let rendered = renderer.render_sealed(root, &name, group.files)?;
+        let rendered = match renderer.render_sealed(root, &name, group.files) {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                // Only this bundle waits: its files are not parsed, and nothing of it is applied or pruned.
+                let bundle = entry(&mut by_name, name, group.dir, group.layout);
+                bundle.held = Some(Error::Render(e).to_string());
+                continue;
+            }
+        };
         for (file, sealed) in rendered.iter().filter(|(f, _)| is_manifest_file(&f.path)) {
             let repo_path = format!("{}/{}", root.trim_end_matches('/'), file.path);
             let manifests = match parse_file(&repo_path, &file.data) {
@@ -235,6 +244,20 @@ struct Group<'a> {
     files: Vec<Cow<'a, SourceFile>>,
 }
 
+/// The bundle named `name`, created empty when new.
+fn entry(by_name: &mut BTreeMap<String, Bundle>, name: String, dir: String, layout: Layout) -> &mut Bundle {
+    by_name.entry(name.clone()).or_insert_with(|| Bundle {
+        name,
+        dir,
+        layout,
+        manifests: Vec::new(),
+        trackers: Vec::new(),
+        depends_on: Vec::new(),
+        settings: Default::default(),
+        held: None,
+    })
+}
+
 /// Add a file's documents to its bundle: trackers apart, everything else to apply.
 fn add(
     by_name: &mut BTreeMap<String, Bundle>,
@@ -243,15 +266,7 @@ fn add(
     layout: Layout,
     docs: Vec<Manifest>,
 ) {
-    let bundle = by_name.entry(name.clone()).or_insert_with(|| Bundle {
-        name,
-        dir,
-        layout,
-        manifests: Vec::new(),
-        trackers: Vec::new(),
-        depends_on: Vec::new(),
-        settings: Default::default(),
-    });
+    let bundle = entry(by_name, name, dir, layout);
     for m in docs {
         if is_tracker(&m) {
             bundle.trackers.push(m);

@@ -7,8 +7,8 @@
 //! [`layout`](super::layout) groups a cluster path's files into bundles and hands each bundle's files to a
 //! [`Render`], then parses what it returns. The agent uses [`Identity`] today: the files are parsed as they
 //! are, without a copy. A renderer sees every file of the bundle (not only `.yaml`), with paths relative to the
-//! cluster path, and may add, drop or rewrite files; its error names the file, and fails the commit as a parse
-//! error does (nothing is applied or pruned).
+//! cluster path, and may add, drop or rewrite files; its error names the file and holds that bundle only
+//! (nothing of it is applied or pruned, its last applied state stays; the other bundles sync).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -180,17 +180,27 @@ mod tests {
     }
 
     #[test]
-    fn a_render_failure_names_the_file_and_rejects_the_commit() {
+    fn a_render_failure_names_the_file_and_holds_only_its_bundle() {
         let files = [
             SourceFile::new("web/a.yaml.rot13", "broken"),
+            SourceFile::new("web/c.yaml", CONFIG_MAP.replace("name: a", "name: c")),
             SourceFile::new("db/b.yaml", CONFIG_MAP),
         ];
-        let err = bundles_rendered("clusters/c", &files, &Rot13).unwrap_err();
-        assert_eq!(err.metric_label(), "render");
-        assert!(
-            err.to_string()
-                .contains("clusters/c/web/a.yaml.rot13: cannot decrypt"),
-            "{err}"
+        let bundles = bundles_rendered("clusters/c", &files, &Rot13).expect("one bundle held");
+        let held: Vec<(&str, usize, Option<&str>)> = bundles
+            .iter()
+            .map(|b| (b.name.as_str(), b.manifests.len(), b.held.as_deref()))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                ("db", 1, None),
+                (
+                    "web",
+                    0,
+                    Some("render: clusters/c/web/a.yaml.rot13: cannot decrypt")
+                ),
+            ]
         );
     }
 }

@@ -36,6 +36,7 @@ mod owners;
 mod parts;
 mod phase;
 mod progress;
+mod unrendered;
 mod unverified;
 mod view;
 mod warn;
@@ -237,19 +238,21 @@ impl Reconciler {
         let store = self.parts.store.clone();
         let mut desired = self.parts.desired(&mut bundles).await;
         owners::settle_duplicates(&mut desired, &bundles, &loaded);
+        let held = unrendered::protect(&bundles, &mut desired, &loaded);
         let live = view::listed(&self.parts.client, &mut self.parts.resolver, &loaded).await;
         let revision = commit.to_string();
         let announced = self.announced_if_empty(&revision, &bundles, &loaded).await;
         let safety = self.parts.settings.safety;
-        let plan = plan::build(&desired, &loaded, &live, safety, &announced, |b| {
+        let mut plan = plan::build(&desired, &loaded, &live, safety, &announced, |b| {
             store.applyset_id(b)
         })
         .map_err(|source| self.refusal(&revision, source))?;
-        let failures = desired
-            .failures
-            .values()
-            .flatten()
-            .map(|f| self.parts.scrubber.scrub(&f.to_string()))
+        unrendered::hold(&mut plan, &held);
+        let failures = held
+            .iter()
+            .map(|(_, why)| why.clone())
+            .chain(desired.failures.values().flatten().map(ToString::to_string))
+            .map(|f| self.parts.scrubber.scrub(&f))
             .collect();
         Ok(Preview {
             commit,
@@ -358,6 +361,7 @@ impl Reconciler {
         let store = self.parts.store.clone();
         let mut desired = self.parts.desired(&mut bundles).await;
         owners::settle_duplicates(&mut desired, &bundles, &loaded);
+        let held = unrendered::protect(&bundles, &mut desired, &loaded);
         lap("desired");
         let announced = self.announced_if_empty(revision, &bundles, &loaded).await;
         let live = if trusted {
@@ -377,8 +381,10 @@ impl Reconciler {
                 return Err(self.refusal(revision, refusal));
             }
         };
+        unrendered::hold(&mut plan, &held);
         let obeyed = controlled::obey(&mut plan, &self.parts.controls, &loaded, &in_git);
         let mut progress = Progress::new(&loaded, &bundles, &self.parts.settings.cluster);
+        unrendered::block(&mut progress, held);
         for (bundle, by) in &obeyed.suspended {
             progress.suspend(bundle, by.describe());
         }

@@ -174,6 +174,7 @@ mod tests {
             trackers: Vec::new(),
             depends_on: Vec::new(),
             settings: Default::default(),
+            held: None,
         }
     }
 

@@ -43,8 +43,14 @@ pub(crate) struct Progress {
 
 impl Progress {
     /// Start from the loaded inventories and the bundles in Git (new bundles get a new inventory; corrupt
-    /// inventories fail their bundle and are never written).
+    /// inventories fail their bundle and are never written; a [held](Bundle::held) bundle keeps the settings
+    /// and trackers its inventory recorded, since its files were not read this time).
     pub(crate) fn new(loaded: &Loaded, bundles: &[Bundle], cluster: &str) -> Self {
+        let held: BTreeSet<&str> = bundles
+            .iter()
+            .filter(|b| b.held.is_some())
+            .map(|b| b.name.as_str())
+            .collect();
         let infos: BTreeMap<String, BundleInfo> = bundles
             .iter()
             .map(|b| (b.name.clone(), bundle_info(b, cluster)))
@@ -52,7 +58,9 @@ impl Progress {
         let mut inventories = loaded.inventories.clone();
         let now = jiff::Timestamp::now().to_string();
         for (name, info) in &infos {
-            if loaded.corrupt.contains_key(name) {
+            if loaded.corrupt.contains_key(name)
+                || (held.contains(name.as_str()) && loaded.inventories.contains_key(name))
+            {
                 continue;
             }
             inventories
