@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod cli_main;
 pub mod cmd;
 pub mod control;
 pub mod deps;

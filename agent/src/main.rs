@@ -1,21 +1,6 @@
 //! `outpost-agent`: see `outpost-agent --help`.
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
-
-use clap::Parser;
-use outpost_agent::cli::Args;
-
-fn main() -> ExitCode {
-    let args = Args::parse();
-    outpost_agent::logging::init(args.log_format);
-    outpost_agent::runtime::entry::block_on(async {
-        match outpost_agent::run::run(args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("outpost-agent: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+fn main() -> std::process::ExitCode {
+    outpost_agent::cli_main::main(std::env::args_os())
 }

@@ -6,6 +6,7 @@
 pub mod branch;
 pub mod carry;
 pub mod cli;
+pub mod cli_main;
 pub mod commit;
 pub mod fanout;
 pub mod land;

@@ -35,6 +35,11 @@ const STATUS_WRITER: Container = Container {
     credentials: "/etc/outpost/status-git",
     cache: "/var/cache/outpost-status",
 };
+/// The multi-call binary (multicall/), which the image holds once: `outpost-agent` is the file the Dockerfile's
+/// COPY puts, `outpost-status-writer` a link to it.
+const MULTI_CALL: &str = "outpost";
+/// Where the Dockerfile's COPY puts it.
+const IMAGE_BINARY: &str = "/usr/local/bin/outpost-agent";
 /// The PATH a container runtime gives an image that sets none.
 const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -153,8 +158,8 @@ fn sandbox(
         .arg("/")
         .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
         .arg("--ro-bind")
-        .arg(tools::outpost_bin(container.binary)?)
-        .arg(format!("/usr/local/bin/{}", container.binary))
+        .arg(tools::outpost_bin(MULTI_CALL)?)
+        .arg(IMAGE_BINARY)
         .arg("--ro-bind")
         .arg(&mounts.credentials)
         .arg(container.credentials)

@@ -209,8 +209,11 @@ pub fn outpost_bin(name: &str) -> Result<PathBuf> {
 /// A source file of binary `name` modified after `built`, if any.
 fn newest_source(workspace: &std::path::Path, name: &str, built: std::time::SystemTime) -> Option<PathBuf> {
     let mut stack = vec![workspace.join("agent/src")];
-    if name == "outpost-status-writer" {
+    if name == "outpost-status-writer" || name == "outpost" {
         stack.push(workspace.join("status-writer/src"));
+    }
+    if name == "outpost" {
+        stack.push(workspace.join("multicall/src"));
     }
     let mut files = vec![workspace.join("Cargo.lock")];
     while let Some(dir) = stack.pop() {
