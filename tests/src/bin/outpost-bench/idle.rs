@@ -12,6 +12,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use outpost_tests::process::{Guarded, free_port, wait_for_port};
 
 use super::*;
@@ -178,6 +180,15 @@ impl CountingSshd {
     }
 }
 
+/// `10001` as `10,001`.
+fn thousands(n: usize) -> String {
+    if n < 1000 {
+        n.to_string()
+    } else {
+        format!("{},{:03}", thousands(n / 1000), n % 1000)
+    }
+}
+
 /// Run `git` with `args` and `envs`, failing with its output.
 fn git_cli(args: &[&str], envs: &[(&str, String)]) -> Result<()> {
     let out = Command::new("git")
@@ -192,7 +203,10 @@ fn git_cli(args: &[&str], envs: &[(&str, String)]) -> Result<()> {
 
 impl Bench {
     pub(super) async fn idle(&mut self) -> Result<()> {
-        println!("Idle polls of a repository with {} refs", EXTRA_REFS + 1);
+        println!(
+            "Idle polls of a repository with {} refs",
+            thousands(EXTRA_REFS + 1)
+        );
         let repo = self.git.create_repo("bench-idle")?;
         let cluster = "bench-idle";
         let ns = "bench-idle";
@@ -227,9 +241,19 @@ impl Bench {
             parse: nginx_line,
         };
         let agent = self.agent(&repo, cluster, &self.work.join("idle-https-cache"))?;
-        let url = repo.https_url_with_credentials(&self.git.http_user, &self.git.http_password);
-        let ca = format!("http.sslCAInfo={}", self.git.ca_file.display());
-        let ls_remote = || git_cli(&["-c", &ca, "ls-remote", &url], &[]);
+        // Credentials in the environment, not the command line (a failure prints the command).
+        let url = repo.https_url();
+        let token = format!("{}:{}", self.git.http_user, self.git.http_password);
+        let envs = [
+            ("GIT_SSL_CAINFO", self.git.ca_file.display().to_string()),
+            ("GIT_CONFIG_COUNT", "1".to_owned()),
+            ("GIT_CONFIG_KEY_0", "http.extraHeader".to_owned()),
+            (
+                "GIT_CONFIG_VALUE_0",
+                format!("Authorization: Basic {}", BASE64.encode(token)),
+            ),
+        ];
+        let ls_remote = || git_cli(&["ls-remote", &url], &envs);
         self.idle_row("HTTPS", &https, &agent, ls_remote)?;
 
         // SSH, with and without the server accepting GIT_PROTOCOL.
@@ -288,7 +312,7 @@ impl Bench {
             listing.bytes as f64 / (poll.bytes as f64).max(1.0)
         );
         self.row(
-            &format!("idle poll, {} refs, {transport}", EXTRA_REFS + 1),
+            &format!("idle poll, {} refs, {transport}", thousands(EXTRA_REFS + 1)),
             poll.text(POLLS),
             format!("git ls-remote: {}", listing.text(POLLS)),
             ratio,
