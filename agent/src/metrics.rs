@@ -67,6 +67,8 @@ pub enum ReconcileResult {
     Error,
     /// The ref still pointed at the applied commit: no fetch, no API-server request.
     Unchanged,
+    /// The local repository's path was absent (removable media unplugged): nothing read, nothing changed.
+    Unavailable,
 }
 
 impl ReconcileResult {
@@ -76,6 +78,7 @@ impl ReconcileResult {
             ReconcileResult::Success => "success",
             ReconcileResult::Error => "error",
             ReconcileResult::Unchanged => "unchanged",
+            ReconcileResult::Unavailable => "unavailable",
         }
     }
 }

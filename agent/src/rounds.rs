@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::apply::Applier;
 use crate::cli::Args;
@@ -81,6 +81,8 @@ pub struct Rounds {
     stalled: bool,
     /// The operators' controls: suspension, sync requests, and how they show.
     obedience: Obedience,
+    /// The local repository's path was absent at the last round (media unplugged): said once, not every round.
+    unavailable: bool,
 }
 
 impl Rounds {
@@ -140,6 +142,7 @@ impl Rounds {
             last_full_sync: Instant::now(),
             stalled: false,
             obedience,
+            unavailable: false,
         }
     }
 
@@ -191,6 +194,19 @@ impl Rounds {
         };
         let outcome = match result {
             Ok(outcome) => outcome,
+            Err(crate::reconcile::Error::Source(e @ crate::source::Error::Unavailable { .. })) => {
+                // Unplugged media is the site's normal state between visits: said once, polled at the normal
+                // pace (the daemon also looks for the path's return), readiness left as it was.
+                timer.finish(ReconcileResult::Unavailable);
+                if !std::mem::replace(&mut self.unavailable, true) {
+                    warn!(reason = %e, "Source unavailable");
+                }
+                return Next {
+                    wait: jittered(interval, INTERVAL_JITTER),
+                    ready: recovered,
+                    stalled: None,
+                };
+            }
             Err(e) => {
                 timer.finish(ReconcileResult::Error);
                 let wait = self.backoff.next_wait();
@@ -209,6 +225,9 @@ impl Rounds {
             }
         };
         self.backoff.reset();
+        if std::mem::take(&mut self.unavailable) {
+            info!("Source available again");
+        }
         if let Some(report) = self.reconciler.last_report() {
             self.obedience
                 .after(&before.requests, report.inventories.keys())

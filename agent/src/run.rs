@@ -214,10 +214,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         controls.clone(),
     );
     let changed = Arc::new(Notify::new());
-    let _watcher = match &local_path {
-        Some(path) => source::local::watch(path, changed.clone()),
-        None => None,
-    };
+    let mut media = local_path.map(|path| source::media::MediaWatch::new(path, changed.clone()));
 
     // A round may apply thousands of objects; beyond this plus the wait before it, the loop is stuck (every
     // Git operation is bounded by --git-timeout, every API request by the client's timeouts).
@@ -252,6 +249,17 @@ pub async fn run(args: Args) -> Result<(), Error> {
             synced = true;
         }
         show_readiness(&process, next.stalled.as_deref(), synced, &watch_health);
+        // Replugged media is another directory than the one watched: watch the path's new one.
+        if let Some(media) = &mut media {
+            media.refresh();
+        }
+        let returned = async {
+            match &media {
+                Some(media) => media.returned().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(returned);
         // A signal or a lost Lease wins over the next round: nothing new starts once stopping.
         let wait = tokio::time::sleep(next.wait);
         tokio::pin!(wait);
@@ -266,6 +274,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 // An operator suspended, resumed, asked for a sync or changed a drift mode.
                 () = controls.changed() => {
                     info!("Controls changed");
+                    break;
+                }
+                () = &mut returned => {
+                    info!("Local repository is back");
                     break;
                 }
                 _ = changed.notified() => {

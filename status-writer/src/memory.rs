@@ -38,6 +38,15 @@ impl Memory {
         branches.keys().cloned().collect()
     }
 
+    /// Look at every branch again at the next write, trusting nothing remembered to have landed: the
+    /// repository went away (unplugged media) and what comes back may be another copy.
+    pub(crate) fn distrust_seen(&self) {
+        let branches = self.branches.lock().unwrap_or_else(|e| e.into_inner());
+        for branch in branches.values() {
+            *branch.seen.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
     /// Stop visiting `branch` (our status left it).
     pub(crate) fn forget(&self, branch: &str) {
         let mut branches = self.branches.lock().unwrap_or_else(|e| e.into_inner());

@@ -46,6 +46,7 @@ impl Error {
         match self {
             Error::Source(source::Error::Interrupted) => "interrupted",
             Error::Source(source::Error::Stalled { .. }) => "timeout",
+            Error::Source(source::Error::Unavailable { .. }) => "unavailable",
             Error::Source(_) => "fetch",
             Error::Commit(e) => e.metric_label(),
             Error::Push(e) => e.metric_label(),

@@ -10,7 +10,7 @@ use outpost_agent::metrics;
 use outpost_agent::runtime::{Candidate, ErrorBackoff, Process, Stop, jittered};
 use outpost_agent::secret::Scrubber;
 use outpost_agent::source;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::branch::{self, BranchTemplate};
 use crate::cli::Args;
@@ -170,6 +170,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let writer = Writer::new(target, scrubber.clone(), Some(metrics), process.interrupt());
     let mut backoff = ErrorBackoff::new(MIN_ERROR_BACKOFF, MAX_ERROR_BACKOFF);
     let mut retry_in: Option<Duration> = None;
+    // The local status repository was absent at the last write (media unplugged).
+    let mut unavailable = false;
     let allowance = WRITE_ALLOWANCE + 2 * args.git.timeout;
     loop {
         // Liveness: back here within the wait, the settling and one write.
@@ -220,6 +222,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
         match written {
             Ok(written) => {
                 backoff.reset();
+                if std::mem::take(&mut unavailable) {
+                    info!("Status repository available again");
+                }
                 retry_in = None;
                 process.set_ready();
                 for (branch, written) in written {
@@ -229,6 +234,14 @@ pub async fn run(args: Args) -> Result<(), Error> {
                         info!(branch = %branch, retries, "Status landed after rejections");
                     }
                 }
+            }
+            Err(e @ crate::outcome::Error::Source(source::Error::Unavailable { .. })) => {
+                // The status repository is on unplugged media: said once, looked for again shortly and cheaply
+                // (one stat), so the status lands soon after the media returns.
+                if !std::mem::replace(&mut unavailable, true) {
+                    warn!(reason = %e, "Status repository unavailable; keeping the latest status until it returns");
+                }
+                retry_in = Some(source::media::MEDIA_CHECK);
             }
             Err(e) => {
                 let wait = backoff.next_wait();

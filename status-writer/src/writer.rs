@@ -143,6 +143,9 @@ impl Writer {
         let interrupt = self.interrupt.clone();
         let memory = self.memory.clone();
         let fanout_metrics = metrics.clone();
+        if let Some(absent) = self.unplugged() {
+            return Err(absent);
+        }
         let (limit, url) = (target.auth.timeout, target.url.to_string());
         // No progress (a branch written) for --git-timeout abandons the write: a frozen receive-pack or a server
         // that stopped answering must not hold the writer.
@@ -159,7 +162,7 @@ impl Writer {
             .run()
         })
         .await;
-        joined.unwrap_or_else(|e| {
+        let written = joined.unwrap_or_else(|e| {
             let e = match e {
                 deadline::Error::Stalled(s) => Error::Source(source::Error::Stalled { url, after: s.after }),
                 deadline::Error::Task(e) => Error::Task(e),
@@ -168,7 +171,27 @@ impl Writer {
                 m.write_failed(e.metric_label());
             }
             Err(e)
-        })
+        });
+        // Media pulled out mid-write is the same absence, whatever the Git error said.
+        match (written, self.unplugged()) {
+            (Err(_), Some(absent)) => Err(absent),
+            (written, _) => written,
+        }
+    }
+
+    /// [`Error::Source`] `Unavailable` when the control repository is a local path that is absent (unplugged
+    /// media): nothing to fetch or push until it returns. The status stays with the watches and is rendered
+    /// afresh when it does, so none is lost; what we remember having landed is not trusted on whatever copy
+    /// comes back.
+    fn unplugged(&self) -> Option<Error> {
+        let source::RepoUrl::Local(path) = &self.target.url else {
+            return None;
+        };
+        if source::media::present(path) {
+            return None;
+        }
+        self.memory.distrust_seen();
+        Some(Error::Source(source::Error::Unavailable { path: path.clone() }))
     }
 }
 

@@ -107,10 +107,10 @@ fn has_ref(bare: &Path, refname: &str) -> bool {
 async fn a_failed_write_is_counted_by_its_kind() {
     let mut registry = outpost_agent::metrics::new_registry();
     let metrics = StatusMetrics::register(&mut registry);
-    let missing = outpost_tests::scratch_dir("writer-missing")
-        .unwrap()
-        .join("no-such-repo.git");
-    let target = target_at(RepoUrl::Local(missing), "a", "main");
+    // A directory that is there but holds no repository (an absent one is unplugged media, not a failure).
+    let not_a_repo = outpost_tests::scratch_dir("writer-not-a-repo").unwrap();
+    std::fs::write(not_a_repo.join("README"), "not a repository\n").unwrap();
+    let target = target_at(RepoUrl::Local(not_a_repo), "a", "main");
     let w = Writer::new(target, Scrubber::default(), Some(metrics), Arc::default());
     let error = w
         .write(Branches::from([("main".to_owned(), status("1"))]))
@@ -122,6 +122,52 @@ async fn a_failed_write_is_counted_by_its_kind() {
         text.lines()
             .any(|l| l == r#"outpost_status_write_failures_total{kind="fetch"} 1"#),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn status_for_unplugged_media_is_not_a_failure_and_lands_on_whatever_copy_returns() {
+    let mut registry = outpost_agent::metrics::new_registry();
+    let metrics = StatusMetrics::register(&mut registry);
+    let media = outpost_tests::scratch_dir("writer-media").unwrap();
+    let (bare, hub) = (media.join("status.git"), media.join("hub-copy.git"));
+    // The hub makes the status repository with one commit, and keeps a copy of it as it is now.
+    let (b, h) = (bare.to_str().unwrap(), hub.to_str().unwrap());
+    let work = media.join("work");
+    let w = work.to_str().unwrap();
+    let identity = ["-c", "user.name=Hub", "-c", "user.email=hub@example.invalid"];
+    run("git", &["init", "-q", "--bare", "-b", "main", b], None).unwrap();
+    run("git", &["init", "-q", "-b", "main", w], None).unwrap();
+    let commit: [&[&str]; 3] = [
+        &["-C", w],
+        &identity,
+        &["commit", "-q", "--allow-empty", "-m", "status repository"],
+    ];
+    run("git", &commit.concat(), None).unwrap();
+    run("git", &["-C", w, "push", "-q", b, "HEAD:refs/heads/main"], None).unwrap();
+    run("git", &["clone", "-q", "--bare", b, h], None).unwrap();
+    let target = target_at(RepoUrl::Local(bare.clone()), "a", "main");
+    let writer = Writer::new(target, Scrubber::default(), Some(metrics), Arc::default());
+    assert!(matches!(write_main(&writer, "1").await, Written::Pushed { .. }));
+
+    // Unplugged: the write says so, and it is no failure.
+    std::fs::rename(&bare, media.join("away.git")).unwrap();
+    let error = writer
+        .write(Branches::from([("main".to_owned(), status("1"))]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.metric_label(), "unavailable", "{error}");
+    assert!(error.to_string().contains("status.git"), "{error}");
+    let text = outpost_agent::metrics::encode(&registry);
+    assert!(!text.contains("outpost_status_write_failures_total{"), "{text}");
+
+    // Another copy comes back (the hub's, from before the write): the same status lands on it.
+    std::fs::rename(&hub, &bare).unwrap();
+    assert_eq!(on_main(&bare, "clusters/a/status/b/b-status.yaml"), None);
+    assert!(matches!(write_main(&writer, "1").await, Written::Pushed { .. }));
+    assert_eq!(
+        on_main(&bare, "clusters/a/status/b/b-status.yaml").as_deref(),
+        Some("tick: 1\n")
     );
 }
 

@@ -410,6 +410,46 @@ fn a_local_path_mirror_needs_no_url_for_the_agent() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn removable_media_is_mounted_into_both_pods_so_media_plugged_in_later_is_seen() -> Result<()> {
+    let file = values_file(
+        "git:\n  clustername: c1\n  repo: /media/outpost/fleet.git\nstatusGit:\n  repo: /media/outpost/status.git\nmedia:\n  enabled: true\n  hostPath: /media/outpost\n",
+    )?;
+    lint(&file)?;
+    let docs = render("media", "outpost-system", &file)?;
+    let (agent, writer) = (container(&docs, "agent")?, container(&docs, "status-writer")?);
+    assert_eq!(
+        env_var(agent, "OUTPOST_GIT_URL").as_deref(),
+        Some("/media/outpost/fleet.git")
+    );
+    assert_eq!(
+        env_var(writer, "OUTPOST_GIT_URL").as_deref(),
+        Some("/media/outpost/status.git")
+    );
+    for (c, read_only) in [(agent, true), (writer, false)] {
+        let mount = c["volumeMounts"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["name"] == "media"))
+            .with_context(|| format!("no media mount in {c}"))?;
+        assert_eq!(mount["mountPath"], "/media/outpost", "{mount}");
+        assert_eq!(mount["mountPropagation"], "HostToContainer", "{mount}");
+        assert_eq!(mount["readOnly"], read_only, "{mount}");
+    }
+    let volumes: Vec<&Value> = docs
+        .iter()
+        .filter_map(|d| d["spec"]["template"]["spec"]["volumes"].as_array())
+        .flatten()
+        .filter(|v| v["name"] == "media")
+        .collect();
+    assert_eq!(volumes.len(), 2, "one media volume per pod: {volumes:?}");
+    for v in volumes {
+        assert_eq!(v["hostPath"]["path"], "/media/outpost", "{v}");
+    }
+    let refused = values_file("git:\n  clustername: c1\nmedia:\n  enabled: true\n  hostPath: media\n")?;
+    assert!(lint(&refused).is_err(), "a relative host path was accepted");
+    Ok(())
+}
+
 /// EMCO's monitor chart defaults, verbatim (emco-base `deployments/helm/monitor/values.yaml` at f12558f): an EMCO
 /// user's values file is this file edited, or layered under their own.
 const EMCO_MONITOR_DEFAULTS: &str = r#"# SPDX-License-Identifier: Apache-2.0

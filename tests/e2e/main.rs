@@ -31,6 +31,7 @@ mod private_ca;
 mod resilience;
 mod safety;
 mod signed_status;
+mod sneakernet;
 mod sops;
 mod stalls;
 mod status;

@@ -66,21 +66,8 @@ impl AgentCommand {
         namespace: &str,
         transport: Transport,
     ) -> Result<Self> {
-        let cache_dir = crate::scratch_dir("agent-cache")?;
-        let mut cmd = AgentCommand {
-            binary: "outpost-agent",
-            args: Vec::new(),
-            envs: vec![
-                ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
-                ("KUBECONFIG".into(), kube.kubeconfig.clone().into()),
-                ("RUST_LOG".into(), "info".into()),
-            ],
-            cache_dir: cache_dir.clone(),
-        };
-        cmd.arg("--cluster")
-            .arg(cluster)
-            .arg("--namespace")
-            .arg(namespace);
+        let mut cmd = Self::bare("outpost-agent", kube, cluster, namespace)?;
+        let cache_dir = cmd.cache_dir.clone();
         let https = |cmd: &mut AgentCommand, token_file: &Path, ca_file: &Path| {
             cmd.arg("--git-url")
                 .arg(repo.https_url())
@@ -128,6 +115,51 @@ impl AgentCommand {
                     .arg(&servers.ca_file);
             }
         }
+        Ok(cmd)
+    }
+
+    /// `binary` for `cluster` with the admin kubeconfig and inventories in `namespace`, no repository yet.
+    fn bare(binary: &'static str, kube: &KubeEnv, cluster: &str, namespace: &str) -> Result<Self> {
+        let mut cmd = AgentCommand {
+            binary,
+            args: Vec::new(),
+            envs: vec![
+                ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
+                ("KUBECONFIG".into(), kube.kubeconfig.clone().into()),
+                ("RUST_LOG".into(), "info".into()),
+            ],
+            cache_dir: crate::scratch_dir(if binary == "outpost-agent" {
+                "agent-cache"
+            } else {
+                "status-cache"
+            })?,
+        };
+        cmd.arg("--cluster")
+            .arg(cluster)
+            .arg("--namespace")
+            .arg(namespace);
+        Ok(cmd)
+    }
+
+    /// `outpost-agent` for `cluster` following the repository at the local `path` (as on removable media: no
+    /// Git server involved), inventories in `namespace`.
+    pub fn local(kube: &KubeEnv, path: &Path, cluster: &str, namespace: &str) -> Result<Self> {
+        Self::with_url(kube, path.as_os_str(), cluster, namespace)
+    }
+
+    /// `outpost-agent` for `cluster` following `url` with no credentials yet (add them with [`Self::arg`]),
+    /// inventories in `namespace`.
+    pub fn with_url(kube: &KubeEnv, url: &std::ffi::OsStr, cluster: &str, namespace: &str) -> Result<Self> {
+        let mut cmd = Self::bare("outpost-agent", kube, cluster, namespace)?;
+        cmd.arg("--git-url").arg(url);
+        Ok(cmd)
+    }
+
+    /// The status writer for `cluster` writing to the repository at the local `path`, inventories in
+    /// `namespace`.
+    pub fn status_writer_local(kube: &KubeEnv, path: &Path, cluster: &str, namespace: &str) -> Result<Self> {
+        let mut cmd = Self::bare("outpost-status-writer", kube, cluster, namespace)?;
+        cmd.arg("--git-url").arg(path);
         Ok(cmd)
     }
 

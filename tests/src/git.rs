@@ -171,7 +171,9 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-  access_log {dir}/access.log;
+  # What each request cost the server: the bench's idle-poll scenario reads body bytes and time from here.
+  log_format outpost '$remote_addr "$request" $status $body_bytes_sent $request_time';
+  access_log {dir}/access.log outpost;
   client_body_temp_path {dir}/tmp/body;
   proxy_temp_path {dir}/tmp/proxy;
   fastcgi_temp_path {dir}/tmp/fastcgi;
@@ -313,6 +315,11 @@ http {{
             _fcgiwrap: fcgiwrap,
             _sshd: sshd,
         })
+    }
+
+    /// nginx's access log: one line per request, `<addr> "<request>" <status> <body bytes> <seconds>`.
+    pub fn access_log(&self) -> PathBuf {
+        self.nginx_log.with_file_name("access.log")
     }
 
     /// Stop the HTTPS server (the Git server is "down").

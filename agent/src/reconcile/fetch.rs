@@ -25,7 +25,12 @@ pub(crate) async fn update(
         Ok(update) => update.map_err(Error::from),
         Err(e) => Err(stalled(e, url)),
     };
-    if let Some(m) = metrics {
+    // Absent media made no Git request: nothing to count.
+    let unplugged = matches!(
+        &update,
+        Err(Error::Source(crate::source::Error::Unavailable { .. }))
+    );
+    if let Some(m) = metrics.filter(|_| !unplugged) {
         let op = match &update {
             Ok(u) if u.fetched => GitOperation::Fetch,
             _ => GitOperation::RefCheck,

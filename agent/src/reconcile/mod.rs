@@ -265,7 +265,10 @@ impl Reconciler {
     /// pass is counted by its kind.
     pub async fn reconcile(&mut self, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
         let result = self.pass(interrupt).await;
-        if let (Err(e), Some(m)) = (&result, &self.parts.metrics) {
+        // Unplugged media is no failure: `outpost_reconcile_duration_seconds{result="unavailable"}` counts it.
+        if let (Err(e), Some(m)) = (&result, &self.parts.metrics)
+            && !matches!(e, Error::Source(crate::source::Error::Unavailable { .. }))
+        {
             m.reconcile_failed(e.metric_label());
         }
         unverified::warn(&self.parts, self.last_report.as_deref(), &result).await;

@@ -62,6 +62,15 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The local repository's path is absent (removable media unplugged, or its mount point empty): the last
+    /// applied state stays and nothing is pruned until it returns.
+    #[error(
+        "local repository {path} is not there (removable media unplugged or not mounted): keeping the last applied state until it returns"
+    )]
+    Unavailable {
+        /// The repository directory.
+        path: PathBuf,
+    },
     /// Objects of the commit could not be read.
     #[error("cannot read {path} at commit {commit}: {reason}")]
     Read {
@@ -94,6 +103,7 @@ impl Error {
             Error::RefNotFound { .. } => "git_ref_not_found",
             Error::Fetch { .. } => "git_fetch",
             Error::Open { .. } => "git_open",
+            Error::Unavailable { .. } => "source_unavailable",
             Error::Read { .. } => "git_read",
             Error::Limit(_) => "git_limit",
             Error::Verify(e) => e.metric_label(),

@@ -1,13 +1,9 @@
 //! Local repositories (`file://` or a path, typically an air-gapped mirror mounted into the pod): resolved and
-//! read in place, nothing is fetched or copied. [`watch`] tells the daemon when the repository changes, so it
-//! reacts within a second instead of at the next poll.
+//! read in place, nothing is fetched or copied. [`super::media`] tells the daemon when the repository changes
+//! (so it reacts within a second instead of at the next poll) and whether its path is there at all.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-
-use tokio::sync::Notify;
-use tracing::warn;
 
 use super::config::GitRef;
 use super::error::{Error, Result};
@@ -50,12 +46,59 @@ impl Local {
         &self.path
     }
 
-    /// Open the repository (bare or with a work tree) without reading user or system Git configuration.
+    /// Open the repository (bare or with a work tree) without reading user or system Git configuration;
+    /// [`Error::Unavailable`] when its path is absent (media unplugged, see [`super::media`]).
     pub fn open(&self) -> Result<gix::Repository> {
-        gix::open_opts(&self.path, gix::open::Options::isolated()).map_err(|e| Error::Open {
-            path: self.path.clone(),
-            reason: e.to_string(),
+        if !super::media::present(&self.path) {
+            return Err(Error::Unavailable {
+                path: self.path.clone(),
+            });
+        }
+        gix::open_opts(&self.path, gix::open::Options::isolated()).map_err(|e| {
+            self.unless_unplugged(Error::Open {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })
         })
+    }
+
+    /// The commit the followed ref points at.
+    fn find_commit(&self) -> Result<Update> {
+        let repo = self.open()?;
+        let not_found = || Error::RefNotFound {
+            url: self.location(),
+            reference: self.reference.to_string(),
+        };
+        let commit = match &self.reference {
+            GitRef::Commit(id) => {
+                if !repo.has_object(id.object_id()) {
+                    return Err(not_found());
+                }
+                *id
+            }
+            GitRef::Branch(_) | GitRef::Tag(_) | GitRef::Head => {
+                let mut r = repo
+                    .find_reference(self.reference.remote_name().as_str())
+                    .map_err(|_| not_found())?;
+                r.peel_to_commit().map_err(|_| not_found())?.id.into()
+            }
+        };
+        Ok(Update {
+            revision: commit,
+            fetched: false,
+        })
+    }
+
+    /// `err`, or [`Error::Unavailable`] when the path is gone by now: media pulled out while we read it is
+    /// the same absence as media found missing, not a failure.
+    fn unless_unplugged(&self, err: Error) -> Error {
+        if super::media::present(&self.path) {
+            err
+        } else {
+            Error::Unavailable {
+                path: self.path.clone(),
+            }
+        }
     }
 }
 
@@ -82,33 +125,11 @@ impl Upstream for Local {
 
     /// Find the commit the ref points at in the repository (nothing is ever fetched).
     fn update(&self, _interrupt: &AtomicBool) -> Result<Update> {
-        let repo = self.open()?;
-        let not_found = || Error::RefNotFound {
-            url: self.location(),
-            reference: self.reference.to_string(),
-        };
-        let commit = match &self.reference {
-            GitRef::Commit(id) => {
-                if !repo.has_object(id.object_id()) {
-                    return Err(not_found());
-                }
-                *id
-            }
-            GitRef::Branch(_) | GitRef::Tag(_) | GitRef::Head => {
-                let mut r = repo
-                    .find_reference(self.reference.remote_name().as_str())
-                    .map_err(|_| not_found())?;
-                r.peel_to_commit().map_err(|_| not_found())?.id.into()
-            }
-        };
-        Ok(Update {
-            revision: commit,
-            fetched: false,
-        })
+        self.find_commit().map_err(|e| self.unless_unplugged(e))
     }
 
     fn read_dir(&self, revision: Revision, dir: &str) -> Result<Option<Vec<SourceFile>>> {
-        tree::read_dir(self.open()?, revision, dir, &self.limits)
+        tree::read_dir(self.open()?, revision, dir, &self.limits).map_err(|e| self.unless_unplugged(e))
     }
 
     /// The whole history is in place: one walk.
@@ -136,35 +157,10 @@ impl Upstream for Local {
     }
 }
 
-/// Watch a local repository with notify; every change under `path` wakes whoever waits on `changed`. `None`
-/// (with a warning) when the platform cannot watch it: the caller then polls only. Dropping the watcher stops it.
-pub fn watch(path: &Path, changed: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        // Reading the repository (our own reconcile opens and closes its files) is no change: waking on access
-        // events would reconcile again every debounce period, forever.
-        if res.is_ok_and(|event| !matches!(event.kind, notify::EventKind::Access(_))) {
-            changed.notify_one();
-        }
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            warn!(error = %e, "Cannot watch the local repository; falling back to polling");
-            return None;
-        }
-    };
-    if let Err(e) = watcher.watch(path, notify::RecursiveMode::Recursive) {
-        warn!(error = %e, path = %path.display(), "Cannot watch the local repository; falling back to polling");
-        return None;
-    }
-    Some(watcher)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::test_git::git;
-    use std::time::Duration;
 
     /// A scratch directory, removed when dropped.
     struct Dir(PathBuf);
@@ -203,36 +199,16 @@ mod tests {
         let history = local.history(update.revision, update.revision, 10, &AtomicBool::new(false));
         assert_eq!(history.unwrap(), Some(vec![update.revision]));
 
+        let unplugged = Local::new(dir.0.join("unplugged"), GitRef::parse("main"));
+        assert!(matches!(
+            unplugged.update(&AtomicBool::new(false)),
+            Err(Error::Unavailable { .. })
+        ));
+
         let missing = Local::new(dir.0.clone(), GitRef::parse("nope"));
         assert!(matches!(
             missing.update(&AtomicBool::new(false)),
             Err(Error::RefNotFound { .. })
         ));
-    }
-
-    #[tokio::test]
-    async fn reading_a_watched_repository_does_not_wake_the_waiter() {
-        let dir = scratch("read-only");
-        std::fs::write(dir.0.join("file"), "x").unwrap();
-        let changed = Arc::new(Notify::new());
-        let _watcher = watch(&dir.0, changed.clone()).expect("inotify works here");
-        let woken = changed.notified();
-        for _ in 0..10 {
-            assert_eq!(std::fs::read(dir.0.join("file")).unwrap(), b"x");
-        }
-        let woke = tokio::time::timeout(Duration::from_millis(500), woken).await;
-        assert!(woke.is_err(), "reads woke the waiter");
-    }
-
-    #[tokio::test]
-    async fn a_change_under_a_watched_repository_wakes_the_waiter() {
-        let dir = scratch("watch");
-        let changed = Arc::new(Notify::new());
-        let _watcher = watch(&dir.0, changed.clone()).expect("inotify works here");
-        let woken = changed.notified();
-        std::fs::write(dir.0.join("file"), "x").unwrap();
-        tokio::time::timeout(Duration::from_secs(10), woken)
-            .await
-            .expect("the watch reports the change");
     }
 }

@@ -26,6 +26,7 @@ mod history;
 pub mod limits;
 mod lineage;
 pub mod local;
+pub mod media;
 mod remote;
 mod revision;
 mod ssh;

@@ -6,7 +6,8 @@
 //! Scenarios (issue 3): initial sync of 1,000 mixed objects and of 10,000 ConfigMaps; a poll with no new
 //! commit (with the agent's API request count); a commit changing 1%; drift revert latency; pruning 10%; the
 //! agent's peak RSS. Each side gets its own namespaces with identical content. Not a test: nothing here
-//! asserts timings; it prints figures. [`trust`] adds what commit verification and SOPS decryption cost.
+//! asserts timings; it prints figures. [`trust`] adds what commit verification and SOPS decryption cost;
+//! [`idle`] what an idle poll of a repository with 10,001 refs costs the Git server, beside `git ls-remote`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, output_text};
 use outpost_tests::{GitServers, KubeEnv, TestRepo, tools};
 
+mod idle;
 mod trust;
 
 /// Bundles (and namespaces) per scenario.
@@ -667,8 +669,8 @@ async fn main() -> Result<()> {
         work,
         rows: Vec::new(),
     };
-    // OUTPOST_BENCH_ONLY=mixed,many,status,trust runs a subset.
-    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status,trust".into());
+    // OUTPOST_BENCH_ONLY=mixed,many,status,trust,idle runs a subset.
+    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status,trust,idle".into());
     if only.contains("mixed") {
         bench.mixed().await.context("1,000-object scenarios")?;
     }
@@ -680,6 +682,9 @@ async fn main() -> Result<()> {
     }
     if only.contains("trust") {
         bench.trust().await.context("trusted-source scenarios")?;
+    }
+    if only.contains("idle") {
+        bench.idle().await.context("idle-poll scenarios")?;
     }
 
     println!();
