@@ -40,6 +40,7 @@ mod unverified;
 mod view;
 mod warn;
 mod waves;
+mod window;
 
 pub use error::{Error, Result};
 pub use history::MAX_HISTORY;
@@ -78,6 +79,8 @@ pub struct Reconciler {
     full_sync: bool,
     /// The last applied commit and the policy for new commits that do not descend from it.
     freshness: freshness::Guard,
+    /// The sync windows' last state and the commit they hold back.
+    window: window::Gate,
 }
 
 impl Reconciler {
@@ -116,6 +119,7 @@ impl Reconciler {
             watched: false,
             full_sync: true,
             freshness: freshness::Guard::default(),
+            window: window::Gate::default(),
         }
     }
 
@@ -196,13 +200,18 @@ impl Reconciler {
         self.interrupt = Some(interrupt.clone());
         let started = std::time::Instant::now();
         let commit = fetch::update(&self.source, self.parts.metrics.as_ref(), interrupt.clone()).await?;
+        // Outside the sync windows a pass syncs the last applied commit instead; a preview shows the tip.
+        let commit = if force { commit } else { self.windowed(commit, interrupt.clone()).await? };
         if !force && self.last_synced == Some(commit) {
             return Ok(Err(commit));
         }
         self.check_fresh(commit, interrupt).await?;
         let path = self.cluster_path();
         let t_update = started.elapsed();
-        let (files, content) = fetch::read(&self.source, commit, &path).await?;
+        let read = fetch::read(&self.source, commit, &path).await;
+        let Some((files, content)) = self.tolerate_kept(read)? else {
+            return Ok(Err(commit));
+        };
         // A missing path is judged with the inventories (in `sync`): waiting when nothing is managed, refused
         // when objects are and no commit announced their deletion.
         self.pending_missing = files.is_none();
@@ -273,7 +282,7 @@ impl Reconciler {
     async fn pass(&mut self, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
         let (commit, bundles) = match self.fetch_commit(interrupt, false).await? {
             Ok(parsed) => parsed,
-            Err(commit) => return Ok(Outcome::Unchanged { commit }),
+            Err(commit) => return Ok(self.window.outcome().unwrap_or(Outcome::Unchanged { commit })),
         };
         let bundle_count = bundles.len();
         let revision = commit.to_string();
@@ -324,7 +333,7 @@ impl Reconciler {
             pruned: report.pruned,
         };
         self.finish_commit(commit, report);
-        Ok(outcome)
+        Ok(self.window.outcome().unwrap_or(outcome))
     }
 
     /// Remember `commit` as synced completely, with what its sync left.
@@ -377,7 +386,7 @@ impl Reconciler {
                 return Err(self.refusal(revision, refusal));
             }
         };
-        let obeyed = controlled::obey(&mut plan, &self.parts.controls, &loaded, &in_git);
+        let obeyed = controlled::obey(&mut plan, &self.parts.controls, &loaded, (&in_git, self.window.holding()));
         let mut progress = Progress::new(&loaded, &bundles, &self.parts.settings.cluster);
         for (bundle, by) in &obeyed.suspended {
             progress.suspend(bundle, by.describe());
