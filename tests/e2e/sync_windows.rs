@@ -114,7 +114,10 @@ async fn outside_a_window_a_new_commit_waits_and_drift_is_still_reverted() -> Re
     })
     .await
     .map_err(logs)?;
-    assert!(config_value(&client, &ns, "b").await?.is_some(), "b pruned outside the window");
+    assert!(
+        config_value(&client, &ns, "b").await?.is_some(),
+        "b pruned outside the window"
+    );
 
     // status says the window is closed and that none will open.
     let (doc, table) = status(&cmd)?;
@@ -122,7 +125,10 @@ async fn outside_a_window_a_new_commit_waits_and_drift_is_still_reverted() -> Re
     assert_eq!(doc["syncWindows"]["windows"][0], ALWAYS_CLOSED, "{doc}");
     assert!(doc["syncWindows"].get("nextOpen").is_none(), "{doc}");
     assert!(table.contains("no window opens within five years"), "{table}");
-    anyhow::ensure!(agent.terminate(Duration::from_secs(20))?, "the daemon did not stop");
+    anyhow::ensure!(
+        agent.terminate(Duration::from_secs(20))?,
+        "the daemon did not stop"
+    );
 
     // A new process in the same state (a full sync of the kept commit): drift reverted, nothing pruned.
     hand_edit(&cms, "a", "by-hand").await?;
@@ -130,8 +136,15 @@ async fn outside_a_window_a_new_commit_waits_and_drift_is_still_reverted() -> Re
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("New commit held"), "{text}");
-    assert_eq!(config_value(&client, &ns, "a").await?.as_deref(), Some("1"), "{text}");
-    assert!(config_value(&client, &ns, "b").await?.is_some(), "b pruned:\n{text}");
+    assert_eq!(
+        config_value(&client, &ns, "a").await?.as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert!(
+        config_value(&client, &ns, "b").await?.is_some(),
+        "b pruned:\n{text}"
+    );
 
     // Inside an allow window (read at 22:30 in Berlin) the commit applies and b is pruned.
     let mut open = cmd.clone();
@@ -140,8 +153,16 @@ async fn outside_a_window_a_new_commit_waits_and_drift_is_still_reverted() -> Re
     let out = open.once()?;
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
-    assert_eq!(config_value(&client, &ns, "a").await?.as_deref(), Some("2"), "{text}");
-    assert_eq!(config_value(&client, &ns, "b").await?, None, "b not pruned:\n{text}");
+    assert_eq!(
+        config_value(&client, &ns, "a").await?.as_deref(),
+        Some("2"),
+        "{text}"
+    );
+    assert_eq!(
+        config_value(&client, &ns, "b").await?,
+        None,
+        "b not pruned:\n{text}"
+    );
     Ok(())
 }
 
@@ -154,7 +175,11 @@ async fn status_names_the_next_opening_of_the_windows_the_chart_sets() -> Result
         "syncWindows:\n  - {kind: allow, schedule: \"0 22 * * *\", duration: 4h, timeZone: Europe/Berlin}\n  - {kind: deny, schedule: \"0 23 10 3 *\", duration: 30m}\n",
     ))?;
     lint(&file)?;
-    let docs = render(&unique("windows"), &create_namespace(&client, "release").await?, &file)?;
+    let docs = render(
+        &unique("windows"),
+        &create_namespace(&client, "release").await?,
+        &file,
+    )?;
     let (_, container) = workload_of(&docs, "agent")?;
     let windows = env_var(container, "OUTPOST_SYNC_WINDOW").context("OUTPOST_SYNC_WINDOW")?;
     assert_eq!(windows, format!("{EVENINGS};deny 0 23 10 3 * 30m UTC"));
@@ -177,7 +202,11 @@ async fn status_names_the_next_opening_of_the_windows_the_chart_sets() -> Result
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("First sync"), "{text}");
-    assert_eq!(config_value(&client, &ns, "a").await?.as_deref(), Some("1"), "{text}");
+    assert_eq!(
+        config_value(&client, &ns, "a").await?.as_deref(),
+        Some("1"),
+        "{text}"
+    );
     let (doc, table) = status(&cmd)?;
     assert_eq!(doc["syncWindows"]["open"], false, "{doc}");
     assert_eq!(doc["syncWindows"]["nextOpen"], "2030-03-10T21:00:00Z", "{doc}");

@@ -45,7 +45,7 @@ pub struct Report {
     pub ignored_controls: Vec<String>,
     /// Set when sync windows are: open or closed now, and when they next open.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync_windows: Option<crate::control::windows::WindowStatus>,
+    pub sync_windows: Option<crate::control::windows::report::WindowStatus>,
     /// Set while the agent waits for its cluster path to hold something to apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
@@ -211,7 +211,7 @@ pub async fn collect(
     Ok(Report {
         suspended: controls.agent_suspended().map(|by| by.describe().to_owned()),
         ignored_controls: controls.invalid(),
-        sync_windows: crate::control::windows::WindowStatus::of(controls.windows()),
+        sync_windows: crate::control::windows::report::WindowStatus::of(controls.windows()),
         waiting,
         bundles,
     })

@@ -2,7 +2,7 @@
 //! pruned or moved; its inventory keeps its members), a bundle whose drift mode is `report` keeps its new and
 //! changed objects but not the re-applies of drift (objects changed or deleted in the cluster), which are
 //! counted, logged and published instead; a bundle whose prune policy is `orphan` (in Git now, or recorded when
-//! it was last in Git) orphans what leaves it. Outside the sync windows nothing is pruned.
+//! it was last in Git) orphans what leaves it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,20 +26,15 @@ pub(crate) struct Obeyed {
     pub(crate) reported: BTreeMap<String, Vec<ObjectKey>>,
 }
 
-/// Apply the controls to `plan`, of the bundles `in_git`; `held`: a closed sync window holds the new commit
-/// back, so nothing is pruned.
+/// Apply the controls to `plan`.
 pub(crate) fn obey(
     plan: &mut Plan,
     controls: &Controls,
     loaded: &Loaded,
-    (in_git, held): (&BTreeSet<String>, bool),
+    in_git: &BTreeSet<String>,
 ) -> Obeyed {
     let mut obeyed = Obeyed::default();
     for (bundle, bp) in plan.bundles.iter_mut() {
-        if held && !bp.prune.is_empty() {
-            info!(bundle = %bundle, members = bp.prune.len(), "Prune left out: outside the sync windows");
-            bp.prune.clear();
-        }
         let policy = controls.policy(bundle);
         if let Some(by) = policy.suspended {
             obeyed.suspended.insert(bundle.clone(), by);

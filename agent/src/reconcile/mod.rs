@@ -30,6 +30,7 @@ mod error;
 mod fetch;
 mod finish;
 pub mod freshness;
+mod held;
 mod history;
 mod outcome;
 mod owners;
@@ -80,7 +81,7 @@ pub struct Reconciler {
     /// The last applied commit and the policy for new commits that do not descend from it.
     freshness: freshness::Guard,
     /// The sync windows' last state and the commit they hold back.
-    window: window::Gate,
+    window: held::Gate,
 }
 
 impl Reconciler {
@@ -119,7 +120,7 @@ impl Reconciler {
             watched: false,
             full_sync: true,
             freshness: freshness::Guard::default(),
-            window: window::Gate::default(),
+            window: held::Gate::default(),
         }
     }
 
@@ -201,15 +202,14 @@ impl Reconciler {
         let started = std::time::Instant::now();
         let commit = fetch::update(&self.source, self.parts.metrics.as_ref(), interrupt.clone()).await?;
         // Outside the sync windows a pass syncs the last applied commit instead; a preview shows the tip.
-        let commit = if force { commit } else { self.windowed(commit, interrupt.clone()).await? };
+        let commit = self.windowed(commit, force, interrupt.clone()).await?;
         if !force && self.last_synced == Some(commit) {
             return Ok(Err(commit));
         }
         self.check_fresh(commit, interrupt).await?;
         let path = self.cluster_path();
         let t_update = started.elapsed();
-        let read = fetch::read(&self.source, commit, &path).await;
-        let Some((files, content)) = self.tolerate_kept(read)? else {
+        let Some((files, content)) = self.read_target(commit, &path).await? else {
             return Ok(Err(commit));
         };
         // A missing path is judged with the inventories (in `sync`): waiting when nothing is managed, refused
@@ -386,7 +386,8 @@ impl Reconciler {
                 return Err(self.refusal(revision, refusal));
             }
         };
-        let obeyed = controlled::obey(&mut plan, &self.parts.controls, &loaded, (&in_git, self.window.holding()));
+        self.window.leave_prunes_out(&mut plan);
+        let obeyed = controlled::obey(&mut plan, &self.parts.controls, &loaded, &in_git);
         let mut progress = Progress::new(&loaded, &bundles, &self.parts.settings.cluster);
         for (bundle, by) in &obeyed.suspended {
             progress.suspend(bundle, by.describe());

@@ -60,14 +60,31 @@ struct Field {
     names: &'static [&'static str],
 }
 
-const MINUTE: Field = Field { name: "minute", min: 0, max: 59, names: &[] };
-const HOUR: Field = Field { name: "hour", min: 0, max: 23, names: &[] };
-const DAY: Field = Field { name: "day-of-month", min: 1, max: 31, names: &[] };
+const MINUTE: Field = Field {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: Field = Field {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DAY: Field = Field {
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTH: Field = Field {
     name: "month",
     min: 1,
     max: 12,
-    names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+    names: &[
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ],
 };
 const WEEKDAY: Field = Field {
     name: "day-of-week",
@@ -146,7 +163,10 @@ fn parse_field(text: &str, field: &Field) -> Result<u64, CronError> {
         }
         let (low, high) = match range.split_once('-') {
             _ if range == "*" => (field.min, field.max),
-            Some((a, b)) => (value(a, field).ok_or_else(syntax)?, value(b, field).ok_or_else(syntax)?),
+            Some((a, b)) => (
+                value(a, field).ok_or_else(syntax)?,
+                value(b, field).ok_or_else(syntax)?,
+            ),
             None => {
                 let a = value(range, field).ok_or_else(syntax)?;
                 (a, if step.is_some() { field.max } else { a })
@@ -233,7 +253,11 @@ impl Cron {
         let first = minute_of(tz, since).date().yesterday().ok()?;
         while dt.date() >= first {
             if !self.day_matches(dt.date()) {
-                dt = dt.date().yesterday().ok()?.to_datetime(Time::constant(23, 59, 0, 0));
+                dt = dt
+                    .date()
+                    .yesterday()
+                    .ok()?
+                    .to_datetime(Time::constant(23, 59, 0, 0));
             } else if !has(self.hours, dt.hour()) {
                 dt = previous_hour(dt)?;
             } else if !has(self.minutes, dt.minute()) {

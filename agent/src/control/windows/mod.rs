@@ -15,7 +15,6 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 pub use cron::{Cron, CronError};
-pub use report::WindowStatus;
 
 /// Shortest window: cron's resolution.
 const MIN_DURATION: Duration = Duration::from_secs(60);
@@ -61,7 +60,9 @@ pub enum Error {
         why: String,
     },
     /// An unknown time zone.
-    #[error("sync window {window:?}: unknown time zone {zone:?} (use an IANA name such as Europe/Berlin, or UTC)")]
+    #[error(
+        "sync window {window:?}: unknown time zone {zone:?} (use an IANA name such as Europe/Berlin, or UTC)"
+    )]
     Zone {
         /// The window's text.
         window: String,
@@ -116,7 +117,11 @@ impl std::str::FromStr for Window {
                 });
             }
         };
-        let fields = if rest.first().is_some_and(|w| w.starts_with('@')) { 1 } else { 5 };
+        let fields = if rest.first().is_some_and(|w| w.starts_with('@')) {
+            1
+        } else {
+            5
+        };
         if rest.len() != fields + 1 && rest.len() != fields + 2 {
             return Err(shape());
         }
@@ -149,7 +154,8 @@ impl std::str::FromStr for Window {
 
 /// A window's duration: a minute to a month.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("does not parse: {e} (use e.g. 30m, 4h, 2d)"))?;
+    let d =
+        humantime::parse_duration(text).map_err(|e| format!("does not parse: {e} (use e.g. 30m, 4h, 2d)"))?;
     if d < MIN_DURATION || d > MAX_DURATION {
         return Err("is outside 1m..=31days".to_owned());
     }

@@ -52,7 +52,10 @@ mod tests {
     #[test]
     fn status_says_when_the_next_window_opens() {
         let at: jiff::Timestamp = "2030-03-10T12:00:00Z".parse().unwrap();
-        let closed = SyncWindows::new(vec!["allow 0 22 * * * 4h Europe/Berlin".parse().unwrap()], Some(at));
+        let closed = SyncWindows::new(
+            vec!["allow 0 22 * * * 4h Europe/Berlin".parse().unwrap()],
+            Some(at),
+        );
         let status = WindowStatus::of(&closed).unwrap();
         assert_eq!(status.next_open.as_deref(), Some("2030-03-10T21:00:00Z"));
         assert_eq!(

@@ -33,7 +33,10 @@ fn an_allow_window_opens_at_its_start_in_its_zone_and_closes_after_its_duration(
     // In summer the same window is 20:00-24:00 UTC.
     assert!(w.is_open_at(at("2030-07-10T20:30:00Z")));
     assert!(!w.is_open_at(at("2030-07-10T19:59:00Z")));
-    assert_eq!(w.next_open(at("2030-07-10T12:00:00Z")), Some(at("2030-07-10T20:00:00Z")));
+    assert_eq!(
+        w.next_open(at("2030-07-10T12:00:00Z")),
+        Some(at("2030-07-10T20:00:00Z"))
+    );
 }
 
 #[test]
@@ -68,25 +71,30 @@ fn a_deny_window_wins_over_every_allow_window() {
 fn overlapping_windows_chain() {
     // Two allow windows overlapping, a deny window overlapping the end of the second: the next opening after
     // the deny window is the next day's first allow window.
-    let w = windows(&[
-        "allow 0 1 * * * 2h",
-        "allow 0 2 * * * 2h",
-        "deny 30 3 * * * 2h",
-    ]);
+    let w = windows(&["allow 0 1 * * * 2h", "allow 0 2 * * * 2h", "deny 30 3 * * * 2h"]);
     assert!(w.is_open_at(at("2030-03-10T02:30:00Z")));
     assert!(w.is_open_at(at("2030-03-10T03:29:00Z")));
     assert!(!w.is_open_at(at("2030-03-10T03:30:00Z")));
-    assert_eq!(w.next_open(at("2030-03-10T03:30:00Z")), Some(at("2030-03-11T01:00:00Z")));
+    assert_eq!(
+        w.next_open(at("2030-03-10T03:30:00Z")),
+        Some(at("2030-03-11T01:00:00Z"))
+    );
     // Overlapping deny windows: closed until the last one ends.
     let denies = windows(&["deny 0 10 * * * 2h", "deny 0 11 * * * 3h"]);
-    assert_eq!(denies.next_open(at("2030-03-10T10:30:00Z")), Some(at("2030-03-10T14:00:00Z")));
+    assert_eq!(
+        denies.next_open(at("2030-03-10T10:30:00Z")),
+        Some(at("2030-03-10T14:00:00Z"))
+    );
 }
 
 #[test]
 fn a_deny_window_that_never_ends_leaves_no_opening() {
     // A 24 h deny window starting every minute: always closed, and found so quickly.
     let w = windows(&["deny * * * * * 24h", "allow @daily 1h"]);
-    assert_eq!(w.state_at(at("2030-03-10T12:00:00Z")), State::Closed { next: None });
+    assert_eq!(
+        w.state_at(at("2030-03-10T12:00:00Z")),
+        State::Closed { next: None }
+    );
 }
 
 #[test]
