@@ -248,6 +248,10 @@ pub struct Args {
     #[command(flatten)]
     pub sops: crate::manifest::sops::SopsArgs,
 
+    /// When new commits may be applied (`--sync-window`).
+    #[command(flatten)]
+    pub windows: crate::control::windows::WindowArgs,
+
     /// Directory for the Git cache (an emptyDir in the pod).
     #[arg(long, env = "OUTPOST_CACHE_DIR", default_value = "/var/cache/outpost")]
     pub cache_dir: PathBuf,

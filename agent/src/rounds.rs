@@ -241,6 +241,11 @@ impl Rounds {
                 timer.finish(ReconcileResult::Unchanged);
                 polled(false)
             }
+            // Holding a new commit back outside the sync windows is the job done: ready.
+            Outcome::Held { .. } => {
+                timer.finish(ReconcileResult::Unchanged);
+                polled(true)
+            }
             // Waiting for content (Empty) is a healthy state: ready, polled at the normal pace.
             Outcome::Synced { .. } | Outcome::Empty { .. } => {
                 timer.finish(ReconcileResult::Success);

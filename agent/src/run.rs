@@ -60,6 +60,9 @@ pub enum Error {
     /// `--sops-age-keys-dir`/`--sops-age-key-file` hold no usable identity.
     #[error(transparent)]
     SopsKeys(#[from] crate::manifest::sops::KeyError),
+    /// `--sync-window-now` is unusable (each `--sync-window` is checked as clap parses it).
+    #[error(transparent)]
+    Windows(#[from] crate::control::windows::Error),
     /// Another replica holds the Lease now; exit so Kubernetes restarts us as a standby.
     #[error("leadership lost: another replica acts now")]
     LeadershipLost,
@@ -79,6 +82,7 @@ impl Error {
             Error::Verify(_) => "verify_flags",
             Error::LeadershipLost => "leadership_lost",
             Error::SopsKeys(_) => "sops_keys",
+            Error::Windows(_) => "sync_windows",
         }
     }
 }
@@ -142,7 +146,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         drift: args.drift_mode,
         prune: args.prune_policy,
     };
-    let controls = crate::control::Controls::new(defaults);
+    let controls = crate::control::Controls::new(defaults).with_windows(args.windows.windows()?);
     let mut reconciler = Reconciler::new(source, client.clone(), settings, scrubber.clone())
         .with_controls(controls.clone())
         .with_history_rewrite(args.history.policy(), args.history.max_history_depth)

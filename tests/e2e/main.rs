@@ -40,6 +40,7 @@ mod status_carry;
 mod status_secrets;
 mod status_yaml11;
 mod sync;
+mod sync_windows;
 mod uninstall;
 mod upgrade;
 mod vanished;

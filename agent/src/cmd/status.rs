@@ -43,6 +43,9 @@ pub struct Report {
     /// Control annotations the agent cannot read (and ignores), naming them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_controls: Vec<String>,
+    /// Set when sync windows are: open or closed now, and when they next open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_windows: Option<crate::control::windows::report::WindowStatus>,
     /// Set while the agent waits for its cluster path to hold something to apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
@@ -208,6 +211,7 @@ pub async fn collect(
     Ok(Report {
         suspended: controls.agent_suspended().map(|by| by.describe().to_owned()),
         ignored_controls: controls.invalid(),
+        sync_windows: crate::control::windows::report::WindowStatus::of(controls.windows()),
         waiting,
         bundles,
     })
@@ -220,6 +224,9 @@ fn write_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     }
     for ignored in &report.ignored_controls {
         writeln!(out, "Ignored control: {ignored}")?;
+    }
+    if let Some(windows) = &report.sync_windows {
+        writeln!(out, "{}", windows.line())?;
     }
     if let Some(w) = &report.waiting {
         writeln!(out, "Waiting: {} (since {})", w.message, w.since)?;
@@ -345,6 +352,7 @@ mod tests {
         Report {
             suspended: None,
             ignored_controls: Vec::new(),
+            sync_windows: None,
             waiting: None,
             bundles: vec![
                 BundleStatus {

@@ -1,5 +1,5 @@
 //! Metrics of the controls: what is suspended, drift detected (beside `outpost_drift_reverted_total`),
-//! members orphaned instead of deleted, and sync requests handled.
+//! members orphaned instead of deleted, sync requests handled, and whether the sync windows are open.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,6 +23,11 @@ pub struct ControlMetrics {
     orphaned: Family<BundleLabels, Counter>,
     /// `outpost_sync_requests_total`: `outpost.dev/requested-at` values handled.
     sync_requests: Counter,
+    /// `outpost_sync_window_open`: 1 while new commits may be applied (inside the sync windows, or none set).
+    window_open: Gauge,
+    /// `outpost_sync_window_next_open_timestamp_seconds`: when a closed window next opens (0 while open or
+    /// never within five years).
+    window_next_open: Gauge,
 }
 
 impl ControlMetrics {
@@ -49,7 +54,24 @@ impl ControlMetrics {
             "Sync requests (outpost.dev/requested-at) handled",
             m.sync_requests.clone(),
         );
+        registry.register(
+            "sync_window_open",
+            "1 while new commits are applied and members pruned (inside the sync windows, or none set)",
+            m.window_open.clone(),
+        );
+        registry.register(
+            "sync_window_next_open_timestamp_seconds",
+            "When the sync windows next allow syncing (Unix time; 0 while open, or when none opens within five years)",
+            m.window_next_open.clone(),
+        );
         m
+    }
+
+    /// Whether the sync windows are open now, and when they next open if closed.
+    pub fn set_window(&self, open: bool, next_open: Option<jiff::Timestamp>) {
+        self.window_open.set(i64::from(open));
+        self.window_next_open
+            .set(next_open.map_or(0, jiff::Timestamp::as_second));
     }
 
     /// `bundle` (or [`AGENT`]) is suspended (1) or not (0).

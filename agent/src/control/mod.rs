@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod resolve;
 pub mod rounds;
 pub mod watch;
+pub mod windows;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -78,6 +79,8 @@ pub struct Controls {
     defaults: Defaults,
     /// `outpost_suspended`, drift detected, orphaned, requests (the daemon only).
     metrics: Option<metrics::ControlMetrics>,
+    /// `--sync-window`: when new commits may be applied and members pruned.
+    windows: Arc<windows::SyncWindows>,
 }
 
 impl Controls {
@@ -93,6 +96,17 @@ impl Controls {
     pub fn with_metrics(mut self, metrics: metrics::ControlMetrics) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Hold new commits back outside these sync windows.
+    pub fn with_windows(mut self, windows: windows::SyncWindows) -> Self {
+        self.windows = Arc::new(windows);
+        self
+    }
+
+    /// The sync windows (empty: always open).
+    pub fn windows(&self) -> &windows::SyncWindows {
+        &self.windows
     }
 
     /// The metrics, when served.

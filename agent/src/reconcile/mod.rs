@@ -26,10 +26,12 @@ use crate::{metrics::Metrics, resolve::Resolver, secret::Scrubber};
 mod acting;
 mod consent;
 mod controlled;
+mod empty;
 mod error;
 mod fetch;
 mod finish;
 pub mod freshness;
+mod held;
 mod history;
 mod outcome;
 mod owners;
@@ -41,6 +43,7 @@ mod unverified;
 mod view;
 mod warn;
 mod waves;
+mod window;
 
 pub use error::{Error, Result};
 pub use history::MAX_HISTORY;
@@ -79,6 +82,8 @@ pub struct Reconciler {
     full_sync: bool,
     /// The last applied commit and the policy for new commits that do not descend from it.
     freshness: freshness::Guard,
+    /// The sync windows' last state and the commit they hold back.
+    window: held::Gate,
 }
 
 impl Reconciler {
@@ -117,6 +122,7 @@ impl Reconciler {
             watched: false,
             full_sync: true,
             freshness: freshness::Guard::default(),
+            window: held::Gate::default(),
         }
     }
 
@@ -197,13 +203,17 @@ impl Reconciler {
         self.interrupt = Some(interrupt.clone());
         let started = std::time::Instant::now();
         let commit = fetch::update(&self.source, self.parts.metrics.as_ref(), interrupt.clone()).await?;
+        // Outside the sync windows a pass syncs the last applied commit instead; a preview shows the tip.
+        let commit = self.windowed(commit, force, interrupt.clone()).await?;
         if !force && self.last_synced == Some(commit) {
             return Ok(Err(commit));
         }
         self.check_fresh(commit, interrupt).await?;
         let path = self.cluster_path();
         let t_update = started.elapsed();
-        let (files, content) = fetch::read(&self.source, commit, &path).await?;
+        let Some((files, content)) = self.read_target(commit, &path).await? else {
+            return Ok(Err(commit));
+        };
         // A missing path is judged with the inventories (in `sync`): waiting when nothing is managed, refused
         // when objects are and no commit announced their deletion.
         self.pending_missing = files.is_none();
@@ -279,7 +289,7 @@ impl Reconciler {
     async fn pass(&mut self, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
         let (commit, bundles) = match self.fetch_commit(interrupt, false).await? {
             Ok(parsed) => parsed,
-            Err(commit) => return Ok(Outcome::Unchanged { commit }),
+            Err(commit) => return Ok(self.window.outcome().unwrap_or(Outcome::Unchanged { commit })),
         };
         let bundle_count = bundles.len();
         let revision = commit.to_string();
@@ -330,7 +340,7 @@ impl Reconciler {
             pruned: report.pruned,
         };
         self.finish_commit(commit, report);
-        Ok(outcome)
+        Ok(self.window.outcome().unwrap_or(outcome))
     }
 
     /// Remember `commit` as synced completely, with what its sync left.
@@ -385,6 +395,7 @@ impl Reconciler {
             }
         };
         unrendered::hold(&mut plan, &held);
+        self.window.leave_prunes_out(&mut plan);
         let obeyed = controlled::obey(&mut plan, &self.parts.controls, &loaded, &in_git);
         let mut progress = Progress::new(&loaded, &bundles, &self.parts.settings.cluster);
         unrendered::block(&mut progress, held);
@@ -442,38 +453,5 @@ impl Reconciler {
         // Trust this result next time only if nothing went wrong.
         self.full_sync = !report.errors.is_empty();
         Ok(report)
-    }
-
-    /// When Git holds no bundle at all while objects are managed: the bundles whose deletion a skipped commit
-    /// announced ([`history`]). Empty otherwise (nothing to decide, or `--allow-empty` decides).
-    async fn announced_if_empty(
-        &self,
-        revision: &str,
-        bundles: &[Bundle],
-        loaded: &Loaded,
-    ) -> std::collections::BTreeSet<String> {
-        let managed = loaded.inventories.values().any(|i| !i.members.is_empty());
-        if !bundles.is_empty() || !managed || self.parts.settings.safety.allow_empty {
-            return Default::default();
-        }
-        let Some(tip) = Revision::parse(revision) else {
-            return Default::default();
-        };
-        let path = self.cluster_path();
-        history::announced_deletions(self.source.clone(), &path, self.interrupt.clone(), tip, loaded).await
-    }
-
-    /// The error for a refused plan: a missing path says so.
-    fn refusal(&self, revision: &str, source: Refusal) -> Error {
-        match source {
-            Refusal::EmptySource { .. } if self.pending_missing => Error::MissingClusterPath {
-                path: self.cluster_path(),
-                commit: revision.to_owned(),
-            },
-            source => Error::Refused {
-                commit: revision.to_owned(),
-                source,
-            },
-        }
     }
 }

@@ -36,6 +36,16 @@ pub enum Outcome {
         /// The path does not exist at all (rather than existing without manifests).
         missing: bool,
     },
+    /// A closed sync window holds a new commit back: the cluster stays at the last applied commit (synced
+    /// again when a full resync is due, without prunes). Not an error.
+    Held {
+        /// The new commit.
+        commit: Revision,
+        /// The last applied commit, kept.
+        kept: Revision,
+        /// When a sync window next opens (`None`: not within five years).
+        opens: Option<jiff::Timestamp>,
+    },
     /// Some bundles wait for dependencies to become healthy; reconcile again soon.
     Waiting {
         /// The commit.

@@ -11,6 +11,16 @@ use crate::reconcile::error::Result;
 use crate::source::{Revision, deadline};
 
 impl Reconciler {
+    /// The last applied commit (`None`: nothing applied yet), read from the inventories the first time.
+    pub(in crate::reconcile) async fn applied_base(&mut self) -> Result<Option<Revision>> {
+        if self.freshness.base.is_none() && !self.freshness.loaded {
+            let loaded = self.parts.store.load().await?;
+            self.freshness.base = base_of(&loaded);
+            self.freshness.loaded = true;
+        }
+        Ok(self.freshness.base.map(|b| b.revision))
+    }
+
     /// Refuse `tip` when the freshness policy does not accept it as the successor of the last applied commit.
     pub(in crate::reconcile) async fn check_fresh(
         &mut self,
@@ -21,11 +31,7 @@ impl Reconciler {
         if guard.policy == HistoryRewrite::Allow {
             return Ok(());
         }
-        if guard.base.is_none() && !guard.loaded {
-            let loaded = self.parts.store.load().await?;
-            self.freshness.base = base_of(&loaded);
-            self.freshness.loaded = true;
-        }
+        self.applied_base().await?;
         let guard = &self.freshness;
         let Some(base) = guard.base else {
             return Ok(()); // nothing applied yet
