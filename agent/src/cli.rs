@@ -232,6 +232,16 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_INTERVAL", default_value = "30s", value_parser = parse_interval)]
     pub interval: Duration,
 
+    /// Where the first poll after a start falls: `cluster` waits a share of --interval fixed by a hash of
+    /// --cluster (a fleet restarted together spreads out; a new install, with no inventory, polls at once),
+    /// `none` polls at once.
+    #[arg(long, env = "OUTPOST_POLL_PHASE", value_enum, default_value_t = crate::poll_phase::PollPhase::Cluster)]
+    pub poll_phase: crate::poll_phase::PollPhase,
+
+    /// Politeness towards the Git server: request cap, longest Retry-After honoured.
+    #[command(flatten)]
+    pub throttle: source::throttle::ThrottleArgs,
+
     /// Reconcile once and exit; non-zero exit status on any error.
     #[arg(long, env = "OUTPOST_ONCE")]
     pub once: bool,
@@ -332,6 +342,7 @@ impl Args {
             auth: self.git.auth(),
             cache_dir: self.cache_dir.clone(),
             limits: self.limits.limits(),
+            throttle: self.throttle.throttle(),
         })
     }
 

@@ -115,6 +115,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let verify =
         source::verify::Policy::from_args(&args.verify, &source_config.reference).map_err(Error::Verify)?;
     let mut registry = metrics::new_registry();
+    let throttle = source_config.throttle.clone();
+    throttle.register(&mut registry);
     let source = source::verify::Verifying::new(
         Source::new(source_config, scrubber.clone()),
         verify,
@@ -191,6 +193,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         "changes to these objects are not reverted until the next full resync",
     );
     watch_health.register(registry.sub_registry_with_prefix("drift"));
+    let phase_gauge = crate::poll_phase::register(&mut registry);
     let mut process = Process::start(&args.admin, registry)
         .await
         .map_err(Error::Admin)?;
@@ -204,6 +207,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
     let _controls_watch =
         crate::control::watch::start(client.clone(), &args.namespace, &args.cluster, controls.clone());
+    let store = crate::inventory::store::Store::new(client.clone(), &args.namespace, &args.cluster);
+    let phase = crate::poll_phase::first_wait(args.poll_phase, &store, args.interval, &phase_gauge).await;
     let mut rounds = Rounds::start(
         &args,
         client,
@@ -212,7 +217,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
         scrubber,
         watch_health.clone(),
         controls.clone(),
-    );
+    )
+    .with_throttle(throttle);
     let changed = Arc::new(Notify::new());
     let _watcher = match &local_path {
         Some(path) => source::local::watch(path, changed.clone()),
@@ -223,6 +229,18 @@ pub async fn run(args: Args) -> Result<(), Error> {
     // Git operation is bounded by --git-timeout, every API request by the client's timeouts).
     let allowance = ROUND_ALLOWANCE + 2 * args.git.timeout;
     process.beat(allowance);
+    if !phase.is_zero() {
+        process.beat(phase + allowance);
+        tokio::select! {
+            biased;
+            stop = process.stopped() => {
+                rounds.stop();
+                return process.stop(stop).map_err(|_| Error::LeadershipLost);
+            }
+            () = tokio::time::sleep(phase) => {}
+            () = controls.changed() => info!("Controls changed"),
+        }
+    }
     // The rounds made the agent ready (a sync got through), whatever the watches say.
     let mut synced = false;
     loop {
