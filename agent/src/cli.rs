@@ -413,6 +413,9 @@ mod tests {
         assert_eq!(args.resync_interval, Duration::from_secs(3600));
         assert_eq!(args.output, StatusFormat::Table);
         assert_eq!(args.watch.scope(), crate::watch_scope::WatchScope::Cluster);
+        assert_eq!(args.poll_phase, crate::poll_phase::PollPhase::Cluster);
+        assert_eq!(args.throttle.git_max_requests_per_minute, 60);
+        assert_eq!(args.throttle.git_max_retry_after, Duration::from_secs(3600));
     }
 
     #[test]
