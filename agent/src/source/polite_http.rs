@@ -164,7 +164,7 @@ impl<H: Http> Http for Polite<H> {
         Ok(match sent {
             Ok(response) => GetResponse {
                 headers: Headers::Own(Cursor::new(response.headers)),
-                body: Body::Own(response.body),
+                body: Body::Own(Box::new(response.body)),
             },
             Err(e) => GetResponse {
                 headers: Headers::Failed(Some(e)),
@@ -284,8 +284,8 @@ impl<H: BufRead> BufRead for Headers<H> {
 
 /// A response body: ours, gix's, or none.
 pub enum Body<B> {
-    /// From our own request.
-    Own(io::BufReader<reqwest::blocking::Response>),
+    /// From our own request (boxed: a response is large beside gix's pipe).
+    Own(Box<io::BufReader<reqwest::blocking::Response>>),
     /// From gix's backend.
     Inner(B),
     /// The request failed.
