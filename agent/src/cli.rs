@@ -232,6 +232,16 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_INTERVAL", default_value = "30s", value_parser = parse_interval)]
     pub interval: Duration,
 
+    /// Where the first poll after a start falls: `cluster` waits a share of --interval fixed by a hash of
+    /// --cluster (a fleet restarted together spreads out; a new install, with no inventory, polls at once),
+    /// `none` polls at once.
+    #[arg(long, env = "OUTPOST_POLL_PHASE", value_enum, default_value_t = crate::poll_phase::PollPhase::Cluster)]
+    pub poll_phase: crate::poll_phase::PollPhase,
+
+    /// Politeness towards the Git server: request cap, longest Retry-After honoured.
+    #[command(flatten)]
+    pub throttle: source::throttle::ThrottleArgs,
+
     /// Reconcile once and exit; non-zero exit status on any error.
     #[arg(long, env = "OUTPOST_ONCE")]
     pub once: bool,
@@ -336,6 +346,7 @@ impl Args {
             auth: self.git.auth(),
             cache_dir: self.cache_dir.clone(),
             limits: self.limits.limits(),
+            throttle: self.throttle.throttle(),
         })
     }
 
@@ -406,6 +417,9 @@ mod tests {
         assert_eq!(args.resync_interval, Duration::from_secs(3600));
         assert_eq!(args.output, StatusFormat::Table);
         assert_eq!(args.watch.scope(), crate::watch_scope::WatchScope::Cluster);
+        assert_eq!(args.poll_phase, crate::poll_phase::PollPhase::Cluster);
+        assert_eq!(args.throttle.git_max_requests_per_minute, 60);
+        assert_eq!(args.throttle.git_max_retry_after, Duration::from_secs(3600));
     }
 
     #[test]

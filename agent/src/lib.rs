@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod object;
 pub mod plan;
 pub mod policy;
+pub mod poll_phase;
 pub mod prune;
 pub mod reconcile;
 pub mod resolve;

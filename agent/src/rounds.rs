@@ -24,6 +24,7 @@ use crate::metrics::{Metrics, ReconcileResult};
 use crate::reconcile::{Outcome, Reconciler, SyncReport};
 use crate::runtime::{ErrorBackoff, jittered};
 use crate::secret::Scrubber;
+use crate::source::Throttle;
 use crate::watch_scope::WatchHealth;
 
 /// First wait after an error.
@@ -83,6 +84,9 @@ pub struct Rounds {
     obedience: Obedience,
     /// The local repository's path was absent at the last round (media unplugged): said once, not every round.
     unavailable: bool,
+    /// Holds Git requests back (the server's Retry-After, the request cap): no round starts while it does,
+    /// and no wait ends before it lets requests go.
+    throttle: Throttle,
 }
 
 impl Rounds {
@@ -143,7 +147,14 @@ impl Rounds {
             stalled: false,
             obedience,
             unavailable: false,
+            throttle: Throttle::default(),
         }
+    }
+
+    /// Rounds that respect `throttle` (the one the source asks before each Git request).
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     /// Stop drift correction for good: another replica acts now. (A round in flight is stopped by dropping
@@ -160,6 +171,28 @@ impl Rounds {
     /// Runs one round; `interrupt` stops its blocking Git work early. Cancel-safe in the sense that matters:
     /// dropped mid-apply, it leaves inventories as a crash would (grown before objects are applied).
     pub async fn next(&mut self, interrupt: Arc<AtomicBool>) -> Next {
+        let next = self.round(interrupt).await;
+        let throttled = self.throttle.remaining();
+        if throttled > next.wait {
+            info!(wait = ?throttled, "Git requests held back: next poll after the wait");
+        }
+        Next {
+            wait: next.wait.max(throttled),
+            ..next
+        }
+    }
+
+    /// [`Rounds::next`] before the throttle's say on the wait.
+    async fn round(&mut self, interrupt: Arc<AtomicBool>) -> Next {
+        // Woken early (an operator's request, a local change) while Git requests are held: no round yet.
+        let held = self.throttle.remaining();
+        if !held.is_zero() {
+            return Next {
+                wait: held,
+                ready: false,
+                stalled: None,
+            };
+        }
         let before = self.obedience.before().await;
         if before.skip {
             // The whole agent is suspended: no Git request, no API request; drift is left alone too.

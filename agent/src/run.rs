@@ -119,6 +119,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let verify =
         source::verify::Policy::from_args(&args.verify, &source_config.reference).map_err(Error::Verify)?;
     let mut registry = metrics::new_registry();
+    let throttle = source_config.throttle.clone();
+    throttle.register(&mut registry);
     let source = source::verify::Verifying::new(
         Source::new(source_config, scrubber.clone()),
         verify,
@@ -195,6 +197,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         "changes to these objects are not reverted until the next full resync",
     );
     watch_health.register(registry.sub_registry_with_prefix("drift"));
+    let phase_gauge = crate::poll_phase::register(&mut registry);
     let mut process = Process::start(&args.admin, registry)
         .await
         .map_err(Error::Admin)?;
@@ -208,6 +211,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
     let _controls_watch =
         crate::control::watch::start(client.clone(), &args.namespace, &args.cluster, controls.clone());
+    let store = crate::inventory::store::Store::new(client.clone(), &args.namespace, &args.cluster);
+    let phase = crate::poll_phase::first_wait(args.poll_phase, &store, args.interval, &phase_gauge).await;
     let mut rounds = Rounds::start(
         &args,
         client,
@@ -216,7 +221,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
         scrubber,
         watch_health.clone(),
         controls.clone(),
-    );
+    )
+    .with_throttle(throttle);
     let changed = Arc::new(Notify::new());
     let mut media = local_path.map(|path| source::media::MediaWatch::new(path, changed.clone()));
 
@@ -224,6 +230,18 @@ pub async fn run(args: Args) -> Result<(), Error> {
     // Git operation is bounded by --git-timeout, every API request by the client's timeouts).
     let allowance = ROUND_ALLOWANCE + 2 * args.git.timeout;
     process.beat(allowance);
+    if !phase.is_zero() {
+        process.beat(phase + allowance);
+        tokio::select! {
+            biased;
+            stop = process.stopped() => {
+                rounds.stop();
+                return process.stop(stop).map_err(|_| Error::LeadershipLost);
+            }
+            () = tokio::time::sleep(phase) => {}
+            () = controls.changed() => info!("Controls changed"),
+        }
+    }
     // The rounds made the agent ready (a sync got through), whatever the watches say.
     let mut synced = false;
     loop {

@@ -58,6 +58,7 @@ pub(crate) fn source_for(target: &Target, scrubber: &Scrubber, reference: GitRef
             auth: target.auth.clone(),
             cache_dir: target.cache_dir.clone(),
             limits: source::Limits::default(),
+            throttle: Default::default(),
         },
         scrubber.clone(),
     ))

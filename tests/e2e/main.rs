@@ -27,6 +27,7 @@ mod library;
 mod limits;
 mod owners;
 mod packaging;
+mod polite;
 mod private_ca;
 mod resilience;
 mod safety;

@@ -29,6 +29,8 @@ pub enum Transport {
     HttpsWithTokenVariable,
     /// Smart HTTP with the server's token, trusting this CA bundle (`--git-ca-file`) instead of the server's.
     HttpsWithCaFile(PathBuf),
+    /// This URL as it is, without credentials (e.g. a test proxy's plain `http://`).
+    Url(String),
 }
 
 /// A configured `outpost-agent` (or `outpost-status-writer`) command line.
@@ -87,6 +89,9 @@ impl AgentCommand {
             }
             Transport::HttpsWithTokenFile(file) => https(&mut cmd, &file, &servers.ca_file),
             Transport::HttpsWithCaFile(ca) => https(&mut cmd, &servers.token_file, &ca),
+            Transport::Url(url) => {
+                cmd.arg("--git-url").arg(url);
+            }
             Transport::File => {
                 cmd.arg("--git-url").arg(repo.file_url());
             }
@@ -263,11 +268,16 @@ impl AgentCommand {
         args.extend(extra.iter().map(|a| a.to_string()));
         args.extend(["--metrics-addr".into(), format!("127.0.0.1:{port}")]);
         args.extend(["--cache-dir".into(), self.cache_dir.display().to_string()]);
-        let envs: Vec<(&str, String)> = self
+        let mut envs: Vec<(&str, String)> = self
             .envs
             .iter()
             .map(|(k, v)| (k.as_str(), v.to_string_lossy().into_owned()))
             .collect();
+        // Tests expect the first poll at once: a restarted agent would otherwise wait its cluster's poll phase
+        // (up to a whole --interval). A test of the phase passes --poll-phase cluster, which wins over this.
+        if self.binary == "outpost-agent" && !envs.iter().any(|(k, _)| *k == "OUTPOST_POLL_PHASE") {
+            envs.push(("OUTPOST_POLL_PHASE", "none".into()));
+        }
         // The watchdog keeps the environment we pass and adds nothing of the test's own.
         let process =
             Guarded::spawn_clean(self.binary, &tools::outpost_bin(self.binary)?, &args, &log, &envs)?;

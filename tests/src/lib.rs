@@ -10,6 +10,7 @@ pub mod git;
 pub mod kube;
 pub mod oracle;
 pub mod process;
+pub mod throttling_proxy;
 pub mod tools;
 
 use std::path::{Path, PathBuf};

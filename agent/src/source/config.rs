@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::auth::Auth;
 use super::limits::Limits;
 use super::revision::Revision;
+use super::throttle::Throttle;
 use super::url::RepoUrl;
 
 /// Which commit to follow, as `--git-ref` says: a branch (default), a tag, or a fixed commit.
@@ -76,6 +77,8 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Caps on what one commit may make us download and read.
     pub limits: Limits,
+    /// Holds Git requests back when the server asks (429/503) or the agent's cap is reached; shared.
+    pub throttle: Throttle,
 }
 
 #[cfg(test)]

@@ -36,6 +36,14 @@ pub enum Error {
         /// The limit that passed.
         after: std::time::Duration,
     },
+    /// The server asked us to wait (429/503), or `--git-max-requests-per-minute` was reached: nothing was sent.
+    #[error("not contacting {url} yet: {reason}")]
+    Throttled {
+        /// The repository URL, without credentials.
+        url: String,
+        /// Why and for how long.
+        reason: String,
+    },
     /// The ref does not exist on the remote or in the local repository.
     #[error("{reference} not found in {url}: check --git-ref")]
     RefNotFound {
@@ -100,6 +108,7 @@ impl Error {
             Error::Unauthorized { .. } => "git_unauthorized",
             Error::Connect { .. } => "git_connect",
             Error::Stalled { .. } => "git_timeout",
+            Error::Throttled { .. } => "git_throttled",
             Error::RefNotFound { .. } => "git_ref_not_found",
             Error::Fetch { .. } => "git_fetch",
             Error::Open { .. } => "git_open",

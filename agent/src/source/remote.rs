@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+use gix::protocol::transport::client::blocking_io::{Transport, http};
 use gix::remote::Direction;
 use sha2::{Digest, Sha256};
 
@@ -17,7 +18,7 @@ use super::file::SourceFile;
 use super::revision::Revision;
 use super::upstream::{Update, Upstream};
 use super::url::RepoUrl;
-use super::{history, lineage, transport, tree};
+use super::{history, lineage, polite_http, transport, tree};
 use crate::secret::Scrubber;
 
 /// Local ref the fetched commit is stored under, so the objects stay reachable in the cache.
@@ -280,7 +281,28 @@ fn fetch_at_depth(
     // Read once before connecting so an unreadable token file fails here, as a credentials error; the callback
     // reads it again whenever the server asks.
     config.auth.http_credentials(embedded.as_ref(), scrubber)?;
-    let mut connection = remote.connect(Direction::Fetch).map_err(|e| connect_err(&e))?;
+    // Nothing goes out while the server asked us to wait or the request cap is reached.
+    if let Err(held) = config.throttle.check() {
+        return Err(Error::Throttled {
+            url: shown.clone(),
+            reason: held.to_string(),
+        });
+    }
+    let mut connection = if config.url.is_http() {
+        let (url, version) = remote
+            .sanitized_url_and_version(Direction::Fetch)
+            .map_err(|e| connect_err(&e))?;
+        let http = polite_http::Polite::new(polite_http::Reqwest::default(), config.throttle.clone());
+        let transport = http::Transport::new_http(http, url, version, false);
+        remote.to_connection_with_transport(Box::new(transport) as Box<dyn Transport + Send>)
+    } else {
+        // One SSH connection is one request.
+        config.throttle.admit().map_err(|held| Error::Throttled {
+            url: shown.clone(),
+            reason: held.to_string(),
+        })?;
+        remote.connect(Direction::Fetch).map_err(|e| connect_err(&e))?
+    };
     if config.url.is_http() {
         let options = transport::http_options(&repo, url, &config.auth, &shown)?;
         connection.set_transport_options(Box::new(options));

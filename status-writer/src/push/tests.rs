@@ -87,6 +87,7 @@ impl Fixture {
             auth: self.auth.clone(),
             cache_dir: self.cache.clone(),
             limits: source::Limits::default(),
+            throttle: Default::default(),
         };
         let source = Source::new(config, self.scrubber.clone());
         let update = source.update(&AtomicBool::new(false)).unwrap();
