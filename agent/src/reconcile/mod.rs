@@ -19,7 +19,7 @@ use crate::inventory::source_state::{Phase, SourceStateStore};
 use crate::inventory::store::{Loaded, Store};
 use crate::manifest::Bundle;
 use crate::manifest::render::{Identity, Render};
-use crate::plan::{self, Refusal};
+use crate::plan;
 use crate::source::{Revision, Upstream};
 use crate::{metrics::Metrics, resolve::Resolver, secret::Scrubber};
 
