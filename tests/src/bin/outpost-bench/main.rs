@@ -5,7 +5,7 @@
 //!
 //! Scenarios (issue 3): initial sync of 1,000 mixed objects and of 10,000 ConfigMaps; a poll with no new
 //! commit (with the agent's API request count); a commit changing 1%; drift revert latency; pruning 10%; the
-//! agent's peak RSS. Each side gets its own namespaces with identical content. Not a test: nothing here
+//! agent's peak RSS; status commits with no change in Git ([`churn`]). Each side gets its own namespaces with identical content. Not a test: nothing here
 //! asserts timings; it prints figures. [`trust`] adds what commit verification and SOPS decryption cost.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, output_text};
 use outpost_tests::{GitServers, KubeEnv, TestRepo, tools};
 
+mod churn;
 mod trust;
 
 /// Bundles (and namespaces) per scenario.
@@ -667,8 +668,8 @@ async fn main() -> Result<()> {
         work,
         rows: Vec::new(),
     };
-    // OUTPOST_BENCH_ONLY=mixed,many,status,trust runs a subset.
-    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status,trust".into());
+    // OUTPOST_BENCH_ONLY=mixed,many,status,churn,trust runs a subset.
+    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status,churn,trust".into());
     if only.contains("mixed") {
         bench.mixed().await.context("1,000-object scenarios")?;
     }
@@ -677,6 +678,9 @@ async fn main() -> Result<()> {
     }
     if only.contains("status") {
         bench.status_writers().await.context("status writer scenario")?;
+    }
+    if only.contains("churn") {
+        bench.churn().await.context("status churn scenario")?;
     }
     if only.contains("trust") {
         bench.trust().await.context("trusted-source scenarios")?;
