@@ -77,13 +77,7 @@ impl Bench {
             let out = Command::new("git")
                 .arg("-C")
                 .arg(&repo.bare)
-                .args([
-                    "rev-list",
-                    "--count",
-                    "refs/heads/main",
-                    "--",
-                    "clusters/*/status",
-                ])
+                .args(["rev-list", "--count", "refs/heads/main", "--", "clusters"])
                 .output()?;
             Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0))
         };
