@@ -46,6 +46,13 @@ pub struct Args {
     #[arg(long, env = "OUTPOST_DEBOUNCE", default_value = "5s", value_parser = parse_debounce)]
     pub debounce: Duration,
 
+    /// Write the newest sync time into status that has not otherwise changed once the one it holds is this much
+    /// older (0: never). Status changes only when something a reader acts on does (revision, state, errors,
+    /// health, objects), so resyncs make no commits; the newest sync time is in the inventory and in
+    /// outpost_last_successful_sync_timestamp_seconds.
+    #[arg(long, env = "OUTPOST_STATUS_HEARTBEAT", default_value = "24h", value_parser = parse_heartbeat)]
+    pub status_heartbeat: Duration,
+
     /// Commit author name.
     #[arg(long, env = "OUTPOST_AUTHOR_NAME", default_value = "Outpost status writer")]
     pub author_name: String,
@@ -89,6 +96,22 @@ pub struct Args {
     pub watch: WatchArgs,
 }
 
+/// `--status-heartbeat`: 0 (never) or 1 s to 30 days.
+fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    let value = outpost_agent::runtime::parse_duration(text.trim())?;
+    if !value.is_zero() && !(Duration::from_secs(1)..=Duration::from_secs(30 * 86_400)).contains(&value) {
+        return Err(format!("{value:?} is outside 1s..=30days: use 0 for never"));
+    }
+    Ok(value)
+}
+
+impl Args {
+    /// `--status-heartbeat`, `None` when 0.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        (!self.status_heartbeat.is_zero()).then_some(self.status_heartbeat)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +141,29 @@ mod tests {
         assert_eq!(args.debounce, Duration::from_secs(5));
         assert_eq!(args.admin.metrics_addr.to_string(), "0.0.0.0:9091");
         assert_eq!(args.namespace, "outpost-system");
+        assert_eq!(args.heartbeat(), Some(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn a_zero_heartbeat_is_never_and_a_sub_second_one_is_refused() {
+        let parse = |h: &str| {
+            Args::try_parse_from([
+                "w",
+                "--git-url",
+                "https://h/r.git",
+                "--cluster",
+                "c",
+                "--status-heartbeat",
+                h,
+            ])
+        };
+        assert_eq!(parse("0").unwrap().heartbeat(), None);
+        assert_eq!(parse("0s").unwrap().heartbeat(), None);
+        assert_eq!(parse("30m").unwrap().heartbeat(), Some(Duration::from_secs(1800)));
+        let err = parse("10ms").unwrap_err().to_string();
+        assert!(
+            err.contains("--status-heartbeat") && err.contains("0 for never"),
+            "{err}"
+        );
     }
 }

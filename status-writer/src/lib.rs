@@ -22,6 +22,7 @@ pub mod render;
 pub mod run;
 pub mod select;
 pub mod sign;
+pub mod stamp;
 pub mod target;
 pub mod verify;
 pub mod watch;

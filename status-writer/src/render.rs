@@ -75,8 +75,41 @@ pub fn selector(view: &BundleView<'_>) -> Value {
     json!({"matchLabels": {EMCO_DEPLOYMENT_ID: view.inventory.info.bundle}})
 }
 
-/// Render the document.
+/// Render the document with the inventory's sync time.
 pub fn render(view: &BundleView<'_>) -> Vec<u8> {
+    document(view).to_bytes(view.inventory.sync.time.as_deref())
+}
+
+/// A rendered document whose sync time ([`crate::stamp`]) is still to be chosen.
+pub struct Document {
+    /// The document without its `outpost.dev/sync` annotation.
+    doc: Value,
+    /// The sync result of that annotation, without `lastSync`.
+    sync: Value,
+}
+
+impl Document {
+    /// A digest of everything a reader acts on: the whole document but the sync time.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(serde_json::to_vec(&self.doc).unwrap_or_default());
+        hash.update([0]);
+        hash.update(serde_json::to_vec(&self.sync).unwrap_or_default());
+        hash.finalize().into()
+    }
+
+    /// The YAML bytes, the sync annotation saying `last_sync` (left out when `None`).
+    pub fn to_bytes(mut self, last_sync: Option<&str>) -> Vec<u8> {
+        self.sync["lastSync"] = json!(last_sync);
+        let annotation = serde_json::to_string(&self.sync).unwrap_or_default();
+        self.doc["metadata"]["annotations"] = json!({SYNC_ANNOTATION: annotation});
+        to_yaml(&self.doc)
+    }
+}
+
+/// Render the document, all but its sync time.
+pub fn document(view: &BundleView<'_>) -> Document {
     let info = &view.inventory.info;
     let tracker = info.trackers.first();
     let name = tracker
@@ -152,7 +185,6 @@ pub fn render(view: &BundleView<'_>) -> Vec<u8> {
     let mut sync = json!({
         "revision": view.inventory.sync.revision,
         "state": view.inventory.sync.state,
-        "lastSync": view.inventory.sync.time,
         "errors": view.inventory.sync.errors,
         "health": overall.status.to_string(),
         "message": overall.message,
@@ -168,12 +200,11 @@ pub fn render(view: &BundleView<'_>) -> Vec<u8> {
             "name": name,
             "namespace": namespace,
             "labels": labels,
-            "annotations": {SYNC_ANNOTATION: serde_json::to_string(&sync).unwrap_or_default()},
         },
         "spec": {"selector": selector(view)},
         "status": Value::Object(status),
     });
-    to_yaml(&doc)
+    Document { doc, sync }
 }
 
 /// `metadata.namespace/name` of a pod, for health messages.
@@ -265,7 +296,7 @@ fn to_yaml(doc: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outpost_agent::inventory::{BundleInfo, Member};
+    use outpost_agent::inventory::{BundleInfo, Member, SyncResult, SyncState};
 
     fn key(group: &str, kind: &str, name: &str) -> ObjectKey {
         ObjectKey {
@@ -424,6 +455,54 @@ mod tests {
             pods: &[],
         };
         assert_eq!(render(&view_a), render(&view_b));
+    }
+
+    #[test]
+    fn a_resync_moves_only_the_sync_time_and_the_digest_ignores_it() {
+        let keys = [key("apps", "Deployment", "web")];
+        let mut live = BTreeMap::new();
+        live.insert(keys[0].clone(), ready_deployment("5"));
+        let synced_at = |time: &str, state: SyncState| {
+            let mut inv = inventory(&keys, None);
+            inv.sync = SyncResult {
+                revision: Some("abc".into()),
+                time: Some(time.into()),
+                state,
+                applied: 1,
+                ..Default::default()
+            };
+            inv
+        };
+        let (first, resync) = (
+            synced_at("2026-01-01T00:00:00Z", SyncState::Synced),
+            synced_at("2026-01-01T01:00:00Z", SyncState::Synced),
+        );
+        let doc = |inv: &Inventory| {
+            document(&BundleView {
+                inventory: inv,
+                agent_namespace: "ns",
+                live: &live,
+                pods: &[],
+            })
+        };
+        let bytes = |inv: &Inventory| doc(inv).to_bytes(inv.sync.time.as_deref());
+        assert_ne!(bytes(&first), bytes(&resync), "the time is written");
+        assert_eq!(doc(&first).digest(), doc(&resync).digest());
+        assert_eq!(
+            doc(&resync).to_bytes(Some("2026-01-01T00:00:00Z")),
+            bytes(&first),
+            "an unchanged document with the kept time is byte for byte the one written"
+        );
+        let failed = synced_at("2026-01-01T01:00:00Z", SyncState::Failed);
+        assert_ne!(doc(&first).digest(), doc(&failed).digest());
+        let sync: Value = serde_json::from_str(
+            parse(&bytes(&first))["metadata"]["annotations"][SYNC_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(sync["lastSync"], "2026-01-01T00:00:00Z");
+        assert_eq!(sync["revision"], "abc");
     }
 
     #[test]

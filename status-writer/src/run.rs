@@ -133,7 +133,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     ));
 
     if args.once {
-        let writer = Writer::new(target, scrubber, None, Arc::new(AtomicBool::new(false)));
+        let writer = Writer::new(target, scrubber, None, Arc::new(AtomicBool::new(false)))
+            .with_heartbeat(args.heartbeat());
         let deadline = tokio::time::Instant::now() + INITIAL_LIST_TIMEOUT;
         let snapshot = loop {
             let snapshot = index.snapshot();
@@ -167,7 +168,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     {
         return process.stop(stop).map_err(|_| Error::LeadershipLost);
     }
-    let writer = Writer::new(target, scrubber.clone(), Some(metrics), process.interrupt());
+    let writer = Writer::new(target, scrubber.clone(), Some(metrics), process.interrupt())
+        .with_heartbeat(args.heartbeat());
     let mut backoff = ErrorBackoff::new(MIN_ERROR_BACKOFF, MAX_ERROR_BACKOFF);
     let mut retry_in: Option<Duration> = None;
     // The local status repository was absent at the last write (media unplugged).

@@ -22,6 +22,7 @@ use crate::metrics::StatusMetrics;
 use crate::paths;
 use crate::render::{self, Branches};
 use crate::select::bundle_pods;
+use crate::stamp::Stamps;
 use crate::watch::Snapshot;
 
 pub use crate::outcome::{Error, Report, Written};
@@ -36,6 +37,8 @@ pub struct Renderer {
     branch: BranchTemplate,
     /// `outpost_status_documents_rendered_total`; `None` for `--once`, which serves no metrics.
     metrics: Option<StatusMetrics>,
+    /// The sync time each document carries, kept while nothing else in it changes.
+    stamps: Arc<Stamps>,
 }
 
 impl Renderer {
@@ -65,12 +68,18 @@ impl Renderer {
                 live: &live,
                 pods: &pods,
             };
+            let document = render::document(&view);
+            let time = self
+                .stamps
+                .choose(bundle, document.digest(), inventory.sync.time.as_deref());
             branches.entry(branch).or_default().insert(
                 paths::relative_path(&inventory.info),
-                (bundle.clone(), render::render(&view)),
+                (bundle.clone(), document.to_bytes(time.as_deref())),
             );
             rendered += 1;
         }
+        self.stamps
+            .retain(|bundle| snapshot.inventories.contains_key(bundle));
         if let Some(m) = &self.metrics {
             m.rendered(rendered);
         }
@@ -90,6 +99,8 @@ pub struct Writer {
     interrupt: Arc<AtomicBool>,
     /// What the writer remembers between writes.
     memory: Arc<Memory>,
+    /// The sync time each document carries (`--status-heartbeat`).
+    stamps: Arc<Stamps>,
 }
 
 impl Writer {
@@ -106,7 +117,15 @@ impl Writer {
             metrics,
             interrupt,
             memory: Arc::default(),
+            stamps: Arc::default(),
         }
+    }
+
+    /// Refresh the sync time of unchanged documents every `heartbeat` (`None`, the default: only when a
+    /// document changes; see [`crate::stamp`]).
+    pub fn with_heartbeat(mut self, heartbeat: Option<std::time::Duration>) -> Self {
+        self.stamps = Arc::new(Stamps::new(heartbeat));
+        self
     }
 
     /// Render every bundle of `snapshot` into status files, grouped by branch (see [`Renderer::render_all`]).
@@ -120,6 +139,7 @@ impl Writer {
             namespace: self.target.namespace.clone(),
             branch: self.target.branch.clone(),
             metrics: self.metrics.clone(),
+            stamps: self.stamps.clone(),
         }
     }
 

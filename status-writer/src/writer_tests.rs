@@ -303,12 +303,50 @@ const DB: (&str, Option<(&str, &str)>) = ("200-db", Some(("200", "db")));
 const WEB_PATH: &str = "clusters/p+c/status/100/app/web/100-web-status.yaml";
 const DB_PATH: &str = "clusters/p+c/status/200/app/db/200-db-status.yaml";
 
+/// `snapshot` of WEB, its inventory recording a sync of `revision` at `time`.
+fn synced(revision: &str, time: &str) -> Snapshot {
+    let mut snap = snapshot(&[WEB]);
+    for inv in snap.inventories.values_mut() {
+        inv.sync.revision = Some(revision.into());
+        inv.sync.time = Some(time.into());
+        inv.sync.state = outpost_agent::inventory::SyncState::Synced;
+    }
+    snap
+}
+
+#[test]
+fn resyncs_render_the_same_bytes_until_status_changes_or_the_heartbeat_is_due() {
+    let dir = outpost_tests::scratch_dir("stamps").unwrap();
+    let target = target_at(RepoUrl::Local(dir), "p+c", "main");
+    let hour = std::time::Duration::from_secs(3600);
+    let renderer = Writer::new(target, Scrubber::default(), None, Arc::default())
+        .with_heartbeat(Some(6 * hour))
+        .renderer();
+    let file = |snap: &Snapshot| {
+        renderer.render_all(snap)["main"][WEB_PATH.trim_start_matches("clusters/p+c/status/")]
+            .1
+            .clone()
+    };
+    let first = file(&synced("a", "2026-01-01T00:00:00Z"));
+    for h in 1..6 {
+        let resync = synced("a", &format!("2026-01-01T{h:02}:00:00Z"));
+        assert_eq!(file(&resync), first, "resync {h}");
+    }
+    let beat = file(&synced("a", "2026-01-01T06:00:00Z"));
+    assert_ne!(beat, first, "heartbeat");
+    assert!(String::from_utf8_lossy(&beat).contains("2026-01-01T06:00:00Z"));
+    assert_eq!(file(&synced("a", "2026-01-01T07:00:00Z")), beat);
+    let new_commit = file(&synced("b", "2026-01-01T07:30:00Z"));
+    assert!(String::from_utf8_lossy(&new_commit).contains("2026-01-01T07:30:00Z"));
+}
+
 #[test]
 fn rendered_status_is_grouped_by_the_branch_the_template_names() {
     let renderer = |template: &str| Renderer {
         namespace: "outpost".into(),
         branch: BranchTemplate::parse(template, "p+c").unwrap(),
         metrics: None,
+        stamps: Arc::default(),
     };
     let all = snapshot(&[WEB, DB, ("monitoring", None), ("x.lock", None)]);
     let layout = |branches: Branches| -> Vec<(String, Vec<String>)> {

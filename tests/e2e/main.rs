@@ -38,6 +38,7 @@ mod stalls;
 mod status;
 mod status_branches;
 mod status_carry;
+mod status_churn;
 mod status_secrets;
 mod status_yaml11;
 mod sync;

@@ -17,24 +17,33 @@ fn workspace() -> &'static Path {
 #[test]
 fn the_dockerfile_copies_paths_and_binaries_that_exist() -> Result<()> {
     let dockerfile = std::fs::read_to_string(workspace().join("Dockerfile"))?;
-    let bins: BTreeSet<String> = ["agent/Cargo.toml", "status-writer/Cargo.toml"]
-        .iter()
-        .flat_map(|m| {
-            let text = std::fs::read_to_string(workspace().join(m)).unwrap_or_default();
-            text.lines()
-                .filter_map(|l| {
-                    l.trim()
-                        .strip_prefix("name = \"")
-                        .and_then(|r| r.strip_suffix('"'))
-                        .map(str::to_owned)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let bins: BTreeSet<String> = [
+        "agent/Cargo.toml",
+        "status-writer/Cargo.toml",
+        "multicall/Cargo.toml",
+    ]
+    .iter()
+    .flat_map(|m| {
+        let text = std::fs::read_to_string(workspace().join(m)).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("name = \"")
+                    .and_then(|r| r.strip_suffix('"'))
+                    .map(str::to_owned)
+            })
+            .collect::<Vec<_>>()
+    })
+    .collect();
     let mut built = BTreeSet::new();
     for line in dockerfile.lines() {
         for word in line.split_whitespace() {
-            if let Some(bin) = word.strip_prefix("target/release/") {
+            // target/<profile>/<binary>
+            if let Some(bin) = word
+                .strip_prefix("target/")
+                .and_then(|w| w.split_once('/'))
+                .map(|(_, bin)| bin)
+            {
                 built.insert(bin.to_owned());
             }
             if let Some(pkg) = line.split("-p ").nth(1).and_then(|r| r.split_whitespace().next()) {
@@ -51,9 +60,17 @@ fn the_dockerfile_copies_paths_and_binaries_that_exist() -> Result<()> {
             );
         }
     }
+    // The image ships the multi-call binary, under both commands' names.
+    assert!(
+        bins.contains("outpost"),
+        "the multi-call binary is not in the workspace"
+    );
+    assert!(
+        built.contains("outpost"),
+        "the Dockerfile does not ship the multi-call binary"
+    );
     for bin in ["outpost-agent", "outpost-status-writer"] {
         assert!(bins.contains(bin), "{bin} is not a binary of the workspace");
-        assert!(built.contains(bin), "the Dockerfile does not ship {bin}");
         assert!(
             dockerfile.contains(&format!("/usr/local/bin/{bin}")),
             "{bin} not installed in the image"

@@ -77,7 +77,7 @@ fn status_file_has(repo: &TestRepo, path: &str, line: &str) -> Seen<()> {
 }
 
 /// Number of commits on a branch.
-fn commit_count(repo: &TestRepo, branch: &str) -> Result<usize> {
+pub(crate) fn commit_count(repo: &TestRepo, branch: &str) -> Result<usize> {
     let bare = repo.bare.to_str().context("path")?;
     Ok(run(
         "git",

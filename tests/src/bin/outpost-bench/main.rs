@@ -5,9 +5,10 @@
 //!
 //! Scenarios (issue 3): initial sync of 1,000 mixed objects and of 10,000 ConfigMaps; a poll with no new
 //! commit (with the agent's API request count); a commit changing 1%; drift revert latency; pruning 10%; the
-//! agent's peak RSS. Each side gets its own namespaces with identical content. Not a test: nothing here
-//! asserts timings; it prints figures. [`trust`] adds what commit verification and SOPS decryption cost;
-//! [`idle`] what an idle poll of a repository with 10,001 refs costs the Git server, beside `git ls-remote`.
+//! agent's peak RSS; status commits with no change in Git ([`churn`]). Each side gets its own namespaces with
+//! identical content. Not a test: nothing here asserts timings; it prints figures. [`trust`] adds what commit
+//! verification and SOPS decryption cost; [`idle`] what an idle poll of a repository with 10,001 refs costs the
+//! Git server, beside `git ls-remote`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +20,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, output_text};
 use outpost_tests::{GitServers, KubeEnv, TestRepo, tools};
 
+mod churn;
 mod idle;
 mod trust;
 
@@ -669,8 +671,9 @@ async fn main() -> Result<()> {
         work,
         rows: Vec::new(),
     };
-    // OUTPOST_BENCH_ONLY=mixed,many,status,trust,idle runs a subset.
-    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status,trust,idle".into());
+    // OUTPOST_BENCH_ONLY=mixed,many,status,churn,trust,idle runs a subset.
+    let only =
+        std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status,churn,trust,idle".into());
     if only.contains("mixed") {
         bench.mixed().await.context("1,000-object scenarios")?;
     }
@@ -679,6 +682,9 @@ async fn main() -> Result<()> {
     }
     if only.contains("status") {
         bench.status_writers().await.context("status writer scenario")?;
+    }
+    if only.contains("churn") {
+        bench.churn().await.context("status churn scenario")?;
     }
     if only.contains("trust") {
         bench.trust().await.context("trusted-source scenarios")?;
