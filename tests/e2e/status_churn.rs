@@ -74,9 +74,9 @@ async fn metric(writer: &RunningAgent, name: &str) -> Result<f64> {
         .sum())
 }
 
-/// A control repository of its own: the agent reads `resources`, the writer writes here. With one repository
-/// for both, every status commit moves the branch the agent follows and the next resync records the new tip as
-/// its revision, which changes the status again (a loop issue 15 leaves open; see the report in the branch).
+/// A control repository of its own: the agent reads `resources`, the writer writes here. (With one repository
+/// for both, EMCO's default, every status commit moves the branch the agent follows; a resync of the same content
+/// records the revision that brought it, so status does not loop: the `shared` variant of the test.)
 fn control_repo(servers: &outpost_tests::GitServers) -> Result<TestRepo> {
     let control = servers.create_repo(&outpost_tests::unique("status"))?;
     control.write("README.md", "control repository\n")?;
@@ -128,11 +128,28 @@ async fn first_status(repo: &TestRepo, path: &str, writer: &RunningAgent) -> Res
 
 #[tokio::test]
 async fn resyncs_that_change_nothing_commit_no_status_and_a_real_change_does() -> Result<()> {
+    no_churn(false).await
+}
+
+#[tokio::test]
+async fn with_status_in_the_resource_repository_resyncs_still_commit_nothing() -> Result<()> {
+    no_churn(true).await
+}
+
+/// Resyncs with nothing changed commit no status; a real change does. `shared`: the writer writes to the
+/// repository the agent follows (each status commit moves its branch), as with EMCO's default layout.
+async fn no_churn(shared: bool) -> Result<()> {
     let env = kube_env();
     let client = env.client().await?;
     let servers = git_servers();
     let (cluster, ns, agent_ns, resources) = synced_emco_app(&client, servers).await?;
-    let repo = control_repo(servers)?;
+    let own;
+    let repo: &TestRepo = if shared {
+        &resources
+    } else {
+        own = control_repo(servers)?;
+        &own
+    };
     let path = status_path(&cluster);
     let _agent = AgentCommand::with_servers(servers, env, &resources, &cluster, &agent_ns, Transport::Https)?
         .spawn_with(&["--interval", "2s", "--resync-interval", RESYNC])?;

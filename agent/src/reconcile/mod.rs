@@ -67,6 +67,9 @@ pub struct Reconciler {
     last_content: Option<String>,
     /// Digest of the content of the commit being synced.
     pending_content: Option<String>,
+    /// The revision the last complete sync recorded, and its content's digest: a resync of the same content (after
+    /// commits that changed only status or other clusters' files) records it again, so status does not churn.
+    applied: Option<(String, String)>,
     /// What the last sync left, for drift correction.
     last_report: Option<Arc<SyncReport>>,
     /// Whether the cluster path was missing in the commit being synced.
@@ -116,6 +119,7 @@ impl Reconciler {
             last_synced: None,
             last_content: None,
             pending_content: None,
+            applied: None,
             pending_missing: false,
             interrupt: None,
             last_report: None,
@@ -292,13 +296,16 @@ impl Reconciler {
             Err(commit) => return Ok(self.window.outcome().unwrap_or(Outcome::Unchanged { commit })),
         };
         let bundle_count = bundles.len();
-        let revision = commit.to_string();
+        let revision = match (&self.applied, &self.pending_content) {
+            (Some((applied, content)), Some(pending)) if content == pending => applied.clone(),
+            _ => commit.to_string(),
+        };
         let report = self.sync(&revision, bundles).await?;
         self.freshness.settle(commit);
         let scrubber = self.parts.scrubber.clone();
         if bundle_count == 0 && report.errors.is_empty() && report.inventories.is_empty() {
             let missing = self.pending_missing;
-            self.finish_commit(commit, report);
+            self.finish_commit(commit, &revision, report);
             let what = if missing {
                 "does not exist"
             } else {
@@ -339,14 +346,15 @@ impl Reconciler {
             applied: report.applied,
             pruned: report.pruned,
         };
-        self.finish_commit(commit, report);
+        self.finish_commit(commit, &revision, report);
         Ok(self.window.outcome().unwrap_or(outcome))
     }
 
-    /// Remember `commit` as synced completely, with what its sync left.
-    fn finish_commit(&mut self, commit: Revision, report: SyncReport) {
+    /// Remember `commit` as synced completely (recorded as `revision`), with what its sync left.
+    fn finish_commit(&mut self, commit: Revision, revision: &str, report: SyncReport) {
         self.last_synced = Some(commit);
         self.last_content = self.pending_content.take();
+        self.applied = self.last_content.clone().map(|c| (revision.to_owned(), c));
         self.last_report = Some(Arc::new(report));
     }
 
