@@ -62,6 +62,42 @@ async fn set_role(admin: &kube::Client, ns: &str, name: &str, verbs: &[&str]) ->
     Ok(())
 }
 
+/// Wait until the API server's authorizer grants `account` (in `agent_ns`) on ConfigMaps in `ns` exactly the
+/// verbs of [`APPLIER`] that `verbs` holds: a Role change reaches the authorizer through an informer, so an
+/// action taken right after `set_role` may still be judged by the old rules.
+async fn rights_settled(
+    admin: &kube::Client,
+    agent_ns: &str,
+    account: &str,
+    ns: &str,
+    verbs: &[&str],
+) -> Result<()> {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let reviews: Api<SubjectAccessReview> = Api::all(admin.clone());
+    let user = format!("system:serviceaccount:{agent_ns}:{account}");
+    eventually(SOON, "the authorizer to apply the new Role", || async {
+        let mut wrong = Vec::new();
+        for verb in APPLIER {
+            let review: SubjectAccessReview = serde_json::from_value(serde_json::json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": user,
+                    "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{agent_ns}")],
+                    "resourceAttributes": {"namespace": ns, "verb": verb, "resource": "configmaps"},
+                },
+            }))?;
+            let answer = reviews.create(&Default::default(), &review).await?;
+            let allowed = answer.status.is_some_and(|s| s.allowed);
+            if allowed != verbs.contains(verb) {
+                wrong.push(format!("{verb}: allowed={allowed}"));
+            }
+        }
+        Ok(Seen::done_if(wrong.is_empty(), wrong.join(", ")))
+    })
+    .await
+}
+
 /// What a ConfigMap Role for an applier needs (server-side apply creates with `create` and updates with `patch`;
 /// prune reads and deletes).
 const APPLIER: &[&str] = &["get", "list", "watch", "create", "patch", "update", "delete"];
@@ -261,6 +297,7 @@ async fn drift_reverts_and_prunes_act_as_the_service_account() -> Result<()> {
 
     // The account may no longer change ConfigMaps: a hand edit stays, and the log says whose rights lacked.
     set_role(&admin, &a, "deployer", &["get", "list", "watch"]).await?;
+    rights_settled(&admin, &agent_ns, "deployer", &a, &["get", "list", "watch"]).await?;
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &a);
     let edit = serde_json::json!({"data": {"key": "theirs"}});
     cms.patch("one", &PatchParams::default(), &Patch::Merge(&edit))
@@ -281,13 +318,9 @@ async fn drift_reverts_and_prunes_act_as_the_service_account() -> Result<()> {
     drop(daemon);
 
     // It may apply again but not delete: the member that leaves Git stays, and the sync says why.
-    set_role(
-        &admin,
-        &a,
-        "deployer",
-        &["get", "list", "watch", "create", "patch", "update"],
-    )
-    .await?;
+    let may_apply = ["get", "list", "watch", "create", "patch", "update"];
+    set_role(&admin, &a, "deployer", &may_apply).await?;
+    rights_settled(&admin, &agent_ns, "deployer", &a, &may_apply).await?;
     repo.remove(&format!("{base}/web/two.yaml"))?;
     repo.commit("two leaves")?;
     let (ok, text) = once(&agent)?;
@@ -310,6 +343,7 @@ async fn drift_reverts_and_prunes_act_as_the_service_account() -> Result<()> {
 
     // With delete granted, the prune goes through.
     set_role(&admin, &a, "deployer", APPLIER).await?;
+    rights_settled(&admin, &agent_ns, "deployer", &a, APPLIER).await?;
     let (ok, text) = once(&agent)?;
     ensure!(ok, "{text}");
     ensure!(

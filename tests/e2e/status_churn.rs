@@ -153,27 +153,27 @@ async fn no_churn(shared: bool) -> Result<()> {
     let path = status_path(&cluster);
     let _agent = AgentCommand::with_servers(servers, env, &resources, &cluster, &agent_ns, Transport::Https)?
         .spawn_with(&["--interval", "2s", "--resync-interval", RESYNC])?;
-    let writer = AgentCommand::status_writer(servers, env, &repo, &cluster, &agent_ns, Transport::Https)?
+    let writer = AgentCommand::status_writer(servers, env, repo, &cluster, &agent_ns, Transport::Https)?
         .spawn_with(&["--debounce", "200ms", "--status-heartbeat", "0"])?;
-    first_status(&repo, &path, &writer).await?;
+    first_status(repo, &path, &writer).await?;
 
     // Syncs the agent records with nothing changed in Git, each seen by the writer: up to the third, the
     // writer may still commit what the daemon's first sync changed; from there on the branch must not move.
     let mut times = vec![inventory_sync(&client, &agent_ns).await?["time"].clone()];
     recorded_syncs(&client, &agent_ns, &writer, &mut times, 3).await?;
-    let before = commit_count(&repo, "main")?;
-    let text = file_on_branch(&repo, "main", &path).context("status file")?;
+    let before = commit_count(repo, "main")?;
+    let text = file_on_branch(repo, "main", &path).context("status file")?;
     let (sync, doc) = split_status(&text)?;
     assert_eq!(sync["state"], "Synced", "{sync}");
     recorded_syncs(&client, &agent_ns, &writer, &mut times, 2).await?;
     assert_eq!(
-        commit_count(&repo, "main")?,
+        commit_count(repo, "main")?,
         before,
         "resyncs at {times:?} with nothing changed committed status; log:\n{}",
         writer.logs()
     );
     assert_eq!(
-        file_on_branch(&repo, "main", &path).as_deref(),
+        file_on_branch(repo, "main", &path).as_deref(),
         Some(text.as_str())
     );
 
@@ -184,14 +184,14 @@ async fn no_churn(shared: bool) -> Result<()> {
         .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     let changed = eventually(LANDS, "the changed status", || async {
-        Ok(match file_on_branch(&repo, "main", &path) {
+        Ok(match file_on_branch(repo, "main", &path) {
             Some(t) if t.contains("unavailableReplicas: 3") => Seen::Done(t),
-            _ => Seen::Not(format!("{} commits", commit_count(&repo, "main")?)),
+            _ => Seen::Not(format!("{} commits", commit_count(repo, "main")?)),
         })
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", writer.logs()))?;
-    assert!(commit_count(&repo, "main")? > before);
+    assert!(commit_count(repo, "main")? > before);
     let (new_sync, new_doc) = split_status(&changed)?;
     assert_ne!(new_doc, doc);
     let newest: jiff::Timestamp = times
