@@ -58,6 +58,7 @@ demo: setup
 # make bench for the old one, with Debian trixie's kubectl 1.32.
 bench: setup
 	$(CARGO) build --release --workspace --bins --locked
+	$(CARGO) build --profile dist -p outpost --locked
 	$(CARGO) run --release --quiet --locked -p outpost-tests --bin outpost-bench
 
 clean-cache:

@@ -428,7 +428,14 @@ async fn revert(state: &mut State, c: &mut Corrector, key: ObjectKey, live: Opti
     let report = c.applier.apply(&mut c.resolver, vec![obj.clone()]).await;
     let Some(applied) = report.applied.into_iter().next() else {
         for f in report.failed {
-            warn!(bundle = %obj.bundle, error = %c.scrubber.scrub(&f.to_string()), "Drift revert failed");
+            let error = c.scrubber.scrub(&f.to_string());
+            warn!(bundle = %obj.bundle, error = %error, "Drift revert failed");
+            if let Some(events) = &c.events {
+                let note = format!("{key} {what} in the cluster; reverting it failed: {error}");
+                events
+                    .warn(&obj.bundle, "DriftRevertFailed", "Revert", &note)
+                    .await;
+            }
         }
         return;
     };

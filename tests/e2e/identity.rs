@@ -315,6 +315,24 @@ async fn drift_reverts_and_prunes_act_as_the_service_account() -> Result<()> {
         config_value(&admin, &a, "one").await?.as_deref() == Some("theirs"),
         "reverted as the agent"
     );
+    // An operator sees it without the log: a Warning Event on the bundle's inventory names the object and the
+    // account.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &agent_ns);
+    let parent = outpost_agent::inventory::applyset::parent_name(&cluster, "web");
+    eventually(SOON, "a DriftRevertFailed event", || async {
+        let items = events.list(&Default::default()).await?.items;
+        let found = items.iter().any(|e| {
+            e.reason.as_deref() == Some("DriftRevertFailed")
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(parent.as_str())
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("one") && n.contains(&wanted))
+        });
+        let reasons: Vec<_> = items.iter().map(|e| (e.reason.clone(), e.note.clone())).collect();
+        Ok(Seen::done_if(found, format!("{reasons:?}")))
+    })
+    .await?;
     drop(daemon);
 
     // It may apply again but not delete: the member that leaves Git stays, and the sync says why.

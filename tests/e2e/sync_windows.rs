@@ -106,6 +106,21 @@ async fn outside_a_window_a_new_commit_waits_and_drift_is_still_reverted() -> Re
     })
     .await
     .map_err(logs)?;
+    // An operator sees it without the log: a Normal Event on the agent's control ConfigMap.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &agent_ns);
+    eventually(SOON, "a SyncHeld event", || async {
+        let items = events.list(&Default::default()).await?.items;
+        let found = items.iter().any(|e| {
+            e.reason.as_deref() == Some("SyncHeld")
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("held outside the sync windows"))
+        });
+        let reasons: Vec<_> = items.iter().map(|e| e.reason.clone()).collect();
+        Ok(Seen::done_if(found, format!("{reasons:?}")))
+    })
+    .await
+    .map_err(logs)?;
     // Drift is reverted to the last applied commit, not to the held one.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     hand_edit(&cms, "a", "by-hand").await?;

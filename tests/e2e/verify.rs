@@ -197,25 +197,45 @@ impl Signer<'_> {
 
     /// `git <args>` in `repo`'s work clone, signing this way.
     fn git(&self, repo: &TestRepo, args: &[&str]) -> Result<String> {
+        self.git_env(repo, args, &[])
+    }
+
+    /// `git <args>` in `repo`'s work clone, signing this way, with `more` in its environment.
+    fn git_env(&self, repo: &TestRepo, args: &[&str], more: &[(&str, &Path)]) -> Result<String> {
         let (options, envs) = self.git_options();
         let mut full: Vec<&str> = Vec::new();
         for o in &options {
             full.extend(["-c", o.as_str()]);
         }
         full.extend(args);
-        let envs: Vec<(&str, &Path)> = envs.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let mut envs: Vec<(&str, &Path)> = envs.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        envs.extend_from_slice(more);
         run_in("git", &full, Some(&repo.work), &envs)
     }
 
     /// Commit everything (signed unless `None`) and push it to `main`; the commit id.
     fn commit(&self, repo: &TestRepo, message: &str) -> Result<String> {
+        self.commit_dated(repo, message, None)
+    }
+
+    /// [`Signer::commit`] with the committer time set (`GIT_COMMITTER_DATE`, e.g. `@1704067200 +0000`): the
+    /// time keys are judged at.
+    fn commit_dated(&self, repo: &TestRepo, message: &str, date: Option<&str>) -> Result<String> {
         run_in("git", &["add", "-A"], Some(&repo.work), &[])?;
         let sign = if matches!(self, Signer::None) {
             "--no-gpg-sign"
         } else {
             "-S"
         };
-        self.git(repo, &["commit", "-q", "--allow-empty", sign, "-m", message])?;
+        let env: Vec<(&str, &Path)> = date
+            .map(|d| ("GIT_COMMITTER_DATE", Path::new(d)))
+            .into_iter()
+            .collect();
+        self.git_env(
+            repo,
+            &["commit", "-q", "--allow-empty", sign, "-m", message],
+            &env,
+        )?;
         run_in(
             "git",
             &["push", "-q", "-f", "origin", "HEAD:refs/heads/main"],
@@ -448,6 +468,47 @@ async fn commits_signed_by_expired_keys_are_refused() -> Result<()> {
         "{text}"
     );
     assert!(managed_config_maps(&t.client, &t.ns).await?.is_empty());
+    Ok(())
+}
+
+/// The agent and `git verify-commit` (ssh-keygen) read allowed-signers lines alike: `valid-before` holds up to
+/// and including its second, and namespaces are ssh pattern lists.
+#[tokio::test]
+async fn ssh_key_validity_bounds_and_namespace_patterns_agree_with_git() -> Result<()> {
+    let t = setup("vbound", Transport::File).await?;
+    let key = SshKey::generate(&t.dir, "bounded")?;
+    // 2024-01-01T00:00:00Z.
+    let keys = keys_dir(
+        &t.dir,
+        &[format!(
+            "ops@example.com namespaces=\"gi?,file\",valid-before=\"20240101000000Z\" {}",
+            key.public
+        )],
+        &[],
+    )?;
+    let agent = t.verifying("commit", &keys);
+    for (value, date, good) in [
+        ("1", "@1704067200 +0000", true),
+        ("2", "@1704067201 +0000", false),
+    ] {
+        t.write("a", value)?;
+        let commit = Signer::Ssh(&key).commit_dated(&t.repo, &format!("at {date}"), Some(date))?;
+        let oracle = git_verifies(&t.repo, "verify-commit", &commit, &keys, None);
+        assert_eq!(oracle.is_ok(), good, "git at {date}: {oracle:?}");
+        let out = agent.once()?;
+        let text = output_text(&out);
+        assert_eq!(out.status.success(), good, "agent at {date}: {text}");
+        assert_eq!(config_value(&t.client, &t.ns, "a").await?.as_deref(), Some("1"));
+        if !good {
+            assert!(
+                text.contains(&format!(
+                    "commit {commit} is signed by key {}, which was not valid",
+                    key.fingerprint
+                )),
+                "{text}"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -52,6 +52,16 @@ impl Reconciler {
             self.window.logged = Some(tip);
             let opens = next.map_or_else(|| "not within five years".to_owned(), |t| t.to_string());
             info!(commit = %tip, kept = %kept, next_open = %opens, "New commit held: outside the sync windows; the cluster stays at the last applied commit");
+            if let Some(events) = &self.parts.events {
+                let when = next.map_or_else(
+                    || "no window opens within five years".to_owned(),
+                    |t| format!("the next window opens at {t}"),
+                );
+                let note = format!(
+                    "commit {tip} held outside the sync windows; the cluster stays at {kept}; {when}"
+                );
+                events.agent("SyncHeld", "Hold", &note).await;
+            }
         }
         if self.last_synced != Some(kept) {
             // Judge the tip as ever (a rewrite is refused, held or not); the walk also deepens a shallow cache

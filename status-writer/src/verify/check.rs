@@ -3,10 +3,10 @@
 //! signature an sshsig in namespace `git`, the key's validity judged at the committer time.
 
 use gix::ObjectId;
-use ssh_key::{HashAlg, PublicKey, SshSig};
-
-use super::allowed::AllowedSigners;
-use crate::sign::NAMESPACE;
+use outpost_agent::source::verify::Error;
+use outpost_agent::source::verify::allowed_signers::Signer;
+use outpost_agent::source::verify::payload::{self, Format};
+use outpost_agent::source::verify::ssh;
 
 /// What the hub learns about the last commit that changed a cluster's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,68 +65,34 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-fn armored_raw(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).into_owned()
-}
-
-/// The lines of a folded header value, continuation spaces and carriage returns removed, empty lines dropped.
-fn armored_value(value: &str) -> Vec<String> {
-    value
-        .lines()
-        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end_matches('\r').to_owned())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
-/// Judge `commit` (its raw object bytes `data`) as the status of `cluster`.
-pub fn judge(commit: ObjectId, data: &[u8], cluster: &str, signers: &AllowedSigners) -> Verdict {
+/// Judge `commit` (its raw object bytes `data`) as the status of `cluster`: the agent's SSH verifier (the
+/// signature, the key listed for namespace `git` and valid at the committer time), then whether a line of that
+/// key lets it sign as `cluster`.
+pub fn judge(commit: ObjectId, data: &[u8], cluster: &str, signers: &[Signer]) -> Verdict {
     let bad = |reason: String| Verdict::BadSignature { commit, reason };
-    let (header, signed) = match gix::objs::CommitRefIter::signature(data, gix::hash::Kind::Sha1) {
-        Ok(Some(found)) => found,
-        Ok(None) => return Verdict::Unsigned { commit },
-        Err(e) => return bad(format!("the commit does not parse: {e}")),
+    let Some(signed) = payload::commit(data) else {
+        return Verdict::Unsigned { commit };
     };
-    // The header's value is the armored signature folded over continuation lines: unfold it the way git does
-    // (one line each, without the continuation space, each ending in a newline).
-    let mut armored: Vec<u8> = Vec::new();
-    for line in armored_value(&armored_raw(header.as_ref())) {
-        armored.extend_from_slice(line.as_bytes());
-        armored.push(b'\n');
-    }
-    if !armored.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
+    if signed.format != Format::Ssh {
         return bad("not an SSH signature (an OpenPGP or X.509 one?)".into());
     }
-    let sig = match SshSig::from_pem(&armored) {
-        Ok(sig) => sig,
-        Err(e) => return bad(format!("the SSH signature does not parse: {e}")),
-    };
-    if sig.namespace() != NAMESPACE {
-        return bad(format!(
-            "signed in namespace {:?}, not {NAMESPACE:?}",
-            sig.namespace()
-        ));
-    }
-    let key = PublicKey::from(sig.public_key().clone());
-    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-    if let Err(e) = key.verify(NAMESPACE, &signed.to_bstring(), &sig) {
-        return bad(format!(
-            "the signature by {fingerprint} does not match the commit: {e}"
-        ));
-    }
-    let time = gix::objs::CommitRef::from_bytes(data, gix::hash::Kind::Sha1)
-        .and_then(|c| c.time())
-        .map(|t| t.seconds)
-        .unwrap_or(0);
-    if signers.allows(cluster, key.key_data(), NAMESPACE, time) {
-        Verdict::Ok {
+    let at = payload::header_time(data, "committer");
+    let object = format!("commit {commit}");
+    match ssh::verify(signers, &signed.payload, &signed.signature, at, &object) {
+        Ok(found) if found.may_sign_as(cluster) => Verdict::Ok {
             commit,
-            key: fingerprint,
-        }
-    } else {
-        Verdict::WrongSigner {
+            key: found.key,
+        },
+        Ok(found) => Verdict::WrongSigner {
             commit,
-            key: fingerprint,
-            principals: signers.principals_for(key.key_data(), NAMESPACE, time),
-        }
+            principals: found.principals(),
+            key: found.key,
+        },
+        Err(Error::Untrusted { key, .. } | Error::Expired { key, .. }) => Verdict::WrongSigner {
+            commit,
+            key,
+            principals: Vec::new(),
+        },
+        Err(e) => bad(e.to_string()),
     }
 }

@@ -17,7 +17,6 @@ use std::sync::atomic::AtomicBool;
 use clap::Parser;
 use gix::ObjectId;
 
-use self::allowed::AllowedSigners;
 use self::check::Verdict;
 use crate::{commit, paths};
 
@@ -92,7 +91,7 @@ pub fn main(args: VerifyArgs) -> ExitCode {
 
 /// Cluster → verdict.
 pub fn verify(args: &VerifyArgs) -> Result<BTreeMap<String, Verdict>, Error> {
-    let signers = AllowedSigners::load(&args.allowed_signers)?;
+    let signers = allowed::load(&args.allowed_signers)?;
     let (repo, _clone) = open(&args.repo)?;
     let tip = resolve(&repo, &args.reference).map_err(|reason| Error::Ref {
         repo: args.repo.clone(),

@@ -1,18 +1,21 @@
 //! Git's allowed-signers file (`gpg.ssh.allowedSignersFile`, the format of `ssh-keygen -Y verify -f`): which
 //! SSH keys may sign, for whom, and when.
 //!
-//! One entry a line: `principals [options] keytype base64-key [comment]`; `#` starts a comment line. Options
-//! understood: `namespaces="git,..."` (the key signs commits only if `git` is listed), `valid-after` and
-//! `valid-before` (`YYYYMMDD[HHMM[SS]][Z]`, read as UTC — the agent runs in UTC), and `cert-authority`, whose
-//! lines are skipped: certificates are not accepted as signers.
+//! One entry a line: `principals [options] keytype base64-key [comment]`; `#` starts a comment line. Principals
+//! and namespaces are ssh pattern lists (`*`, `?`, `!negated`). Options understood: `namespaces="git,..."` (the
+//! key signs commits only if `git` matches), `valid-after` and `valid-before` (`YYYYMMDD[HHMM[SS]][Z]`, read as
+//! UTC — the agent runs in UTC; both ends inclusive, as `ssh-keygen -Y verify` judges them), and
+//! `cert-authority`, whose lines are skipped: certificates are not accepted as signers.
+//!
+//! The agent (commit verification) and the status writer's hub-side `verify` both read the file here.
 
 use ssh_key::PublicKey;
 
 /// One trusted key.
 #[derive(Clone, Debug)]
 pub struct Signer {
-    /// Who the key belongs to, as written (comma-separated patterns).
-    pub principals: String,
+    /// Who the key belongs to: patterns, as written between the commas.
+    pub principals: Vec<String>,
     /// The key.
     pub key: PublicKey,
     /// Namespaces it may sign in; empty means any.
@@ -26,14 +29,24 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// Whether the key may sign in `namespace` at Unix time `at`.
+    /// Whether the key may sign at Unix time `at` (`valid-after <= at <= valid-before`, as ssh-keygen).
     pub fn valid_at(&self, at: i64) -> bool {
-        self.valid_after.is_none_or(|t| at >= t) && self.valid_before.is_none_or(|t| at < t)
+        self.valid_after.is_none_or(|t| at >= t) && self.valid_before.is_none_or(|t| at <= t)
     }
 
     /// Whether the key may sign in `namespace`.
     pub fn allows(&self, namespace: &str) -> bool {
-        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
+        self.namespaces.is_empty() || matches_list(namespace, &self.namespaces)
+    }
+
+    /// Whether the line lets the key sign as `principal`.
+    pub fn may_sign_as(&self, principal: &str) -> bool {
+        matches_list(principal, &self.principals)
+    }
+
+    /// The principals as written (`a@x,b@x`), for messages.
+    pub fn principals_text(&self) -> String {
+        self.principals.join(",")
     }
 }
 
@@ -58,7 +71,15 @@ pub fn parse(text: &str) -> Result<Vec<Signer>, ParseError> {
         }
         let err = |reason: String| ParseError { line, reason };
         let (principals, rest) = token(trimmed);
-        let principals = principals.trim_matches('"').to_owned();
+        let principals: Vec<String> = principals
+            .trim_matches('"')
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if principals.is_empty() {
+            return Err(err("no principals".into()));
+        }
         let (second, after) = token(rest);
         let (options, key_text) = if is_key_type(second) {
             ("", rest)
@@ -91,11 +112,42 @@ pub fn parse(text: &str) -> Result<Vec<Signer>, ParseError> {
                 _ => return Err(err(format!("unknown option {option:?}"))),
             }
         }
+        if let (Some(after), Some(before)) = (signer.valid_after, signer.valid_before)
+            && before <= after
+        {
+            return Err(err("valid-before is not after valid-after".into()));
+        }
         if !authority {
             signers.push(signer);
         }
     }
     Ok(signers)
+}
+
+/// ssh's pattern lists (`match_pattern_list`): `name` matches when a pattern matches it and no `!pattern` does.
+fn matches_list(name: &str, patterns: &[String]) -> bool {
+    let mut matched = false;
+    for p in patterns {
+        if let Some(negated) = p.strip_prefix('!') {
+            if glob(negated.as_bytes(), name.as_bytes()) {
+                return false;
+            }
+        } else if glob(p.as_bytes(), name.as_bytes()) {
+            matched = true;
+        }
+    }
+    matched
+}
+
+/// `*` and `?` globbing.
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&pattern[1..], name) || (!name.is_empty() && glob(pattern, &name[1..])),
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p == n => glob(&pattern[1..], &name[1..]),
+        _ => false,
+    }
 }
 
 /// Key types OpenSSH writes (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `sk-ssh-ed25519@openssh.com`, ...).
@@ -177,17 +229,33 @@ ca@x cert-authority {KEY}\n"
         );
         let signers = parse(&text).unwrap();
         assert_eq!(signers.len(), 2, "cert-authority lines are skipped");
-        assert_eq!(signers[0].principals, "alice@example.com");
+        assert_eq!(signers[0].principals, ["alice@example.com"]);
         assert!(signers[0].namespaces.is_empty() && signers[0].valid_after.is_none());
         assert_eq!(signers[0].line, 3);
         let bob = &signers[1];
-        assert_eq!(bob.principals, "bob@x,carol@x");
+        assert_eq!(bob.principals, ["bob@x", "carol@x"]);
+        assert!(bob.may_sign_as("carol@x") && !bob.may_sign_as("mallory@x"));
         assert_eq!(bob.namespaces, ["git", "file"]);
         assert_eq!(bob.valid_after, Some(1_704_067_200));
         assert_eq!(bob.valid_before, Some(1_735_787_045));
         assert!(bob.allows("git") && !bob.allows("email"));
         assert!(!bob.valid_at(1_704_067_199) && bob.valid_at(1_704_067_200));
-        assert!(!bob.valid_at(bob.valid_before.unwrap()));
+        assert!(
+            bob.valid_at(bob.valid_before.unwrap()),
+            "valid-before is inclusive, as in ssh-keygen"
+        );
+        assert!(!bob.valid_at(bob.valid_before.unwrap() + 1));
+    }
+
+    #[test]
+    fn principals_and_namespaces_are_pattern_lists() {
+        let text = format!("\"edge-*,!edge-9\" namespaces=\"gi?,file\" {KEY}\n");
+        let signer = &parse(&text).unwrap()[0];
+        assert!(signer.may_sign_as("edge-1") && signer.may_sign_as("edge-"));
+        assert!(!signer.may_sign_as("edge-9"), "negated");
+        assert!(!signer.may_sign_as("hub"));
+        assert!(signer.allows("git") && signer.allows("file") && !signer.allows("gitx"));
+        assert!(glob(b"a*b?c", b"axxbyc") && !glob(b"a*b?c", b"axxbc"));
     }
 
     #[test]
@@ -200,5 +268,12 @@ ca@x cert-authority {KEY}\n"
         assert!(e.reason.contains("no-such-option"), "{e}");
         let e = parse("a@x ssh-ed25519 AAAAnotbase64!\n").unwrap_err();
         assert!(e.reason.contains("OpenSSH public key"), "{e}");
+        let e = parse(&format!(
+            "a@x valid-after=\"20250101\",valid-before=\"20240101\" {KEY}\n"
+        ))
+        .unwrap_err();
+        assert!(e.reason.contains("valid-before is not after valid-after"), "{e}");
+        let e = parse(&format!("\"\" {KEY}\n")).unwrap_err();
+        assert!(e.reason.contains("no principals"), "{e}");
     }
 }

@@ -12,15 +12,15 @@
 //! [`Verifying`] wraps a [`super::Source`] as an [`super::Upstream`]: reconcile never sees a commit that did
 //! not pass, so nothing of it is parsed, applied or pruned to, and the last good state stays.
 
-mod allowed_signers;
+pub mod allowed_signers;
 mod error;
 mod keys;
 mod metrics;
 mod object;
-mod payload;
+pub mod payload;
 mod pgp;
 mod policy;
-mod ssh;
+pub mod ssh;
 mod upstream;
 
 pub use error::{Error, Reason, Result};

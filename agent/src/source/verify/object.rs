@@ -94,8 +94,10 @@ fn read(repo: &gix::Repository, id: gix::ObjectId, object: &str, kind: gix::obje
 /// Check a split signature with the keys of its kind: (key id, signer).
 fn check(keys: &Keyring, signed: &Signed, at: Option<i64>, object: &str) -> Result<(String, Option<String>)> {
     match signed.format {
-        Format::Ssh => ssh::verify(&keys.ssh, &signed.payload, &signed.signature, at, object)
-            .map(|(key, principals)| (key, Some(principals))),
+        Format::Ssh => ssh::verify(&keys.ssh, &signed.payload, &signed.signature, at, object).map(|found| {
+            let principals = found.lines.first().map(|s| s.principals_text());
+            (found.key, principals)
+        }),
         Format::OpenPgp => {
             pgp::verify(&keys.pgp, &signed.payload, &signed.signature, object).map(|k| (k, None))
         }

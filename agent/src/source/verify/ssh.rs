@@ -1,6 +1,8 @@
 //! SSH signatures (`gpg.format=ssh`): an sshsig over the payload in the `git` namespace, by a key the
 //! allowed-signers file lists for `git` and holds valid at the committer's (tagger's) time — what
-//! `ssh-keygen -Y verify -n git -Overify-time=<time>` checks for `git verify-commit`.
+//! `ssh-keygen -Y verify -n git -Overify-time=<time>` checks for `git verify-commit`. The status writer's
+//! hub-side `verify` checks status commits with it too, then asks whether a line lets the key sign as the
+//! cluster.
 
 use ssh_key::{HashAlg, SshSig};
 
@@ -10,19 +12,40 @@ use super::error::{Error, Result};
 /// The namespace Git signs commits and tags in.
 const NAMESPACE: &str = "git";
 
-/// The key that made a good signature: (its `SHA256:` fingerprint, its principals).
-pub type Found = (String, String);
+/// The key that made a good signature.
+#[derive(Debug)]
+pub struct Found<'a> {
+    /// Its `SHA256:` fingerprint.
+    pub key: String,
+    /// The allowed-signers lines that list it for `git` and hold it valid at the signature's time.
+    pub lines: Vec<&'a Signer>,
+}
+
+impl Found<'_> {
+    /// Whether one of its lines lets it sign as `principal`.
+    pub fn may_sign_as(&self, principal: &str) -> bool {
+        self.lines.iter().any(|s| s.may_sign_as(principal))
+    }
+
+    /// The principals of its lines, as written.
+    pub fn principals(&self) -> Vec<String> {
+        self.lines
+            .iter()
+            .flat_map(|s| s.principals.iter().cloned())
+            .collect()
+    }
+}
 
 /// Check `signature` (armored sshsig) over `payload` against `signers`, judging validity at Unix time `at`
 /// (`None` when the object carries no time: then only a signer without time bounds passes). `object` names
 /// what is verified in errors.
-pub fn verify(
-    signers: &[Signer],
+pub fn verify<'a>(
+    signers: &'a [Signer],
     payload: &[u8],
     signature: &[u8],
     at: Option<i64>,
     object: &str,
-) -> Result<Found> {
+) -> Result<Found<'a>> {
     let sig = SshSig::from_pem(signature).map_err(|e| Error::BadSignature {
         object: object.to_owned(),
         key: "unknown".into(),
@@ -50,10 +73,12 @@ pub fn verify(
             key,
         });
     }
-    let Some(signer) = listed
+    let valid: Vec<&Signer> = listed
         .iter()
-        .find(|s| at.is_some_and(|t| s.valid_at(t)) || bounds(s).is_empty())
-    else {
+        .copied()
+        .filter(|s| at.is_some_and(|t| s.valid_at(t)) || bounds(s).is_empty())
+        .collect();
+    let Some(signer) = valid.first() else {
         let s = listed[0];
         return Err(Error::Expired {
             object: object.to_owned(),
@@ -61,7 +86,7 @@ pub fn verify(
             why: format!(
                 "allowed_signers line {} ({}) allows it {}, the signature's time is {}",
                 s.line,
-                s.principals,
+                s.principals_text(),
                 bounds(s),
                 at.map_or_else(|| "unknown".to_owned(), show)
             ),
@@ -71,7 +96,7 @@ pub fn verify(
         .key
         .verify(NAMESPACE, payload, &sig)
         .map_err(|e| bad(e.to_string()))?;
-    Ok((key, signer.principals.clone()))
+    Ok(Found { key, lines: valid })
 }
 
 /// A signer's time bounds as words (`from 2024-01-01T00:00:00Z until ...`), empty when it has none.

@@ -8,7 +8,7 @@
 //! agent's peak RSS; status commits with no change in Git ([`churn`]). Each side gets its own namespaces with
 //! identical content. Not a test: nothing here asserts timings; it prints figures. [`trust`] adds what commit
 //! verification and SOPS decryption cost; [`idle`] what an idle poll of a repository with 10,001 refs costs the
-//! Git server, beside `git ls-remote`.
+//! Git server, beside `git ls-remote`; [`footprint`] the size of the image's one binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +21,7 @@ use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, output_text};
 use outpost_tests::{GitServers, KubeEnv, TestRepo, tools};
 
 mod churn;
+mod footprint;
 mod idle;
 mod trust;
 
@@ -671,9 +672,9 @@ async fn main() -> Result<()> {
         work,
         rows: Vec::new(),
     };
-    // OUTPOST_BENCH_ONLY=mixed,many,status,churn,trust,idle runs a subset.
-    let only =
-        std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "mixed,many,status,churn,trust,idle".into());
+    // OUTPOST_BENCH_ONLY=mixed,many,status,churn,trust,idle,footprint runs a subset.
+    let only = std::env::var("OUTPOST_BENCH_ONLY")
+        .unwrap_or_else(|_| "mixed,many,status,churn,trust,idle,footprint".into());
     if only.contains("mixed") {
         bench.mixed().await.context("1,000-object scenarios")?;
     }
@@ -691,6 +692,9 @@ async fn main() -> Result<()> {
     }
     if only.contains("idle") {
         bench.idle().await.context("idle-poll scenarios")?;
+    }
+    if only.contains("footprint") {
+        bench.footprint().await.context("footprint")?;
     }
 
     println!();
