@@ -32,10 +32,7 @@ impl Bench {
         let kubectl = tools::kubectl().ok().and_then(|k| mib(&k));
         self.row(
             "image binary (multi-call `outpost`, dist profile, stripped)",
-            format!(
-                "{one:.1} MiB (release, unstripped, as two binaries: {})",
-                two.join(" + ")
-            ),
+            format!("{one:.1} MiB (two release binaries instead: {})", two.join(" + ")),
             kubectl.map_or_else(|| "n/a".into(), |k| format!("{k:.1} MiB")),
             String::new(),
             &format!("<= {TARGET_MIB:.0} MiB"),
