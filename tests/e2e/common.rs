@@ -145,3 +145,13 @@ pub async fn config_value(client: &kube::Client, ns: &str, name: &str) -> Result
         .and_then(|c| c.data)
         .and_then(|d| d.get("key").cloned()))
 }
+
+/// The value of a counter or gauge line in the agent's /metrics, summed over label sets that contain `labels`.
+pub async fn metric(agent: &outpost_tests::agent::RunningAgent, name: &str, labels: &str) -> Result<f64> {
+    let (_, body) = agent.get("/metrics").await?;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}

@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use outpost_tests::agent::{AgentCommand, RunningAgent, Transport, create_namespace};
 use outpost_tests::{git_servers, kube_env, unique};
 
-use crate::common::{Seen, config_value, config_value_exists, config_value_is, eventually};
+use crate::common::{Seen, config_value, config_value_exists, config_value_is, eventually, metric};
 use crate::fixtures;
 
 /// Generous bound for "reverted within a second": machines here are shared and slow; the benchmark measures
@@ -22,16 +22,6 @@ fn deployment(ns: &str, name: &str, image: &str) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n"
     )
-}
-
-/// The value of a counter or gauge line in the agent's /metrics, summed over label sets that contain `labels`.
-async fn metric(agent: &RunningAgent, name: &str, labels: &str) -> Result<f64> {
-    let (_, body) = agent.get("/metrics").await?;
-    Ok(body
-        .lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
 }
 
 /// The body of `/readyz` (it names the role: leader, standby, single).

@@ -10,21 +10,11 @@ use outpost_tests::throttling_proxy::{Refusal, ThrottlingProxy};
 use outpost_tests::{git_servers, kube_env, unique};
 use sha2::{Digest, Sha256};
 
-use crate::common::{Seen, config_value_exists, eventually};
+use crate::common::{Seen, config_value_exists, eventually, metric};
 use crate::fixtures;
 
 /// Generous: a sync on a loaded machine, after a wait the test itself asked for.
 const PATIENCE: Duration = Duration::from_secs(180);
-
-/// The value of a metric line in the agent's /metrics, summed over label sets that contain `labels`.
-async fn metric(agent: &RunningAgent, name: &str, labels: &str) -> Result<f64> {
-    let (_, body) = agent.get("/metrics").await?;
-    Ok(body
-        .lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
 
 /// A repository holding one ConfigMap for `cluster` in `ns`.
 fn repo_with_config_map(cluster: &str, ns: &str) -> Result<outpost_tests::TestRepo> {

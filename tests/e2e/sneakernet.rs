@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
-use outpost_tests::agent::{AgentCommand, RunningAgent, create_namespace};
+use outpost_tests::agent::{AgentCommand, create_namespace};
 use outpost_tests::process::run;
 use outpost_tests::{kube_env, scratch_dir, unique};
 
-use crate::common::{Seen, config_value, config_value_is, eventually, log_tail};
+use crate::common::{Seen, config_value, config_value_is, eventually, log_tail, metric};
 use crate::fixtures;
 
 /// Long enough for polls, debounce and writes on a busy machine.
@@ -47,16 +47,6 @@ fn commit_and_push(work: &Path, bare: &Path, message: &str) -> Result<String> {
 /// The file at `path` on `main` of the bare repository `bare`, read as the hub reads it.
 fn on_main(bare: &Path, path: &str) -> Option<String> {
     git(Some(bare), &["show", &format!("refs/heads/main:{path}")]).ok()
-}
-
-/// The sum of the `/metrics` lines of `name` whose labels contain `labels`.
-async fn metric(agent: &RunningAgent, name: &str, labels: &str) -> Result<f64> {
-    let (_, body) = agent.get("/metrics").await?;
-    Ok(body
-        .lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
 }
 
 /// The log lines of `log` after its first `skip` lines that contain `text`.

@@ -160,26 +160,11 @@ impl Upstream for Local {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::test_git::git;
-
-    /// A scratch directory, removed when dropped.
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn scratch(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("outpost-local-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Dir(path)
-    }
+    use crate::source::test_git::{git, scratch};
 
     #[test]
     fn a_local_repository_is_read_in_place_with_git_blob_ids() {
-        let dir = scratch("read");
+        let dir = scratch("local", "read");
         git(&dir.0, &["init", "-q", "-b", "main"]);
         std::fs::create_dir_all(dir.0.join("clusters/c/web")).unwrap();
         std::fs::write(dir.0.join("clusters/c/web/cm.yaml"), "kind: ConfigMap\n").unwrap();

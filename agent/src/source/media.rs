@@ -123,25 +123,11 @@ pub fn watch(path: &Path, changed: Arc<Notify>) -> Option<notify::RecommendedWat
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A scratch directory, removed when dropped.
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn scratch(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("outpost-media-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Dir(path)
-    }
+    use crate::source::test_git::scratch;
 
     #[test]
     fn a_missing_path_or_an_empty_mount_point_is_absent_and_a_repository_present() {
-        let scratch = scratch("present");
+        let scratch = scratch("media", "present");
         let dir = &scratch.0;
         assert!(!present(&dir.join("unplugged")), "missing");
         std::fs::create_dir(dir.join("mnt")).unwrap();
@@ -153,7 +139,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_watch_follows_the_path_to_the_replugged_media() {
-        let scratch = scratch("replug");
+        let scratch = scratch("media", "replug");
         let dir = &scratch.0;
         let media = dir.join("media");
         std::fs::create_dir(&media).unwrap();
@@ -188,7 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn reading_a_watched_repository_does_not_wake_the_waiter() {
-        let dir = scratch("read-only");
+        let dir = scratch("media", "read-only");
         std::fs::write(dir.0.join("file"), "x").unwrap();
         let changed = Arc::new(Notify::new());
         let _watcher = watch(&dir.0, changed.clone()).expect("inotify works here");
@@ -202,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_under_a_watched_repository_wakes_the_waiter() {
-        let dir = scratch("watch");
+        let dir = scratch("media", "watch");
         let changed = Arc::new(Notify::new());
         let _watcher = watch(&dir.0, changed.clone()).expect("inotify works here");
         let woken = changed.notified();
